@@ -1,0 +1,221 @@
+"""Typed, frozen settings: the per-node YAML in Patroni's format.
+
+`Settings` is the whole per-node file; `DynamicConfig` is the cluster-wide part
+kept in the DCS `config` key (seeded from `bootstrap.dcs`).  Every value has
+the default Patroni users expect.  Loading and validation live in `load.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+WatchdogMode = Literal["off", "automatic", "required"]
+WatchdogDriver = Literal["linux", "testing"]
+VerifyClient = Literal["none", "optional", "required"]
+
+DEFAULT_NAMESPACE = "/service/"
+
+
+@dataclass(frozen=True)
+class Address:
+    """A `host:port` pair, as written in the config (`connect_address: node1:8008`)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """Where a server listens: one or more hosts (`*` or `0.0.0.0` for all) and a port."""
+
+    hosts: tuple[str, ...]
+    port: int
+
+    def __str__(self) -> str:
+        return f"{','.join(self.hosts)}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RestApiSettings:
+    listen: ListenAddress = ListenAddress(("0.0.0.0",), 8008)
+    connect_address: Address = Address("127.0.0.1", 8008)
+    authentication: Credentials | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    keyfile_password: str | None = field(default=None, repr=False)
+    cafile: Path | None = None
+    verify_client: VerifyClient = "none"
+    allowlist: tuple[str, ...] = ()
+    allowlist_include_members: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certfile else "http"
+
+    @property
+    def api_url(self) -> str:
+        """The member's `api_url` as published in the DCS."""
+        return f"{self.scheme}://{self.connect_address}/patroni"
+
+
+@dataclass(frozen=True)
+class Etcd3Settings:
+    hosts: tuple[Address, ...] = (Address("127.0.0.1", 2379),)
+    protocol: Literal["http", "https"] = "http"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    cacert: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class DynamicPostgresql:
+    use_pg_rewind: bool = False
+    use_slots: bool = True
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    pg_hba: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DynamicConfig:
+    """The cluster-wide config of the DCS `config` key (Patroni's dynamic configuration).
+
+    `raw` keeps the JSON object as read, so keys haagent does not model survive
+    an edit and are written back unchanged.
+    """
+
+    ttl: int = 30
+    loop_wait: int = 10
+    retry_timeout: int = 10
+    maximum_lag_on_failover: int = 1048576
+    maximum_lag_on_syncnode: int = -1
+    primary_start_timeout: int = 300
+    primary_stop_timeout: int = 0
+    synchronous_mode: bool = False
+    synchronous_mode_strict: bool = False
+    synchronous_node_count: int = 1
+    failsafe_mode: bool = False
+    check_timeline: bool = False
+    pause: bool = False
+    member_slots_ttl: int = 1800
+    postgresql: DynamicPostgresql = DynamicPostgresql()
+    slots: Mapping[str, Any] = field(default_factory=dict)
+    ignore_slots: tuple[Mapping[str, Any], ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    dcs: DynamicConfig = DynamicConfig()
+    # Each entry is a switch (`data-checksums`) or an option with a value (`("encoding", "UTF8")`).
+    initdb: tuple[str | tuple[str, str], ...] = ()
+    pg_hba: tuple[str, ...] = ()
+    post_bootstrap: str | None = None
+
+
+@dataclass(frozen=True)
+class PostgresqlAuthentication:
+    superuser: Credentials = Credentials("postgres")
+    replication: Credentials = Credentials("replicator")
+    rewind: Credentials | None = None
+
+
+@dataclass(frozen=True)
+class PostgresqlSettings:
+    data_dir: Path
+    listen: ListenAddress = ListenAddress(("127.0.0.1",), 5432)
+    connect_address: Address = Address("127.0.0.1", 5432)
+    bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
+    config_dir: Path | None = None
+    pgpass: Path = Path("/tmp/pgpass0")
+    authentication: PostgresqlAuthentication = PostgresqlAuthentication()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    pg_hba: tuple[str, ...] = ()
+    pg_ctl_timeout: int = 60
+    use_unix_socket: bool = False
+    create_replica_methods: tuple[str, ...] = ("basebackup",)
+    # pg_basebackup options: switches and {option: value} pairs, like bootstrap.initdb.
+    basebackup: tuple[str | tuple[str, str], ...] = ()
+    callbacks: Mapping[str, str] = field(default_factory=dict)
+    remove_data_directory_on_rewind_failure: bool = False
+    remove_data_directory_on_diverged_timelines: bool = False
+
+    @property
+    def effective_config_dir(self) -> Path:
+        return self.config_dir if self.config_dir is not None else self.data_dir
+
+    @property
+    def conn_url(self) -> str:
+        """The member's `conn_url` as published in the DCS."""
+        return f"postgres://{self.connect_address}/postgres"
+
+
+@dataclass(frozen=True)
+class WatchdogSettings:
+    mode: WatchdogMode = "automatic"
+    device: str = "/dev/watchdog"
+    safety_margin: int = 5
+    # `testing` talks to haagent's watchdog simulator instead of a kernel device:
+    # for tests only, never for production.
+    driver: WatchdogDriver = "linux"
+
+
+@dataclass(frozen=True)
+class Tags:
+    nofailover: bool = False
+    noloadbalance: bool = False
+    clonefrom: bool = False
+    nosync: bool = False
+    nostream: bool = False
+    failover_priority: int = 1
+    replicatefrom: str | None = None
+    # Every tag as written, including user-defined ones (published in the member key).
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def can_be_leader(self) -> bool:
+        return not self.nofailover and self.failover_priority > 0
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "%(asctime)s %(levelname)s: %(message)s"
+    dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One node's configuration file, validated."""
+
+    scope: str
+    name: str
+    postgresql: PostgresqlSettings
+    namespace: str = DEFAULT_NAMESPACE
+    restapi: RestApiSettings = RestApiSettings()
+    etcd3: Etcd3Settings = Etcd3Settings()
+    bootstrap: BootstrapSettings = BootstrapSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
+    tags: Tags = Tags()
+    log: LogSettings = LogSettings()
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def dcs_prefix(self) -> str:
+        """`/<namespace>/<scope>/` with repeated slashes collapsed, as Patroni builds it."""
+        parts = [p for p in (self.namespace + "/" + self.scope).split("/") if p]
+        return "/" + "/".join(parts) + "/"
