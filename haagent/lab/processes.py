@@ -141,9 +141,7 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def wait_for(
-    predicate: object, what: str, timeout: float, process: Process | None = None
-) -> None:
+def wait_for(predicate: object, what: str, timeout: float, process: Process | None = None) -> None:
     """Poll `predicate()` every 50 ms until it is true, the process dies, or `timeout`."""
     assert callable(predicate)
     deadline = time.monotonic() + timeout

@@ -1,0 +1,140 @@
+"""The cluster as seen in the DCS: frozen values decoded from Patroni's key layout.
+
+These types carry no I/O.  `haagent.dcs.codec` turns them into the exact bytes
+Patroni's tools read (section 1 of the compatibility reference) and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from haagent.config.model import DynamicConfig
+
+
+@dataclass(frozen=True)
+class Member:
+    """The JSON of `members/<name>`, as a member publishes it about itself."""
+
+    name: str
+    conn_url: str
+    api_url: str
+    state: str = "stopped"
+    role: str = "uninitialized"
+    version: str = ""
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    xlog_location: int | None = None
+    timeline: int | None = None
+    replication_state: str | None = None
+    receive_lsn: int | None = None
+    replay_lsn: int | None = None
+    pending_restart: bool = False
+    scheduled_restart: Mapping[str, Any] | None = None
+    pause: bool = False
+    # Everything the JSON held, including keys haagent does not model.
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    mod_revision: int = field(default=0, compare=False)
+
+    @property
+    def nofailover(self) -> bool:
+        return bool(self.tags.get("nofailover", False))
+
+    @property
+    def failover_priority(self) -> int:
+        value = self.tags.get("failover_priority", 1)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return 1
+
+    @property
+    def lsn(self) -> int | None:
+        """WAL position for a race: a primary's write, a replica's best of receive/replay."""
+        if self.xlog_location is not None:
+            return self.xlog_location
+        positions = [p for p in (self.receive_lsn, self.replay_lsn) if p is not None]
+        return max(positions) if positions else None
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The `leader` key: the holder's name and the lease it lives under."""
+
+    name: str
+    lease_id: int
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Failover:
+    """The `failover` key: a requested switchover (leader set) or failover (leader unset)."""
+
+    leader: str | None = None
+    candidate: str | None = None
+    scheduled_at: datetime | None = None
+    mod_revision: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """The `sync` key: who the leader named as synchronous standbys."""
+
+    leader: str | None = None
+    sync_standby: tuple[str, ...] = ()
+    quorum: int = 0
+    mod_revision: int = field(default=0, compare=False)
+
+    def is_sync(self, name: str) -> bool:
+        return name in self.sync_standby
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One row of `history`: the timeline that ended at `lsn`, why, when, and who took over."""
+
+    timeline: int
+    lsn: int
+    reason: str
+    timestamp: str | None = None
+    new_leader: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """The `status` key the leader writes: its WAL position and its slots' positions."""
+
+    optime: int | None = None
+    slots: Mapping[str, int] = field(default_factory=dict)
+    retain_slots: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Every key under the cluster prefix at one etcd revision.
+
+    `initialize` is None when the key is absent and "" while a bootstrap is in
+    progress.  `config` is None when the `config` key is absent.
+    """
+
+    revision: int = 0
+    initialize: str | None = None
+    config: DynamicConfig | None = None
+    config_revision: int = 0
+    leader: Leader | None = None
+    members: Mapping[str, Member] = field(default_factory=dict)
+    sync: SyncState | None = None
+    failover: Failover | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    status: ClusterStatus = ClusterStatus()
+    failsafe: Mapping[str, str] | None = None
+
+    @property
+    def leader_name(self) -> str | None:
+        return self.leader.name if self.leader else None
+
+    @property
+    def last_timeline(self) -> int:
+        """The newest timeline the history knows of (1 when there is no history)."""
+        return self.history[-1].timeline + 1 if self.history else 1

@@ -1,0 +1,80 @@
+"""What the agent observes of its local PostgreSQL, as frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class PgState(StrEnum):
+    """The `state` a member publishes (Patroni's words)."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    CRASHED = "crashed"
+    RESTARTING = "restarting"
+    CREATING_REPLICA = "creating replica"
+    INITIALIZING = "initializing new cluster"
+    RUNNING_CUSTOM_BOOTSTRAP = "running custom bootstrap script"
+    START_FAILED = "start failed"
+    BOOTSTRAP_FAILED = "bootstrap failed"
+    REWINDING = "rewinding"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ReplicationConnection:
+    """One row of pg_stat_replication on this node."""
+
+    usename: str
+    application_name: str
+    client_addr: str | None
+    state: str
+    sync_state: str
+    sync_priority: int
+    write_lsn: int | None = None
+    flush_lsn: int | None = None
+    replay_lsn: int | None = None
+
+
+@dataclass(frozen=True)
+class PostgresStatus:
+    """One bounded observation of the local PostgreSQL.
+
+    `running` is about the postmaster; `accepting` about connections.  LSNs are
+    integers (bytes).  On a primary `write_lsn` is pg_current_wal_lsn(); on a
+    replica `receive_lsn`/`replay_lsn` come from the WAL receiver and recovery.
+    """
+
+    data_dir_exists: bool
+    data_dir_initialized: bool
+    running: bool
+    accepting: bool = False
+    in_recovery: bool = False
+    timeline: int | None = None
+    system_identifier: str | None = None
+    server_version: int | None = None
+    postmaster_start_time: str | None = None
+    write_lsn: int | None = None
+    flush_lsn: int | None = None
+    receive_lsn: int | None = None
+    replay_lsn: int | None = None
+    replay_timestamp: str | None = None
+    replay_paused: bool = False
+    receiver_streaming: bool = False
+    primary_conninfo_host: str | None = None
+    pending_restart: bool = False
+    replication: tuple[ReplicationConnection, ...] = ()
+    synchronous_standby_names: str = ""
+    # Set when the last status query failed (timed out, refused...), with why.
+    error: str | None = None
+
+    @property
+    def lsn(self) -> int | None:
+        """This node's WAL position: a primary's write, a replica's best of receive/replay."""
+        if not self.in_recovery:
+            return self.write_lsn
+        positions = [p for p in (self.receive_lsn, self.replay_lsn) if p is not None]
+        return max(positions) if positions else None
