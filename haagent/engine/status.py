@@ -1,0 +1,64 @@
+"""The status the HA loop publishes after every cycle.
+
+The REST API, the metrics and the CLI read only this: a health check is a
+field lookup, never a query to PostgreSQL or etcd.  The loop publishes a new
+value *before* it acts on a role change that makes the old one false (it
+publishes "demoting" before it stops accepting writes), so `/primary` can
+never answer 200 for a node that is demoting or has demoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from haagent.config.model import DynamicConfig
+from haagent.dcs.model import ClusterView
+from haagent.postgres.model import PostgresStatus
+
+
+@dataclass(frozen=True)
+class PublishedStatus:
+    scope: str
+    name: str
+    # primary | replica | standby_leader | demoted | uninitialized
+    role: str
+    # a PgState value: running, starting, stopped, crashed, ...
+    state: str
+    holds_leader_key: bool
+    postgres: PostgresStatus
+    cluster: ClusterView
+    config: DynamicConfig
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    paused: bool = False
+    # Wall-clock time (unix seconds) of the last successful etcd exchange, None if never.
+    dcs_last_seen: float | None = None
+    dcs_ok: bool = True
+    # Monotonic time at which the last HA cycle finished, and how many cycles ran.
+    loop_finished_at: float = 0.0
+    loop_count: int = 0
+    loop_duration: float = 0.0
+    # The last decision: a stable code (e.g. "leader_renewed") and a sentence for people.
+    reason_code: str = ""
+    reason_text: str = ""
+    pending_restart: bool = False
+    scheduled_restart: Mapping[str, Any] | None = None
+    watchdog: str = "off"
+    api_url: str = ""
+    conn_url: str = ""
+    version: str = ""
+
+    @property
+    def is_primary(self) -> bool:
+        """True only while this node holds the key and runs PostgreSQL read-write."""
+        return (
+            self.role == "primary"
+            and self.holds_leader_key
+            and self.postgres.running
+            and not self.postgres.in_recovery
+        )
+
+    @property
+    def is_running_replica(self) -> bool:
+        return self.role == "replica" and self.postgres.running and self.postgres.in_recovery
