@@ -1,0 +1,248 @@
+"""The cluster-wide dynamic configuration: `bootstrap.dcs` in the file, `config` in etcd.
+
+Both are read by the same parser so that a value the file accepts is accepted in the DCS
+and the other way round.  Keys haagent does not model are kept (in `DynamicConfig.raw`)
+and written back unchanged by `dynamic_config_to_dict`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from haagent.config.model import DynamicConfig, DynamicPostgresql
+from haagent.config.parse import (
+    MISSING,
+    Context,
+    Section,
+    check_json,
+    describe,
+    parse_bool,
+    parse_bytes,
+    parse_mapping,
+    parse_str_list,
+)
+
+log = logging.getLogger("haagent.config")
+
+# Old names Patroni still accepts, and the names that replaced them.
+ALIASES = {
+    "master_start_timeout": "primary_start_timeout",
+    "master_stop_timeout": "primary_stop_timeout",
+}
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+_KEPT = "not used by haagent; kept in the DCS config as is"
+_SECONDS = "an integer number of seconds"
+
+
+def parse_dynamic_config(
+    data: Mapping[str, Any], *, source: str = "config", warnings: list[str] | None = None
+) -> DynamicConfig:
+    """Parse the JSON object of the etcd `config` key (or any dynamic config mapping).
+
+    `source` prefixes the key paths in messages (`config.ttl`).  Warnings (unknown keys)
+    are appended to `warnings` when given, otherwise logged on the `haagent.config` logger.
+    Raises `ConfigError` for the first invalid value.
+    """
+    ctx = Context(origin="<dcs>")
+    result = parse_dynamic(ctx, source, data)
+    if warnings is not None:
+        warnings.extend(ctx.warnings)
+    else:
+        for warning in ctx.warnings:
+            log.warning("%s", warning)
+    return result
+
+
+def parse_dynamic(ctx: Context, prefix: str, data: object) -> DynamicConfig:
+    """`parse_dynamic_config` with the caller's context (file, environment, warnings)."""
+    section = Section(ctx, prefix, data, what="a mapping of dynamic settings (ttl, loop_wait, ...)")
+    check_json(ctx, prefix, section.data)
+    for old, new in ALIASES.items():
+        if section.has(old) and section.has(new):
+            ctx.warn(section.key(old), f"old name of {new}, which is also set and wins")
+    if section.has("standby_cluster"):
+        raise ctx.error(
+            section.key("standby_cluster"),
+            "standby clusters are not supported yet",
+            "no standby_cluster section",
+        )
+    ttl = section.get_seconds("ttl", 30, minimum=2)
+    loop_wait = section.get_seconds("loop_wait", 10, minimum=1)
+    retry_timeout = section.get_seconds("retry_timeout", 10, minimum=1)
+    if loop_wait + 2 * retry_timeout > ttl:
+        needed = loop_wait + 2 * retry_timeout
+        raise ctx.error(
+            section.key("ttl"),
+            f"ttl {ttl} is shorter than loop_wait {loop_wait} + 2 * retry_timeout "
+            f"{retry_timeout} = {needed}",
+            f"loop_wait + 2 * retry_timeout <= ttl (raise ttl to {needed} or more, "
+            "or lower loop_wait / retry_timeout)",
+        )
+    result = DynamicConfig(
+        ttl=ttl,
+        loop_wait=loop_wait,
+        retry_timeout=retry_timeout,
+        maximum_lag_on_failover=_bytes(section, "maximum_lag_on_failover", 1048576),
+        maximum_lag_on_syncnode=_bytes(section, "maximum_lag_on_syncnode", -1, minimum=-1),
+        primary_start_timeout=_aliased_seconds(section, "primary_start_timeout", 300),
+        primary_stop_timeout=_aliased_seconds(section, "primary_stop_timeout", 0),
+        synchronous_mode=_synchronous_mode(section),
+        synchronous_mode_strict=section.get_bool("synchronous_mode_strict", False),
+        synchronous_node_count=section.get_int(
+            "synchronous_node_count", 1, what="a number of standbys", minimum=1
+        ),
+        failsafe_mode=section.get_bool("failsafe_mode", False),
+        check_timeline=section.get_bool("check_timeline", False),
+        pause=section.get_bool("pause", False),
+        member_slots_ttl=section.get_seconds("member_slots_ttl", 1800, minimum=0),
+        postgresql=_postgresql(section.section("postgresql")),
+        slots=_slots(section),
+        ignore_slots=_ignore_slots(section),
+        raw=copy.deepcopy(dict(section.data)),
+    )
+    section.finish(_KEPT)
+    return result
+
+
+def _bytes(section: Section, name: str, default: int, *, minimum: int = 0) -> int:
+    value = section.get(name)
+    if value is MISSING:
+        return default
+    return parse_bytes(section.ctx, section.key(name), value, minimum=minimum)
+
+
+def _aliased_seconds(section: Section, name: str, default: int) -> int:
+    old = next(k for k, v in ALIASES.items() if v == name)
+    section.ignore(old)
+    if section.has(name) or not section.has(old):
+        return section.get_seconds(name, default, minimum=0)
+    return section.get_seconds(old, default, minimum=0)
+
+
+def _synchronous_mode(section: Section) -> bool:
+    key = section.key("synchronous_mode")
+    value = section.get("synchronous_mode")
+    if value is MISSING:
+        return False
+    if isinstance(value, str) and value.strip().lower() == "quorum":
+        raise section.ctx.error(
+            key, "quorum commit is not supported yet", "true / on or false / off"
+        )
+    return parse_bool(section.ctx, key, value)
+
+
+def _postgresql(section: Section) -> DynamicPostgresql:
+    value = section.get("parameters")
+    parameters = parse_mapping(
+        section.ctx,
+        section.key("parameters"),
+        None if value is MISSING else value,
+        what="a mapping of PostgreSQL parameters (name: value)",
+    )
+    for name, value in parameters.items():
+        if isinstance(value, Mapping | list | tuple):
+            raise section.ctx.error(
+                section.key(f"parameters.{name}"), f"{describe(value)} is not a value", "a scalar"
+            )
+    pg_hba: tuple[str, ...] = ()
+    if section.has("pg_hba"):
+        pg_hba = parse_str_list(
+            section.ctx, section.key("pg_hba"), section.get("pg_hba"), what="pg_hba lines"
+        )
+    result = DynamicPostgresql(
+        use_pg_rewind=section.get_bool("use_pg_rewind", False),
+        use_slots=section.get_bool("use_slots", True),
+        parameters=parameters,
+        pg_hba=pg_hba,
+    )
+    section.finish(_KEPT)
+    return result
+
+
+def _slots(section: Section) -> dict[str, Any]:
+    slots = section.section("slots")
+    result: dict[str, Any] = {}
+    for name, value in slots.data.items():
+        key = slots.key(name)
+        slots.ignore(name)
+        if not _SLOT_NAME.match(name):
+            raise slots.ctx.error(
+                key, f"{name!r} is not a valid slot name", "lower-case letters, digits and _"
+            )
+        slot = parse_mapping(slots.ctx, key, value, what="a mapping with type (physical/logical)")
+        slot_type = slot.get("type", "physical")
+        if slot_type not in ("physical", "logical"):
+            raise slots.ctx.error(
+                f"{key}.type", f"{describe(slot_type)} is not a slot type", "physical or logical"
+            )
+        if slot_type == "logical":
+            for needed in ("database", "plugin"):
+                if not isinstance(slot.get(needed), str):
+                    raise slots.ctx.error(
+                        f"{key}.{needed}", "is missing", f"the {needed} of the logical slot"
+                    )
+        result[name] = {"type": slot_type, **slot}
+    return result
+
+
+def _ignore_slots(section: Section) -> tuple[Mapping[str, Any], ...]:
+    key = section.key("ignore_slots")
+    value = section.get("ignore_slots")
+    if value is MISSING:
+        return ()
+    what = "a list of mappings of name, type, database, plugin"
+    if not isinstance(value, list):
+        raise section.ctx.error(key, f"{describe(value)} is not a list", what)
+    result: list[Mapping[str, Any]] = []
+    for i, item in enumerate(value):
+        entry = parse_mapping(section.ctx, f"{key}[{i}]", item, what=what)
+        for name in entry:
+            if name not in ("name", "type", "database", "plugin"):
+                raise section.ctx.error(f"{key}[{i}].{name}", "unknown key", what)
+        result.append(entry)
+    return tuple(result)
+
+
+def dynamic_config_to_dict(config: DynamicConfig) -> dict[str, Any]:
+    """The JSON object for the etcd `config` key: `raw` with the modelled values on top.
+
+    Old key names (`master_start_timeout`) are replaced by the current ones;
+    `parse_dynamic_config(dynamic_config_to_dict(c)) == c` holds.
+    """
+    result: dict[str, Any] = copy.deepcopy(dict(config.raw))
+    for old in ALIASES:
+        result.pop(old, None)
+    postgresql = dict(result.get("postgresql") or {})
+    postgresql.update(
+        use_pg_rewind=config.postgresql.use_pg_rewind,
+        use_slots=config.postgresql.use_slots,
+        parameters=dict(config.postgresql.parameters),
+    )
+    if config.postgresql.pg_hba:
+        postgresql["pg_hba"] = list(config.postgresql.pg_hba)
+    result.update(
+        ttl=config.ttl,
+        loop_wait=config.loop_wait,
+        retry_timeout=config.retry_timeout,
+        maximum_lag_on_failover=config.maximum_lag_on_failover,
+        maximum_lag_on_syncnode=config.maximum_lag_on_syncnode,
+        primary_start_timeout=config.primary_start_timeout,
+        primary_stop_timeout=config.primary_stop_timeout,
+        synchronous_mode=config.synchronous_mode,
+        synchronous_mode_strict=config.synchronous_mode_strict,
+        synchronous_node_count=config.synchronous_node_count,
+        failsafe_mode=config.failsafe_mode,
+        check_timeline=config.check_timeline,
+        pause=config.pause,
+        member_slots_ttl=config.member_slots_ttl,
+        postgresql=postgresql,
+    )
+    if config.slots:
+        result["slots"] = copy.deepcopy(dict(config.slots))
+    if config.ignore_slots:
+        result["ignore_slots"] = [dict(entry) for entry in config.ignore_slots]
+    return result

@@ -1,0 +1,135 @@
+"""Parser for the `postgresql` section: addresses, directories, roles, parameters."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from haagent.config.model import PostgresqlAuthentication, PostgresqlSettings
+from haagent.config.parse import (
+    MISSING,
+    Context,
+    Section,
+    describe,
+    parse_mapping,
+    parse_options,
+    parse_str,
+    parse_str_list,
+)
+from haagent.config.sections import credentials, listen_and_connect
+
+DEFAULT_BIN_DIR = PostgresqlSettings(data_dir=Path("/")).bin_dir
+CALLBACKS = ("on_start", "on_stop", "on_restart", "on_reload", "on_role_change")
+REPLICA_METHODS = ("basebackup",)
+
+
+def parse_postgresql(section: Section) -> PostgresqlSettings:
+    ctx = section.ctx
+    listen, connect = listen_and_connect(section, what="PostgreSQL")
+    data_dir = section.get_path("data_dir", absolute=True)
+    if data_dir is None:
+        raise ctx.error(
+            section.key("data_dir"), "is missing or empty", "the PostgreSQL data directory"
+        )
+    defaults = PostgresqlSettings(data_dir=data_dir)
+    basebackup = section.get("basebackup")
+    parameters = section.get("parameters")
+    pg_hba = section.get("pg_hba")
+    result = PostgresqlSettings(
+        data_dir=data_dir,
+        listen=listen,
+        connect_address=connect,
+        bin_dir=_bin_dir(section),
+        config_dir=section.get_path("config_dir", absolute=True),
+        pgpass=section.get_path("pgpass") or defaults.pgpass,
+        authentication=_authentication(section.section("authentication")),
+        parameters=_parameters(ctx, section.key("parameters"), parameters),
+        pg_hba=()
+        if pg_hba is MISSING
+        else parse_str_list(ctx, section.key("pg_hba"), pg_hba, what="pg_hba lines"),
+        pg_ctl_timeout=section.get_seconds("pg_ctl_timeout", defaults.pg_ctl_timeout, minimum=1),
+        use_unix_socket=section.get_bool("use_unix_socket", False),
+        create_replica_methods=_replica_methods(section),
+        basebackup=()
+        if basebackup is MISSING
+        else parse_options(ctx, section.key("basebackup"), basebackup, allow_mapping=True),
+        callbacks=_callbacks(section.section("callbacks")),
+        remove_data_directory_on_rewind_failure=section.get_bool(
+            "remove_data_directory_on_rewind_failure", False
+        ),
+        remove_data_directory_on_diverged_timelines=section.get_bool(
+            "remove_data_directory_on_diverged_timelines", False
+        ),
+    )
+    section.finish()
+    return result
+
+
+def _bin_dir(section: Section) -> Path:
+    """The directory of pg_ctl: as configured, else the default, else the one on PATH."""
+    key = section.key("bin_dir")
+    path = section.get_path("bin_dir", absolute=True)
+    if path is None:
+        on_path = shutil.which("pg_ctl")
+        if (DEFAULT_BIN_DIR / "pg_ctl").exists() or on_path is None:
+            path = DEFAULT_BIN_DIR
+        else:
+            path = Path(on_path).parent
+    expected = "the directory holding pg_ctl, initdb and postgres (e.g. /usr/lib/postgresql/15/bin)"
+    shown = f"{str(path)!r}" + ("" if section.has("bin_dir") else " (the default)")
+    if not path.is_dir():
+        raise section.ctx.error(key, f"{shown} does not exist or is not a directory", expected)
+    pg_ctl = path / "pg_ctl"
+    if not pg_ctl.is_file() or not os.access(pg_ctl, os.X_OK):
+        raise section.ctx.error(key, f"{shown} holds no executable pg_ctl", expected)
+    return path
+
+
+def _authentication(section: Section) -> PostgresqlAuthentication:
+    superuser = credentials(section.section("superuser"), password_required=False)
+    replication = credentials(section.section("replication"), password_required=True)
+    rewind_section = section.section("rewind")
+    rewind = credentials(rewind_section, password_required=False) if rewind_section.data else None
+    section.finish()
+    return PostgresqlAuthentication(superuser=superuser, replication=replication, rewind=rewind)
+
+
+def _parameters(ctx: Context, key: str, value: object) -> dict[str, object]:
+    what = "a mapping of PostgreSQL parameters (name: value)"
+    parameters = parse_mapping(ctx, key, None if value is MISSING else value, what=what)
+    for name, item in parameters.items():
+        if isinstance(item, Mapping | list | tuple) or item is None:
+            raise ctx.error(f"{key}.{name}", f"{describe(item)} is not a value", "a scalar")
+    return parameters
+
+
+def _replica_methods(section: Section) -> tuple[str, ...]:
+    key = section.key("create_replica_methods")
+    value = section.get("create_replica_methods")
+    if value is MISSING:
+        return REPLICA_METHODS
+    methods = parse_str_list(section.ctx, key, value, what="replica creation methods")
+    if "basebackup" not in methods:
+        raise section.ctx.error(
+            key,
+            f"{', '.join(methods) or 'the empty list'} has no basebackup",
+            "basebackup in the list (the only method haagent supports yet)",
+        )
+    others = [m for m in methods if m not in REPLICA_METHODS]
+    if others:
+        section.ctx.warn(key, f"{', '.join(others)}: not supported yet, skipped")
+    return methods
+
+
+def _callbacks(section: Section) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in section.data.items():
+        if name not in CALLBACKS:
+            raise section.ctx.error(
+                section.key(name), "is not a callback", "one of " + ", ".join(CALLBACKS)
+            )
+        if value is not None:
+            result[name] = parse_str(section.ctx, section.key(name), value, what="a command")
+    return result

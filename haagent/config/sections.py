@@ -1,0 +1,342 @@
+"""Parsers for the small sections: restapi, etcd3, bootstrap, watchdog, tags, log."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal, cast
+
+from haagent.config.dynamic import parse_dynamic
+from haagent.config.model import (
+    Address,
+    BootstrapSettings,
+    Credentials,
+    Etcd3Settings,
+    ListenAddress,
+    LogSettings,
+    RestApiSettings,
+    Tags,
+    VerifyClient,
+    WatchdogDriver,
+    WatchdogMode,
+    WatchdogSettings,
+)
+from haagent.config.parse import (
+    MISSING,
+    Section,
+    check_json,
+    describe,
+    existing_file,
+    is_hostname,
+    is_wildcard,
+    parse_address,
+    parse_listen,
+    parse_options,
+    parse_str,
+    parse_str_list,
+)
+
+ETCD_DEFAULT_PORT = 2379
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def listen_and_connect(section: Section, *, what: str) -> tuple[ListenAddress, Address]:
+    """`listen` and `connect_address`, each defaulting from the other.
+
+    `connect_address` left out: the first `listen` host, unless that is a wildcard
+    (`*`, `0.0.0.0`, `::`), which names no address the other nodes could use.
+    `listen` left out: the `connect_address` host and port.
+    """
+    listen_value = section.get("listen")
+    connect_value = section.get("connect_address")
+    listen = (
+        None
+        if listen_value is MISSING
+        else parse_listen(section.ctx, section.key("listen"), listen_value)
+    )
+    connect = (
+        None
+        if connect_value is MISSING
+        else parse_address(section.ctx, section.key("connect_address"), connect_value)
+    )
+    if connect is None:
+        if listen is None or is_wildcard(listen.hosts[0]):
+            shown = f"listen {str(listen)!r} names no single host" if listen else "so is listen"
+            raise section.ctx.error(
+                section.key("connect_address"),
+                f"is missing and {shown}",
+                f"the host:port that the other nodes use to reach this node's {what}",
+            )
+        connect = Address(listen.hosts[0], listen.port)
+    if listen is None:
+        listen = ListenAddress((connect.host,), connect.port)
+    return listen, connect
+
+
+def credentials(section: Section, *, password_required: bool) -> Credentials:
+    value = section.require("username", "a user name")
+    username = parse_str(section.ctx, section.key("username"), value)
+    password = section.get("password")
+    if password is MISSING and password_required:
+        raise section.ctx.error(section.key("password"), "is missing or empty", "a password")
+    section.finish()
+    if password is MISSING:
+        return Credentials(username)
+    return Credentials(username, parse_str(section.ctx, section.key("password"), password))
+
+
+def parse_restapi(section: Section) -> RestApiSettings:
+    listen, connect = listen_and_connect(section, what="REST API")
+    auth = section.section("authentication")
+    authentication = credentials(auth, password_required=True) if auth.data else None
+    files = {}
+    for name in ("certfile", "keyfile", "cafile"):
+        path = section.get_path(name)
+        files[name] = None if path is None else existing_file(section.ctx, section.key(name), path)
+    if files["certfile"] and not files["keyfile"]:
+        raise section.ctx.error(
+            section.key("keyfile"), "is missing while certfile is set", "the certificate's key file"
+        )
+    if files["keyfile"] and not files["certfile"]:
+        raise section.ctx.error(
+            section.key("certfile"), "is missing while keyfile is set", "the certificate file"
+        )
+    verify_client = _verify_client(section)
+    if verify_client != "none":
+        for name in ("certfile", "cafile"):
+            if not files[name]:
+                raise section.ctx.error(
+                    section.key(name),
+                    f"is missing while verify_client is {verify_client}",
+                    "TLS (certfile, keyfile) and a cafile to check client certificates",
+                )
+    result = RestApiSettings(
+        listen=listen,
+        connect_address=connect,
+        authentication=authentication,
+        certfile=files["certfile"],
+        keyfile=files["keyfile"],
+        keyfile_password=section.get_str("keyfile_password", None),
+        cafile=files["cafile"],
+        verify_client=verify_client,
+        allowlist=_allowlist(section),
+        allowlist_include_members=section.get_bool("allowlist_include_members", False),
+    )
+    section.finish()
+    return result
+
+
+def _verify_client(section: Section) -> VerifyClient:
+    value = section.get_str("verify_client", "none")
+    if value not in ("none", "optional", "required"):
+        raise section.ctx.error(
+            section.key("verify_client"), f"{value!r} is not a mode", "none, optional or required"
+        )
+    return cast(VerifyClient, value)
+
+
+def _allowlist(section: Section) -> tuple[str, ...]:
+    value = section.get("allowlist")
+    if value is MISSING:
+        return ()
+    what = "IP addresses, networks (10.0.0.0/24) or hostnames"
+    entries = parse_str_list(section.ctx, section.key("allowlist"), value, what=what)
+    for i, entry in enumerate(entries):
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            if not is_hostname(entry.strip()):
+                raise section.ctx.error(
+                    f"{section.key('allowlist')}[{i}]",
+                    f"{entry!r} is not an address, network or hostname",
+                    what,
+                ) from None
+    return tuple(entry.strip() for entry in entries)
+
+
+def parse_etcd3(section: Section) -> Etcd3Settings:
+    ctx = section.ctx
+    for name in ("url", "proxy", "srv", "srv_suffix", "use_proxies"):
+        if section.has(name):
+            raise ctx.error(
+                section.key(name), "is not supported", "the etcd members in hosts: [host:port, ...]"
+            )
+    protocol_value = section.get_str("protocol", None)
+    if protocol_value not in (None, "http", "https"):
+        raise ctx.error(
+            section.key("protocol"), f"{protocol_value!r} is not a protocol", "http or https"
+        )
+    schemes: set[str] = set()
+    hosts = _etcd_hosts(section, schemes)
+    if protocol_value is not None and schemes - {protocol_value}:
+        raise ctx.error(
+            section.key("protocol"),
+            f"{protocol_value} contradicts the {'/'.join(sorted(schemes))}:// in the hosts",
+            "one protocol for all etcd members",
+        )
+    files = {}
+    for name in ("cacert", "cert", "key"):
+        path = section.get_path(name)
+        files[name] = None if path is None else existing_file(ctx, section.key(name), path)
+    if bool(files["cert"]) != bool(files["key"]):
+        missing = "key" if files["cert"] else "cert"
+        raise ctx.error(
+            section.key(missing),
+            f"is missing while {'cert' if missing == 'key' else 'key'} is set",
+            "both cert and key for a TLS client certificate",
+        )
+    username = section.get_str("username", None)
+    password = section.get_str("password", None)
+    if (username is None) != (password is None):
+        missing = "password" if password is None else "username"
+        raise ctx.error(
+            section.key(missing), "is missing", "both username and password, or neither"
+        )
+    tls = bool(schemes & {"https"} or files["cacert"] or files["cert"])
+    protocol = protocol_value or ("https" if tls else "http")
+    result = Etcd3Settings(
+        hosts=hosts,
+        protocol=cast(Literal["http", "https"], protocol),
+        username=username,
+        password=password,
+        cacert=files["cacert"],
+        cert=files["cert"],
+        key=files["key"],
+    )
+    section.finish()
+    return result
+
+
+def _etcd_hosts(section: Section, schemes: set[str]) -> tuple[Address, ...]:
+    ctx = section.ctx
+    what = "etcd members as host:port (a list, or one comma-separated string)"
+    host, hosts = section.get("host"), section.get("hosts")
+    if host is not MISSING and hosts is not MISSING:
+        ctx.warn(section.key("host"), "both host and hosts are set; hosts is used")
+    if hosts is not MISSING:
+        key = section.key("hosts")
+        if isinstance(hosts, str):
+            items = [(key, item) for item in hosts.split(",")]
+        elif isinstance(hosts, list) and hosts:
+            items = [(f"{key}[{i}]", item) for i, item in enumerate(hosts)]
+        else:
+            raise ctx.error(key, f"{describe(hosts)} is not a list of addresses", what)
+    elif host is not MISSING:
+        items = [(section.key("host"), host)]
+    else:
+        return Etcd3Settings().hosts
+    result = []
+    for key, item in items:
+        if isinstance(item, str) and "://" in item:
+            scheme, _, item = item.strip().partition("://")
+            if scheme not in ("http", "https"):
+                raise ctx.error(key, f"{scheme}:// is not an etcd protocol", "http:// or https://")
+            schemes.add(scheme)
+            item = item.rstrip("/")
+        result.append(parse_address(ctx, key, item, default_port=ETCD_DEFAULT_PORT))
+    return tuple(result)
+
+
+def parse_bootstrap(section: Section) -> BootstrapSettings:
+    ctx = section.ctx
+    if section.has("method") and section.get_str("method", None) != "initdb":
+        raise ctx.error(
+            section.key("method"),
+            "custom bootstrap methods are not supported yet",
+            "no method (haagent bootstraps with initdb)",
+        )
+    if section.has("users"):
+        section.ignore("users")
+        ctx.warn(
+            section.key("users"),
+            "not supported (Patroni 4 dropped it too), ignored; create roles in post_bootstrap",
+        )
+    dcs = parse_dynamic(ctx, section.key("dcs"), section.data.get("dcs"))
+    section.ignore("dcs")
+    initdb = section.get("initdb")
+    pg_hba = section.get("pg_hba")
+    post = section.get_str("post_bootstrap", None)
+    if post is None:
+        post = section.get_str("post_init", None)
+    section.ignore("post_init")
+    result = BootstrapSettings(
+        dcs=dcs,
+        initdb=() if initdb is MISSING else parse_options(ctx, section.key("initdb"), initdb),
+        pg_hba=()
+        if pg_hba is MISSING
+        else parse_str_list(ctx, section.key("pg_hba"), pg_hba, what="pg_hba lines"),
+        post_bootstrap=post,
+    )
+    section.finish()
+    return result
+
+
+def parse_watchdog(section: Section) -> WatchdogSettings:
+    ctx = section.ctx
+    key = section.key("mode")
+    mode = section.get("mode")
+    # YAML reads a bare `off` as false (and `on` as true).
+    if isinstance(mode, bool):
+        mode = "automatic" if mode else "off"
+    elif mode is MISSING:
+        mode = WatchdogSettings().mode
+    if not isinstance(mode, str) or mode.strip().lower() not in ("off", "automatic", "required"):
+        raise ctx.error(
+            key, f"{describe(mode)} is not a watchdog mode", "off, automatic or required"
+        )
+    margin_key = section.key("safety_margin")
+    margin = section.get_int("safety_margin", 5, what="a number of seconds")
+    if margin < 0:
+        raise ctx.error(
+            margin_key,
+            f"{margin} is negative (Patroni's -1, 'half of ttl', is not supported)",
+            "a whole number of seconds >= 0",
+        )
+    driver = section.get_str("driver", "linux")
+    driver = "linux" if driver == "default" else driver
+    if driver not in ("linux", "testing"):
+        raise ctx.error(section.key("driver"), f"{driver!r} is not a driver", "linux or testing")
+    result = WatchdogSettings(
+        mode=cast(WatchdogMode, mode.strip().lower()),
+        device=section.get_str("device", "/dev/watchdog") or "/dev/watchdog",
+        safety_margin=margin,
+        driver=cast(WatchdogDriver, driver),
+    )
+    section.finish()
+    return result
+
+
+def parse_tags(section: Section) -> Tags:
+    check_json(section.ctx, section.path, section.data)
+    failover_priority = section.get_int(
+        "failover_priority", 1, what="a priority (0 = never promote)", minimum=0
+    )
+    nofailover = section.get_bool("nofailover", False)
+    if nofailover and section.has("failover_priority") and failover_priority > 0:
+        section.ctx.warn(
+            section.key("failover_priority"), "ignored: nofailover is true, so never promoted"
+        )
+    return Tags(
+        nofailover=nofailover,
+        noloadbalance=section.get_bool("noloadbalance", False),
+        clonefrom=section.get_bool("clonefrom", False),
+        nosync=section.get_bool("nosync", False),
+        nostream=section.get_bool("nostream", False),
+        failover_priority=failover_priority,
+        replicatefrom=section.get_str("replicatefrom", None),
+        raw=dict(section.data),
+    )  # Custom tags are allowed: no unknown-key warnings here.
+
+
+def parse_log(section: Section) -> LogSettings:
+    level = (section.get_str("level", "INFO") or "INFO").strip().upper()
+    if level not in _LOG_LEVELS:
+        raise section.ctx.error(
+            section.key("level"), f"{level!r} is not a log level", ", ".join(_LOG_LEVELS)
+        )
+    result = LogSettings(
+        level=level,
+        format=section.get_str("format", LogSettings().format) or LogSettings().format,
+        dir=section.get_path("dir", absolute=True),
+    )
+    section.finish()
+    return result
