@@ -110,10 +110,12 @@ def parse_settings_with_warnings(
 
 def _name(top: Section, key: str, expected: str) -> str:
     value = parse_str(top.ctx, key, top.require(key, expected))
-    if not value.strip() or "/" in value or not value.isprintable():
-        raise top.ctx.error(
-            key, f"{value!r} is not usable as a name", f"{expected}, without '/' or blanks only"
-        )
+    if not value.strip():
+        raise top.ctx.error(key, "is missing or empty", expected)
+    if "/" in value:
+        raise top.ctx.error(key, f"{value!r} contains '/'", f"{expected}, without '/'")
+    if not value.isprintable():
+        raise top.ctx.error(key, f"{value!r} contains control characters", expected)
     return value
 
 

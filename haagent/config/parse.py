@@ -175,6 +175,8 @@ def parse_options(
             if isinstance(option_value, bool):
                 option_value = "on" if option_value else "off"
             options.append((name.strip(), str(option_value)))
+        elif isinstance(item, Mapping):
+            raise ctx.error(item_key, f"a mapping of {len(item)} keys is not one option", what)
         else:
             raise ctx.error(item_key, f"{describe(item)} is not an option", what)
     return tuple(options)
@@ -244,10 +246,15 @@ def _check_host(ctx: Context, key: str, host: str, expected: str) -> None:
 
 
 def parse_address(
-    ctx: Context, key: str, value: object, *, default_port: int | None = None
+    ctx: Context,
+    key: str,
+    value: object,
+    *,
+    default_port: int | None = None,
+    example: str = "node1:8008",
 ) -> Address:
     """`host:port` (IPv6 as `[addr]:port`); the port may be left out when it has a default."""
-    expected = "host:port, for example node1:8008"
+    expected = f"host:port, for example {example}"
     if not isinstance(value, str) or not value.strip():
         raise ctx.error(key, f"{describe(value)} is not an address", expected)
     host, port = _split_host(ctx, key, value.strip(), expected)

@@ -27,7 +27,7 @@ REPLICA_METHODS = ("basebackup",)
 
 def parse_postgresql(section: Section) -> PostgresqlSettings:
     ctx = section.ctx
-    listen, connect = listen_and_connect(section, what="PostgreSQL")
+    listen, connect = listen_and_connect(section, what="PostgreSQL", example="node1:5432")
     data_dir = section.get_path("data_dir", absolute=True)
     if data_dir is None:
         raise ctx.error(

@@ -39,7 +39,9 @@ ETCD_DEFAULT_PORT = 2379
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def listen_and_connect(section: Section, *, what: str) -> tuple[ListenAddress, Address]:
+def listen_and_connect(
+    section: Section, *, what: str, example: str
+) -> tuple[ListenAddress, Address]:
     """`listen` and `connect_address`, each defaulting from the other.
 
     `connect_address` left out: the first `listen` host, unless that is a wildcard
@@ -56,7 +58,9 @@ def listen_and_connect(section: Section, *, what: str) -> tuple[ListenAddress, A
     connect = (
         None
         if connect_value is MISSING
-        else parse_address(section.ctx, section.key("connect_address"), connect_value)
+        else parse_address(
+            section.ctx, section.key("connect_address"), connect_value, example=example
+        )
     )
     if connect is None:
         if listen is None or is_wildcard(listen.hosts[0]):
@@ -85,7 +89,7 @@ def credentials(section: Section, *, password_required: bool) -> Credentials:
 
 
 def parse_restapi(section: Section) -> RestApiSettings:
-    listen, connect = listen_and_connect(section, what="REST API")
+    listen, connect = listen_and_connect(section, what="REST API", example="node1:8008")
     auth = section.section("authentication")
     authentication = credentials(auth, password_required=True) if auth.data else None
     files = {}
@@ -232,7 +236,9 @@ def _etcd_hosts(section: Section, schemes: set[str]) -> tuple[Address, ...]:
                 raise ctx.error(key, f"{scheme}:// is not an etcd protocol", "http:// or https://")
             schemes.add(scheme)
             item = item.rstrip("/")
-        result.append(parse_address(ctx, key, item, default_port=ETCD_DEFAULT_PORT))
+        result.append(
+            parse_address(ctx, key, item, default_port=ETCD_DEFAULT_PORT, example="node1:2379")
+        )
     return tuple(result)
 
 
