@@ -1,0 +1,1 @@
+"""haactl: the command-line client of a haagent cluster (a patronictl counterpart)."""

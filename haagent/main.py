@@ -1,0 +1,133 @@
+"""The `haagent` command: run the HA agent for one node, or check its config file.
+
+    haagent CONFIG_FILE                    run the agent (as the PostgreSQL OS user)
+    haagent --validate-config CONFIG_FILE  check the file, exit 0 (valid) or 2 (not)
+    haagent --version
+
+Exit status: 0 success, 1 the agent failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from haagent import __version__
+from haagent.config import ConfigError, LogSettings, Settings, load_settings_with_warnings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+log = logging.getLogger("haagent")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="haagent",
+        description="High-availability agent for PostgreSQL on etcd v3 "
+        "(reads Patroni's YAML configuration).",
+    )
+    parser.add_argument("config_file", nargs="?", type=Path, help="the node's YAML config file")
+    parser.add_argument(
+        "--validate-config",
+        dest="validate",
+        action="store_true",
+        help="check the config file and exit: 0 when valid, 2 when not",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `haagent` console script; returns the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error, already printed by argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+    if args.version:
+        print(f"haagent {__version__}")
+        return EXIT_OK
+    if args.config_file is None:
+        parser.print_usage(sys.stderr)
+        print("haagent: error: the config file is missing", file=sys.stderr)
+        return EXIT_CONFIG
+    path: Path = args.config_file
+    if args.validate:
+        return validate(path)
+    return run(path)
+
+
+def validate(path: Path) -> int:
+    """`--validate-config`: the verdict on stdout, warnings and errors on stderr."""
+    try:
+        _, warnings = load_settings_with_warnings(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{path}: configuration is valid")
+    return EXIT_OK
+
+
+def run(path: Path) -> int:
+    """Load the config and run the agent until it is stopped."""
+    if os.geteuid() == 0:
+        print(
+            "error: haagent must not run as root: it runs and owns PostgreSQL. "
+            f"Run it as the PostgreSQL OS user, e.g. `sudo -u postgres haagent {path}`",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        settings, warnings = load_settings_with_warnings(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        configure_logging(settings.log)
+    except OSError as exc:
+        print(f"error: {path}: log.dir: cannot open the log file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in warnings:
+        logging.getLogger("haagent.config").warning("%s", warning)
+    return _run_daemon(settings)
+
+
+def _run_daemon(settings: Settings) -> int:
+    # Imported on use: the engine pulls in asyncio, aetcd, psycopg, aiohttp.
+    try:
+        module = importlib.import_module("haagent.engine.daemon")
+    except ImportError as exc:
+        if exc.name not in ("haagent.engine", "haagent.engine.daemon"):
+            raise
+        print("error: the HA engine is not built yet", file=sys.stderr)
+        return EXIT_FAILED
+    run_daemon: Callable[[Settings], int] = module.run_daemon
+    try:
+        return run_daemon(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def configure_logging(settings: LogSettings) -> None:
+    """Log lines to stderr, and to `<log.dir>/haagent.log` when `log.dir` is set."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if settings.dir is not None:
+        settings.dir.mkdir(parents=True, exist_ok=True)
+        # WatchedFileHandler reopens the file after logrotate moved it.
+        handlers.append(logging.handlers.WatchedFileHandler(settings.dir / "haagent.log"))
+    logging.basicConfig(level=settings.level, format=settings.format, handlers=handlers, force=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
