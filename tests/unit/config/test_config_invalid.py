@@ -1,0 +1,363 @@
+"""Bad configs: `haagent --validate-config` exits 2 with one line naming the key path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from haagent.main import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+Mutation = Callable[[dict[str, Any], Path], None]
+
+
+@pytest.fixture(autouse=True)
+def _no_haagent_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in list(os.environ):
+        if variable.startswith("HAAGENT_"):
+            monkeypatch.delenv(variable)
+
+
+def fake_bin_dir(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "pgbin"
+    bin_dir.mkdir(exist_ok=True)
+    pg_ctl = bin_dir / "pg_ctl"
+    pg_ctl.write_text("#!/bin/sh\nexit 0\n")
+    pg_ctl.chmod(0o755)
+    return bin_dir
+
+
+def valid_config(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "scope": "stampede",
+        "name": "node1",
+        "restapi": {"listen": "0.0.0.0:8008", "connect_address": "node1:8008"},
+        "etcd3": {"hosts": ["node1:2379", "node2:2379", "node3:2379"]},
+        "bootstrap": {
+            "dcs": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
+            "initdb": [{"encoding": "UTF8"}, "data-checksums"],
+        },
+        "postgresql": {
+            "listen": "0.0.0.0:5432",
+            "connect_address": "node1:5432",
+            "data_dir": "/var/lib/postgresql/15/main",
+            "bin_dir": str(fake_bin_dir(tmp_path)),
+            "authentication": {
+                "superuser": {"username": "postgres", "password": "secret"},
+                "replication": {"username": "replicator", "password": "secret"},
+            },
+        },
+        "watchdog": {"mode": "required", "safety_margin": 5},
+    }
+
+
+def put(data: dict[str, Any], dotted: str, value: object) -> None:
+    *parents, last = dotted.split(".")
+    for name in parents:
+        data = data.setdefault(name, {})
+    data[last] = value
+
+
+def drop(data: dict[str, Any], dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    for name in parents:
+        data = data[name]
+    del data[last]
+
+
+def setting(dotted: str, value: object) -> Mutation:
+    return lambda data, _: put(data, dotted, value)
+
+
+def removing(dotted: str) -> Mutation:
+    return lambda data, _: drop(data, dotted)
+
+
+def bin_dir_without_pg_ctl(data: dict[str, Any], tmp_path: Path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    put(data, "postgresql.bin_dir", str(empty))
+
+
+def star_listen_without_connect_address(data: dict[str, Any], _: Path) -> None:
+    put(data, "postgresql.listen", "*:5432")
+    drop(data, "postgresql.connect_address")
+
+
+def certfile_only(data: dict[str, Any], tmp_path: Path) -> None:
+    cert = tmp_path / "server.crt"
+    cert.write_text("not really a certificate\n")
+    put(data, "restapi.certfile", str(cert))
+
+
+def validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(["--validate-config", str(path)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+CASES: list[tuple[str, Mutation, str, str]] = [
+    # (id, change to a valid config, key path in the message, another part of the message)
+    ("scope-missing", removing("scope"), "scope", "is missing"),
+    ("name-slash", setting("name", "node/1"), "name", "without '/'"),
+    ("name-empty", setting("name", ""), "name", "is missing or empty"),
+    ("postgresql-missing", removing("postgresql"), "postgresql", "expected a postgresql section"),
+    ("data-dir-missing", removing("postgresql.data_dir"), "postgresql.data_dir", "is missing"),
+    (
+        "data-dir-relative",
+        setting("postgresql.data_dir", "pgdata"),
+        "postgresql.data_dir",
+        "relative",
+    ),
+    (
+        "replication-password-missing",
+        removing("postgresql.authentication.replication.password"),
+        "postgresql.authentication.replication.password",
+        "expected a password",
+    ),
+    (
+        "replication-username-missing",
+        removing("postgresql.authentication.replication.username"),
+        "postgresql.authentication.replication.username",
+        "is missing",
+    ),
+    (
+        "superuser-username-missing",
+        removing("postgresql.authentication.superuser.username"),
+        "postgresql.authentication.superuser.username",
+        "is missing",
+    ),
+    (
+        "ttl-not-a-number",
+        setting("bootstrap.dcs.ttl", "abc"),
+        "bootstrap.dcs.ttl",
+        "expected an integer number of seconds",
+    ),
+    (
+        "timing-rule",
+        setting("bootstrap.dcs.retry_timeout", 15),
+        "bootstrap.dcs.ttl",
+        "loop_wait 10 + 2 * retry_timeout 15 = 40",
+    ),
+    ("ttl-too-small", setting("bootstrap.dcs.ttl", 1), "bootstrap.dcs.ttl", ">= 2"),
+    ("loop-wait-zero", setting("bootstrap.dcs.loop_wait", 0), "bootstrap.dcs.loop_wait", ">= 1"),
+    (
+        "quorum",
+        setting("bootstrap.dcs.synchronous_mode", "quorum"),
+        "bootstrap.dcs.synchronous_mode",
+        "not supported yet",
+    ),
+    (
+        "standby-cluster",
+        setting("bootstrap.dcs.standby_cluster", {"host": "elsewhere"}),
+        "bootstrap.dcs.standby_cluster",
+        "not supported yet",
+    ),
+    (
+        "initdb-two-key-map",
+        setting("bootstrap.initdb", [{"encoding": "UTF8", "locale": "C"}]),
+        "bootstrap.initdb[0]",
+        "one-key mappings",
+    ),
+    ("listen-no-port", setting("restapi.listen", "node1"), "restapi.listen", "host:port"),
+    (
+        "port-out-of-range",
+        setting("restapi.connect_address", "node1:70000"),
+        "restapi.connect_address",
+        "out of range",
+    ),
+    (
+        "connect-address-from-wildcard",
+        removing("restapi.connect_address"),
+        "restapi.connect_address",
+        "names no single host",
+    ),
+    (
+        "postgresql-connect-address-from-star",
+        star_listen_without_connect_address,
+        "postgresql.connect_address",
+        "names no single host",
+    ),
+    (
+        "etcd-host-bad-port",
+        setting("etcd3.hosts", ["node1:2379", "node2:abc"]),
+        "etcd3.hosts[1]",
+        "is not a number",
+    ),
+    ("etcd3-missing", removing("etcd3"), "etcd3", "expected an etcd3 section"),
+    ("etcd-v2-only", lambda d, _: d.update(etcd=d.pop("etcd3")), "etcd", "only the etcd v3"),
+    ("watchdog-mode", setting("watchdog.mode", "sometimes"), "watchdog.mode", "off, automatic"),
+    (
+        "safety-margin-negative",
+        setting("watchdog.safety_margin", -1),
+        "watchdog.safety_margin",
+        "is negative",
+    ),
+    (
+        "safety-margin-not-below-ttl",
+        setting("watchdog.safety_margin", 30),
+        "watchdog.safety_margin",
+        "not below bootstrap.dcs.ttl 30",
+    ),
+    (
+        "bin-dir-missing",
+        setting("postgresql.bin_dir", "/nonexistent/pg/bin"),
+        "postgresql.bin_dir",
+        "does not exist",
+    ),
+    ("bin-dir-no-pg-ctl", bin_dir_without_pg_ctl, "postgresql.bin_dir", "no executable pg_ctl"),
+    (
+        "verify-client",
+        setting("restapi.verify_client", "maybe"),
+        "restapi.verify_client",
+        "none, optional or required",
+    ),
+    ("certfile-without-keyfile", certfile_only, "restapi.keyfile", "while certfile is set"),
+    (
+        "allowlist-entry",
+        setting("restapi.allowlist", ["10.0.0.0/24", "not a host!"]),
+        "restapi.allowlist[1]",
+        "not an address, network or hostname",
+    ),
+    (
+        "failover-priority-negative",
+        setting("tags.failover_priority", -1),
+        "tags.failover_priority",
+        ">= 0",
+    ),
+    ("log-level", setting("log.level", "loud"), "log.level", "DEBUG, INFO"),
+    (
+        "parameters-not-a-mapping",
+        setting("postgresql.parameters", ["max_connections=100"]),
+        "postgresql.parameters",
+        "expected a mapping of PostgreSQL parameters",
+    ),
+    (
+        "unknown-callback",
+        setting("postgresql.callbacks", {"on_promote": "/bin/true"}),
+        "postgresql.callbacks.on_promote",
+        "on_role_change",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "detail"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_config_names_the_key_and_exits_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mutate: Mutation,
+    key: str,
+    detail: str,
+) -> None:
+    data = valid_config(tmp_path)
+    mutate(data, tmp_path)
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(data))
+
+    status, out, err = validate(path, capsys)
+
+    assert status == 2
+    assert out == ""
+    assert err.startswith(f"error: {path}: {key}: "), err
+    assert detail in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_valid_base_config_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(valid_config(tmp_path)))
+    assert validate(path, capsys) == (0, f"{path}: configuration is valid\n", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "detail"),
+    [
+        ("scope: a\nname: [b\n", "<yaml>", "line 3, column 1"),
+        ("scope: a\n  name: b\n", "<yaml>", "line 2, column 7"),
+        ("- scope: a\n", "<yaml>", "the document is a list; expected a mapping"),
+        ("", "<yaml>", "the file is empty"),
+        ("scope: a\nname: b\nscope: c\n", "<yaml>", "duplicate key 'scope' (first at line 1)"),
+    ],
+    ids=["unclosed-flow", "bad-indent", "list", "empty", "duplicate-key"],
+)
+def test_unreadable_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str, detail: str
+) -> None:
+    path = tmp_path / "node1.yml"
+    path.write_text(text)
+    status, _, err = validate(path, capsys)
+    assert status == 2
+    assert err.startswith(f"error: {path}: {key}: "), err
+    assert detail in err
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nowhere.yml"
+    status, _, err = validate(path, capsys)
+    assert status == 2
+    assert err == (
+        f"error: {path}: <file>: cannot read it: No such file or directory; "
+        "expected a readable YAML file\n"
+    )
+
+
+def test_yaml_off_is_a_watchdog_mode_but_a_number_is_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = valid_config(tmp_path)
+    del data["watchdog"]
+    text = yaml.safe_dump(data)
+    path = tmp_path / "node1.yml"
+    path.write_text(text + "watchdog:\n  mode: off\n")
+    assert validate(path, capsys)[0] == 0
+    path.write_text(text + "watchdog:\n  mode: 3\n")
+    status, _, err = validate(path, capsys)
+    assert status == 2
+    assert f"{path}: watchdog.mode: 3 is not a watchdog mode" in err
+
+
+def test_bad_environment_value_names_the_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(valid_config(tmp_path)))
+    monkeypatch.setenv("HAAGENT_RESTAPI_LISTEN", "everywhere")
+    status, _, err = validate(path, capsys)
+    assert status == 2
+    assert err.startswith("error: environment: HAAGENT_RESTAPI_LISTEN: "), err
+
+
+def test_end_to_end_exit_status_through_python_m_haagent(tmp_path: Path) -> None:
+    data = valid_config(tmp_path)
+    put(data, "bootstrap.dcs.ttl", "abc")
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAAGENT_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "haagent", "--validate-config", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: {path}: bootstrap.dcs.ttl: 'abc' is not a whole number; "
+        "expected an integer number of seconds\n"
+    )
