@@ -79,13 +79,14 @@ def listen_and_connect(
 def credentials(section: Section, *, password_required: bool) -> Credentials:
     value = section.require("username", "a user name")
     username = parse_str(section.ctx, section.key("username"), value)
-    password = section.get("password")
-    if password is MISSING and password_required:
+    if not username.strip():
+        raise section.ctx.error(section.key("username"), "is missing or empty", "a user name")
+    value = section.get("password")
+    password = None if value is MISSING else parse_str(section.ctx, section.key("password"), value)
+    if not password and password_required:
         raise section.ctx.error(section.key("password"), "is missing or empty", "a password")
     section.finish()
-    if password is MISSING:
-        return Credentials(username)
-    return Credentials(username, parse_str(section.ctx, section.key("password"), password))
+    return Credentials(username, password)
 
 
 def parse_restapi(section: Section) -> RestApiSettings:
@@ -222,8 +223,10 @@ def _etcd_hosts(section: Section, schemes: set[str]) -> tuple[Address, ...]:
             items = [(key, item) for item in hosts.split(",")]
         elif isinstance(hosts, list) and hosts:
             items = [(f"{key}[{i}]", item) for i, item in enumerate(hosts)]
+        elif isinstance(hosts, list):
+            raise ctx.error(key, "is an empty list", what)
         else:
-            raise ctx.error(key, f"{describe(hosts)} is not a list of addresses", what)
+            raise ctx.error(key, f"{describe(hosts)} is not a list", what)
     elif host is not MISSING:
         items = [(section.key("host"), host)]
     else:

@@ -193,6 +193,19 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "is not a number",
     ),
     ("etcd3-missing", removing("etcd3"), "etcd3", "expected an etcd3 section"),
+    ("etcd3-hosts-empty", setting("etcd3.hosts", []), "etcd3.hosts", "is an empty list"),
+    (
+        "replication-password-empty",
+        setting("postgresql.authentication.replication.password", ""),
+        "postgresql.authentication.replication.password",
+        "is missing or empty",
+    ),
+    (
+        "restapi-auth-without-password",
+        setting("restapi.authentication", {"username": "admin"}),
+        "restapi.authentication.password",
+        "expected a password",
+    ),
     ("etcd-v2-only", lambda d, _: d.update(etcd=d.pop("etcd3")), "etcd", "only the etcd v3"),
     ("watchdog-mode", setting("watchdog.mode", "sometimes"), "watchdog.mode", "off, automatic"),
     (
