@@ -1,0 +1,216 @@
+"""Typed actions the decider returns and the executor runs, in order.
+
+Ordering contract (the executor relies on it, `decide` guarantees it):
+- a decision's actions run in the order given; the first failure skips the rest
+  and its outcome is fed into the next snapshot (the loop then decides again at once);
+- `KeepaliveWatchdog` comes only after a successful `RenewLeaderKey` or `TakeLeaderKey`
+  in the same decision;
+- `ArmWatchdog` comes before `Promote`, and `TakeLeaderKey` before both;
+- a primary stops accepting writes (`Demote`, `StopPostgres`) before `ReleaseLeaderKey`;
+- the `sync` key names a standby only after `synchronous_standby_names` does
+  (`SetSyncStandbys` then `WriteSyncKey`), and the reverse when removing one.
+Every action is idempotent and safe to retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+StopMode = Literal["smart", "fast", "immediate"]
+
+
+@dataclass(frozen=True)
+class ObservePeers:
+    """Ask every member for its WAL position, then decide again."""
+
+
+@dataclass(frozen=True)
+class RaceInitialize:
+    """Take the `initialize` key if absent: "" for a new cluster, a system id for existing data."""
+
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class BootstrapCluster:
+    """initdb, start, create roles, run post_bootstrap; on failure, cancel `initialize`."""
+
+
+@dataclass(frozen=True)
+class SetInitialize:
+    """Write the local system identifier into `initialize`."""
+
+
+@dataclass(frozen=True)
+class TakeLeaderKey:
+    pass
+
+
+@dataclass(frozen=True)
+class RenewLeaderKey:
+    """Keep the leader key; give up (fail) if not done by `deadline` (monotonic seconds)."""
+
+    deadline: float
+
+
+@dataclass(frozen=True)
+class ReleaseLeaderKey:
+    pass
+
+
+@dataclass(frozen=True)
+class KeepaliveLease:
+    """Keep the member's lease (and so its member key) alive when not the leader."""
+
+
+@dataclass(frozen=True)
+class ArmWatchdog:
+    pass
+
+
+@dataclass(frozen=True)
+class KeepaliveWatchdog:
+    pass
+
+
+@dataclass(frozen=True)
+class DisarmWatchdog:
+    pass
+
+
+@dataclass(frozen=True)
+class CreateReplica:
+    """Clone the data directory from `source` (a member name) with pg_basebackup."""
+
+    source: str
+
+
+@dataclass(frozen=True)
+class StartPostgres:
+    """Start as primary, or as a replica of `leader` (None: a replica with no upstream yet)."""
+
+    role: Literal["primary", "replica"]
+    leader: str | None = None
+
+
+@dataclass(frozen=True)
+class StopPostgres:
+    mode: StopMode = "fast"
+    checkpoint: bool = False
+
+
+@dataclass(frozen=True)
+class RestartPostgres:
+    role: Literal["primary", "replica"]
+    leader: str | None = None
+
+
+@dataclass(frozen=True)
+class Promote:
+    pass
+
+
+@dataclass(frozen=True)
+class Demote:
+    """Stop accepting writes now (`mode`), then run as a replica of `leader` when known."""
+
+    mode: StopMode
+    leader: str | None = None
+
+
+@dataclass(frozen=True)
+class Follow:
+    """Point the replica at `leader` (primary_conninfo), rewinding first if timelines diverged."""
+
+    leader: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    pass
+
+
+@dataclass(frozen=True)
+class AppendHistory:
+    """Add the timeline switch of the promotion that just happened to `history`."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClearFailoverKey:
+    pass
+
+
+@dataclass(frozen=True)
+class EnsureSlots:
+    """Keep exactly these physical slots for members (the primary's job)."""
+
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SetSyncStandbys:
+    """Write `synchronous_standby_names` for these members (empty: asynchronous)."""
+
+    members: tuple[str, ...]
+    count: int
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class WriteSyncKey:
+    leader: str | None
+    members: tuple[str, ...]
+    expected_revision: int | None
+
+
+@dataclass(frozen=True)
+class WriteStatusKey:
+    """Publish the leader's WAL position and slots in `status`."""
+
+
+@dataclass(frozen=True)
+class UpdateMember:
+    """Publish this member's key (skipped by the DCS layer when unchanged)."""
+
+
+@dataclass(frozen=True)
+class RemoveDataDirectory:
+    """Only ever for an explicit request (reinit); `reason` is logged."""
+
+    reason: str
+
+
+Action = (
+    ObservePeers
+    | RaceInitialize
+    | BootstrapCluster
+    | SetInitialize
+    | TakeLeaderKey
+    | RenewLeaderKey
+    | ReleaseLeaderKey
+    | KeepaliveLease
+    | ArmWatchdog
+    | KeepaliveWatchdog
+    | DisarmWatchdog
+    | CreateReplica
+    | StartPostgres
+    | StopPostgres
+    | RestartPostgres
+    | Promote
+    | Demote
+    | Follow
+    | Checkpoint
+    | AppendHistory
+    | ClearFailoverKey
+    | EnsureSlots
+    | SetSyncStandbys
+    | WriteSyncKey
+    | WriteStatusKey
+    | UpdateMember
+    | RemoveDataDirectory
+)
+
+ACTION_TYPES: tuple[type, ...] = Action.__args__

@@ -1,0 +1,64 @@
+"""Stable reason codes: logged, published in `GET /`, counted in metrics, shown by `haactl`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Code(StrEnum):
+    # bootstrap
+    RACE_INITIALIZE = "race_initialize"
+    BOOTSTRAPPING = "bootstrapping"
+    BOOTSTRAP_FINISHING = "bootstrap_finishing"
+    WAITING_FOR_BOOTSTRAP = "waiting_for_bootstrap"
+    CANNOT_BOOTSTRAP = "cannot_bootstrap"
+    SYSTEM_ID_MISMATCH = "system_id_mismatch"
+    CREATING_REPLICA = "creating_replica"
+    WAITING_FOR_LEADER_TO_CLONE = "waiting_for_leader_to_clone"
+    # leader
+    LEADER_RENEWED = "leader_renewed"
+    LEADER_RENEW_FAILED = "leader_renew_failed"
+    LEADER_KEY_LOST = "leader_key_lost"
+    RESTARTING_CRASHED_PRIMARY = "restarting_crashed_primary"
+    PRIMARY_START_TIMEOUT = "primary_start_timeout"
+    PROMOTING = "promoting"
+    SWITCHOVER_DEMOTING = "switchover_demoting"
+    SWITCHOVER_SCHEDULED = "switchover_scheduled"
+    SWITCHOVER_CANDIDATE_UNFIT = "switchover_candidate_unfit"
+    FAILSAFE_ACTIVE = "failsafe_active"
+    DCS_UNREACHABLE_DEMOTING = "dcs_unreachable_demoting"
+    # replica
+    FOLLOWING = "following_leader"
+    FOLLOW_NEW_LEADER = "follow_new_leader"
+    STARTING_REPLICA = "starting_replica"
+    DEMOTING_NOT_LEADER = "demoting_not_leader"
+    DCS_UNREACHABLE = "dcs_unreachable"
+    REWIND_FAILED = "rewind_failed"
+    # race
+    RACE_WON = "leader_race"
+    PEERS_NEEDED = "asking_peers"
+    NOFAILOVER = "nofailover"
+    LAGGING = "lagging"
+    PEER_AHEAD = "peer_ahead"
+    NOT_SYNCHRONOUS = "not_synchronous"
+    WAITING_FOR_CANDIDATE = "waiting_for_candidate"
+    TIMELINE_BEHIND = "timeline_behind_history"
+    POSTGRES_NOT_RUNNING = "postgres_not_running"
+    WATCHDOG_UNAVAILABLE = "watchdog_required_unavailable"
+    # manual
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REINITIALIZING = "reinitializing"
+    SHUTTING_DOWN = "shutting_down"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a decision was taken: a stable code and a sentence for people."""
+
+    code: Code
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.text}"

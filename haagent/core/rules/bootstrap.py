@@ -1,0 +1,108 @@
+"""Bootstrap: the initialize race, initdb on the winner, cloning on the others."""
+
+from __future__ import annotations
+
+from haagent.core.actions import (
+    ArmWatchdog,
+    BootstrapCluster,
+    CreateReplica,
+    RaceInitialize,
+    SetInitialize,
+    StartPostgres,
+    TakeLeaderKey,
+    UpdateMember,
+)
+from haagent.core.reasons import Code
+from haagent.core.roles import Role
+from haagent.core.rules.common import decision, idle
+from haagent.core.snapshot import Decision, Snapshot
+
+
+def clone_source(s: Snapshot) -> str | None:
+    """A running member tagged `clonefrom`, else the leader if it runs."""
+    leader = s.cluster.leader_name
+    for member in sorted(s.cluster.members.values(), key=lambda m: m.name):
+        if member.name != s.name and member.state == "running" and member.tags.get("clonefrom"):
+            return member.name
+    if leader is not None and leader != s.name:
+        leader_member = s.cluster.members.get(leader)
+        if leader_member is not None and leader_member.state == "running":
+            return leader
+    return None
+
+
+def decide_bootstrap(s: Snapshot) -> Decision | None:
+    """A decision while the cluster or this node is not yet set up; None once it is."""
+    pg = s.postgres
+    init = s.cluster.initialize
+    if s.local.bootstrapping:
+        if not (pg.data_dir_initialized and pg.running and pg.accepting):
+            return decision(
+                [BootstrapCluster()],
+                Code.BOOTSTRAPPING,
+                "won the initialize race: creating a new cluster",
+                Role.BOOTSTRAPPING,
+                again=True,
+            )
+        return decision(
+            [SetInitialize(), TakeLeaderKey(), ArmWatchdog(), UpdateMember()],
+            Code.BOOTSTRAP_FINISHING,
+            "new cluster is running: publishing its system identifier and taking the leader key",
+            Role.PRIMARY,
+            again=True,
+        )
+    if init is None:
+        if pg.data_dir_initialized:
+            if pg.system_identifier is None:
+                return None
+            return decision(
+                [RaceInitialize(pg.system_identifier)],
+                Code.RACE_INITIALIZE,
+                f"no initialize key: claiming it for the existing data ({pg.system_identifier})",
+                Role.UNINITIALIZED,
+                again=True,
+            )
+        if not s.tags.can_be_leader:
+            return idle(
+                s,
+                Code.CANNOT_BOOTSTRAP,
+                "the cluster is not initialized and this node is tagged nofailover: "
+                "waiting for another node to bootstrap it",
+            )
+        return decision(
+            [RaceInitialize("")],
+            Code.RACE_INITIALIZE,
+            "the cluster is not initialized: racing to bootstrap it",
+            Role.UNINITIALIZED,
+            again=True,
+        )
+    if init == "":
+        if pg.data_dir_initialized:
+            return None
+        return idle(s, Code.WAITING_FOR_BOOTSTRAP, "another node is bootstrapping the cluster")
+    if pg.data_dir_initialized:
+        if pg.system_identifier is not None and pg.system_identifier != init:
+            return decision(
+                [],
+                Code.SYSTEM_ID_MISMATCH,
+                f"the data directory belongs to system {pg.system_identifier} but the cluster "
+                f"is system {init}: refusing to join; point postgresql.data_dir elsewhere, or "
+                f"run `haactl reinit` for this member to replace its data",
+                Role.STOPPED,
+            )
+        return None
+    source = clone_source(s)
+    if source is None:
+        return idle(
+            s,
+            Code.WAITING_FOR_LEADER_TO_CLONE,
+            "no data directory yet and no running leader or clonefrom member to copy it from",
+            Role.UNINITIALIZED,
+        )
+    return decision(
+        [CreateReplica(source), StartPostgres("replica", s.cluster.leader_name), UpdateMember()],
+        Code.CREATING_REPLICA,
+        f"no data directory yet: cloning it from {source}",
+        Role.BOOTSTRAPPING,
+        again=True,
+    )

@@ -1,0 +1,148 @@
+"""Rules for the node that holds the leader key."""
+
+from __future__ import annotations
+
+from haagent.core.actions import (
+    Action,
+    AppendHistory,
+    ArmWatchdog,
+    Checkpoint,
+    ClearFailoverKey,
+    DisarmWatchdog,
+    EnsureSlots,
+    KeepaliveWatchdog,
+    Promote,
+    ReleaseLeaderKey,
+    RenewLeaderKey,
+    StartPostgres,
+    StopPostgres,
+    UpdateMember,
+    WriteStatusKey,
+)
+from haagent.core.reasons import Code
+from haagent.core.roles import Role
+from haagent.core.rules.common import decision, healthy_replica
+from haagent.core.rules.sync import sync_actions
+from haagent.core.snapshot import Decision, Snapshot
+
+
+def renew(s: Snapshot) -> RenewLeaderKey:
+    """Renew, giving up early enough to stop writes before the key can expire."""
+    expires = s.local.leader_lease_expires
+    budget = float(s.config.retry_timeout)
+    if expires is None:
+        return RenewLeaderKey(deadline=s.now + budget)
+    return RenewLeaderKey(deadline=min(s.now + budget, expires - budget))
+
+
+def slot_members(s: Snapshot) -> tuple[str, ...]:
+    if not s.config.postgresql.use_slots:
+        return ()
+    return tuple(sorted(n for n in s.cluster.members if n != s.name))
+
+
+def switchover(s: Snapshot) -> Decision | None:
+    """Hand over leadership when the `failover` key asks for it and it is time."""
+    fo = s.cluster.failover
+    if fo is None or (fo.leader is None and fo.candidate is None):
+        return None
+    if fo.leader not in (None, s.name) or fo.candidate == s.name:
+        return decision(
+            [renew(s), KeepaliveWatchdog(), ClearFailoverKey(), UpdateMember()],
+            Code.SWITCHOVER_CANDIDATE_UNFIT,
+            f"ignoring a failover request for leader {fo.leader} and candidate "
+            f"{fo.candidate}: this node ({s.name}) is the leader",
+            Role.PRIMARY,
+        )
+    if fo.scheduled_at is not None and s.wall < fo.scheduled_at:
+        return None
+    members = s.cluster.members
+    if fo.candidate is not None:
+        candidate = members.get(fo.candidate)
+        fit = candidate is not None and healthy_replica(s, candidate)
+        who = fo.candidate
+    else:
+        fit = any(healthy_replica(s, m) for m in members.values())
+        who = "any healthy replica"
+    if not fit:
+        return decision(
+            [renew(s), KeepaliveWatchdog(), ClearFailoverKey(), UpdateMember()],
+            Code.SWITCHOVER_CANDIDATE_UNFIT,
+            f"switchover to {who} cancelled: no such member is a running, streaming "
+            f"replica within maximum_lag_on_failover",
+            Role.PRIMARY,
+        )
+    return decision(
+        [Checkpoint(), StopPostgres("fast"), ReleaseLeaderKey(), DisarmWatchdog(), UpdateMember()],
+        Code.SWITCHOVER_DEMOTING,
+        f"switchover to {who}: checkpoint, stop PostgreSQL, release the leader key",
+        Role.DEMOTED,
+        again=True,
+    )
+
+
+def decide_leader(s: Snapshot) -> Decision:
+    pg = s.postgres
+    cfg = s.config
+    if pg.running and pg.accepting and not pg.in_recovery:
+        handover = switchover(s)
+        if handover is not None:
+            return handover
+        actions: list[Action] = [renew(s), KeepaliveWatchdog()]
+        actions += sync_actions(s)
+        actions += [EnsureSlots(slot_members(s)), WriteStatusKey(), UpdateMember()]
+        scheduled = s.cluster.failover is not None and s.cluster.failover.scheduled_at is not None
+        return decision(
+            actions,
+            Code.SWITCHOVER_SCHEDULED if scheduled else Code.LEADER_RENEWED,
+            "holds the leader key and runs the primary"
+            + (" (a switchover is scheduled)" if scheduled else ""),
+            Role.PRIMARY,
+        )
+    if pg.running and pg.accepting and pg.in_recovery:
+        if not s.watchdog_ok:
+            return decision(
+                [ReleaseLeaderKey(), UpdateMember()],
+                Code.WATCHDOG_UNAVAILABLE,
+                f"watchdog mode is required but unusable ({s.watchdog_reason}): "
+                "giving the leader key back",
+                Role.REPLICA,
+            )
+        promote: list[Action] = [renew(s), ArmWatchdog(), Promote(), AppendHistory("failover")]
+        if s.cluster.failover is not None:
+            promote.append(ClearFailoverKey())
+        promote.append(UpdateMember())
+        return decision(
+            promote,
+            Code.PROMOTING,
+            "holds the leader key: promoting PostgreSQL",
+            Role.PRIMARY,
+            again=True,
+        )
+    if pg.running:
+        return decision(
+            [renew(s), KeepaliveWatchdog(), UpdateMember()],
+            Code.RESTARTING_CRASHED_PRIMARY,
+            "holds the leader key; PostgreSQL is starting and not yet accepting connections",
+            Role.PRIMARY,
+        )
+    down_since = s.local.postgres_down_since if s.local.postgres_down_since is not None else s.now
+    down_for = s.now - down_since
+    if not pg.data_dir_initialized or down_for >= cfg.primary_start_timeout:
+        return decision(
+            [ReleaseLeaderKey(), DisarmWatchdog(), UpdateMember()],
+            Code.PRIMARY_START_TIMEOUT,
+            f"PostgreSQL has been down for {down_for:.1f}s "
+            f"(primary_start_timeout is {cfg.primary_start_timeout}s): releasing the leader key "
+            "so a replica can take over",
+            Role.DEMOTED,
+            again=True,
+        )
+    return decision(
+        [renew(s), KeepaliveWatchdog(), StartPostgres("primary"), UpdateMember()],
+        Code.RESTARTING_CRASHED_PRIMARY,
+        f"PostgreSQL stopped while this node holds the leader key: restarting it in place "
+        f"(down {down_for:.1f}s of primary_start_timeout {cfg.primary_start_timeout}s)",
+        Role.PRIMARY,
+        again=True,
+    )

@@ -1,0 +1,134 @@
+"""The leader race: who may take a free leader key, and who must wait, and why."""
+
+from __future__ import annotations
+
+from haagent.core.actions import (
+    Action,
+    AppendHistory,
+    ArmWatchdog,
+    ClearFailoverKey,
+    Demote,
+    DisarmWatchdog,
+    KeepaliveLease,
+    ObservePeers,
+    Promote,
+    StartPostgres,
+    TakeLeaderKey,
+    UpdateMember,
+)
+from haagent.core.reasons import Code
+from haagent.core.roles import Role
+from haagent.core.rules.common import decision, idle, lag_behind_leader
+from haagent.core.snapshot import Decision, Snapshot
+
+
+def ineligible(s: Snapshot) -> tuple[Code, str] | None:
+    """Why this node may not race for the key now, or None if it may."""
+    cfg = s.config
+    pg = s.postgres
+    if not s.tags.can_be_leader:
+        return Code.NOFAILOVER, "tagged nofailover (or failover_priority 0): never races"
+    if not s.watchdog_ok:
+        return Code.WATCHDOG_UNAVAILABLE, (
+            f"watchdog mode is required but the watchdog is unusable: {s.watchdog_reason}"
+        )
+    fo = s.cluster.failover
+    if fo is not None and fo.candidate not in (None, s.name) and fo.candidate in s.cluster.members:
+        return Code.WAITING_FOR_CANDIDATE, f"waiting for the chosen candidate {fo.candidate}"
+    if not pg.in_recovery and (pg.timeline or 0) < s.cluster.last_timeline:
+        return Code.TIMELINE_BEHIND, (
+            f"this old primary is on timeline {pg.timeline} but the history reaches timeline "
+            f"{s.cluster.last_timeline}: another node was promoted since"
+        )
+    if cfg.synchronous_mode:
+        sync = s.cluster.sync
+        listed = sync.sync_standby if sync is not None else ()
+        previous = sync.leader if sync is not None else None
+        if (listed or cfg.synchronous_mode_strict) and s.name not in listed and s.name != previous:
+            return Code.NOT_SYNCHRONOUS, (
+                f"synchronous mode: only {', '.join(listed) or 'the previous leader'} "
+                f"may take over (named in the sync key)"
+            )
+    if fo is not None and fo.candidate == s.name:
+        return None
+    lag = lag_behind_leader(s)
+    if lag is not None and lag > cfg.maximum_lag_on_failover:
+        return Code.LAGGING, (
+            f"lagging {lag} bytes behind the last known primary position "
+            f"(maximum_lag_on_failover is {cfg.maximum_lag_on_failover})"
+        )
+    return None
+
+
+def peer_ahead(s: Snapshot) -> str | None:
+    """The name of a reachable peer better placed than us, if any."""
+    assert s.peers is not None
+    mine = s.postgres.lsn or 0
+    my_priority = s.tags.failover_priority
+    sync = s.cluster.sync if s.config.synchronous_mode else None
+    for peer in sorted(s.peers.values(), key=lambda p: p.name):
+        if peer.name == s.name or not peer.reachable or not peer.running:
+            continue
+        if peer.nofailover or peer.failover_priority <= 0:
+            continue
+        if sync is not None and sync.sync_standby and not sync.is_sync(peer.name):
+            continue
+        theirs = peer.lsn or 0
+        if theirs > mine or (theirs == mine and peer.failover_priority > my_priority):
+            return peer.name
+    return None
+
+
+def decide_race(s: Snapshot) -> Decision:
+    pg = s.postgres
+    if not pg.running:
+        if pg.data_dir_initialized and s.local.rewind_failed is None:
+            return decision(
+                [StartPostgres("replica", None), KeepaliveLease(), UpdateMember()],
+                Code.STARTING_REPLICA,
+                "no leader and PostgreSQL is stopped: starting it read-only before racing",
+                Role.REPLICA,
+                again=True,
+            )
+        return idle(s, Code.POSTGRES_NOT_RUNNING, "no leader, and PostgreSQL is not running")
+    if not pg.accepting:
+        return idle(s, Code.POSTGRES_NOT_RUNNING, "no leader; PostgreSQL is not accepting yet")
+    why = ineligible(s)
+    if why is not None:
+        code, text = why
+        if not pg.in_recovery:
+            return decision(
+                [Demote("immediate", None), DisarmWatchdog(), KeepaliveLease(), UpdateMember()],
+                code,
+                text + "; stopping writes on this primary",
+                Role.DEMOTED,
+            )
+        return idle(s, code, text, Role.REPLICA)
+    fo = s.cluster.failover
+    chosen = fo is not None and fo.candidate == s.name
+    if not chosen:
+        if s.peers is None:
+            return decision(
+                [ObservePeers()],
+                Code.PEERS_NEEDED,
+                "the leader key is free: asking the other members for their WAL positions",
+                Role.REPLICA if pg.in_recovery else Role.DEMOTED,
+                again=True,
+            )
+        ahead = peer_ahead(s)
+        if ahead is not None:
+            return idle(s, Code.PEER_AHEAD, f"{ahead} is further ahead (or preferred): not racing")
+    actions: list[Action] = [TakeLeaderKey(), ArmWatchdog()]
+    if pg.in_recovery:
+        actions += [Promote(), AppendHistory("switchover" if chosen else "failover")]
+    if fo is not None:
+        actions.append(ClearFailoverKey())
+    actions.append(UpdateMember())
+    return decision(
+        actions,
+        Code.RACE_WON,
+        ("chosen as the switchover candidate" if chosen else "the healthiest member")
+        + ": taking the leader key and promoting",
+        Role.PRIMARY,
+        again=True,
+    )

@@ -1,0 +1,56 @@
+"""Rules for a node while another node holds the leader key."""
+
+from __future__ import annotations
+
+from haagent.core.actions import (
+    Demote,
+    DisarmWatchdog,
+    Follow,
+    KeepaliveLease,
+    StartPostgres,
+    UpdateMember,
+)
+from haagent.core.reasons import Code
+from haagent.core.roles import Role
+from haagent.core.rules.common import decision, idle
+from haagent.core.snapshot import Decision, Snapshot
+
+
+def decide_replica(s: Snapshot) -> Decision:
+    assert s.cluster.leader is not None
+    leader = s.cluster.leader.name
+    pg = s.postgres
+    if pg.running and pg.accepting and not pg.in_recovery:
+        return decision(
+            [Demote("immediate", leader), DisarmWatchdog(), KeepaliveLease(), UpdateMember()],
+            Code.DEMOTING_NOT_LEADER,
+            f"runs as a primary but {leader} holds the leader key: stopping writes now and "
+            f"following {leader}",
+            Role.DEMOTED,
+            again=True,
+        )
+    if not pg.running:
+        if s.local.rewind_failed is not None:
+            return idle(
+                s,
+                Code.REWIND_FAILED,
+                f"pg_rewind failed ({s.local.rewind_failed}); the data directory is kept: "
+                f"run `haactl reinit <cluster> {s.name}` to clone it again from {leader}",
+                Role.STOPPED,
+            )
+        return decision(
+            [StartPostgres("replica", leader), KeepaliveLease(), UpdateMember()],
+            Code.STARTING_REPLICA,
+            f"PostgreSQL is not running: starting it as a replica of {leader}",
+            Role.REPLICA,
+        )
+    if not pg.accepting:
+        return idle(s, Code.STARTING_REPLICA, "PostgreSQL is starting", Role.REPLICA)
+    if s.local.following != leader:
+        return decision(
+            [Follow(leader), KeepaliveLease(), UpdateMember()],
+            Code.FOLLOW_NEW_LEADER,
+            f"following the new leader {leader}",
+            Role.REPLICA,
+        )
+    return idle(s, Code.FOLLOWING, f"a replica following {leader}", Role.REPLICA)

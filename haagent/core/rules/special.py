@@ -1,0 +1,130 @@
+"""Rules that override the normal ones: shutdown, maintenance mode, etcd away, manual requests."""
+
+from __future__ import annotations
+
+from haagent.core.actions import (
+    Action,
+    Checkpoint,
+    CreateReplica,
+    Demote,
+    DisarmWatchdog,
+    KeepaliveLease,
+    KeepaliveWatchdog,
+    ReleaseLeaderKey,
+    RemoveDataDirectory,
+    RestartPostgres,
+    StartPostgres,
+    StopPostgres,
+    TakeLeaderKey,
+    UpdateMember,
+)
+from haagent.core.reasons import Code
+from haagent.core.roles import Role
+from haagent.core.rules.bootstrap import clone_source
+from haagent.core.rules.common import current, decision
+from haagent.core.rules.leader import renew
+from haagent.core.snapshot import Decision, Snapshot
+
+
+def decide_shutdown(s: Snapshot) -> Decision:
+    if s.holds_key and s.is_running_primary:
+        return decision(
+            [Checkpoint(), StopPostgres("fast"), ReleaseLeaderKey(), DisarmWatchdog()],
+            Code.SHUTTING_DOWN,
+            "shutting down: checkpoint, stop PostgreSQL, release the leader key for a replica",
+            Role.STOPPED,
+        )
+    actions: list[Action] = [StopPostgres("fast"), DisarmWatchdog()]
+    if s.holds_key:
+        actions.append(ReleaseLeaderKey())
+    return decision(actions, Code.SHUTTING_DOWN, "shutting down: stopping PostgreSQL", Role.STOPPED)
+
+
+def decide_paused(s: Snapshot) -> Decision:
+    role = current(s)
+    text = "maintenance mode (pause): no automatic action"
+    if s.holds_key:
+        return decision(
+            [renew(s), DisarmWatchdog(), UpdateMember()],
+            Code.PAUSED,
+            text + "; keeps the key",
+            role,
+        )
+    if s.cluster.leader is None and s.is_running_primary and s.postgres.accepting:
+        return decision(
+            [TakeLeaderKey(), UpdateMember()],
+            Code.PAUSED,
+            text + "; the key was free and this node runs the primary: taking it",
+            Role.PRIMARY,
+        )
+    return decision([KeepaliveLease(), DisarmWatchdog(), UpdateMember()], Code.PAUSED, text, role)
+
+
+def decide_dcs_unreachable(s: Snapshot) -> Decision:
+    """etcd cannot be reached: a primary stops writes unless failsafe confirms it may stay."""
+    why = s.dcs_error or "etcd cannot be reached"
+    was_leader = s.holds_key or s.local.role == Role.PRIMARY
+    if s.is_running_primary and was_leader:
+        if s.config.failsafe_mode and s.local.failsafe_confirmed:
+            return decision(
+                [KeepaliveWatchdog()],
+                Code.FAILSAFE_ACTIVE,
+                f"{why}; failsafe mode: every member confirmed, staying primary",
+                Role.PRIMARY,
+            )
+        return decision(
+            [Demote("immediate", None), DisarmWatchdog()],
+            Code.DCS_UNREACHABLE_DEMOTING,
+            f"{why}: cannot renew the leader key, stopping writes before it can expire",
+            Role.DEMOTED,
+        )
+    if s.is_running_primary:
+        return decision(
+            [Demote("immediate", None), DisarmWatchdog()],
+            Code.DCS_UNREACHABLE_DEMOTING,
+            f"{why}: runs as a primary without the leader key, stopping writes",
+            Role.DEMOTED,
+        )
+    return decision([], Code.DCS_UNREACHABLE, f"{why}: waiting for etcd", current(s))
+
+
+def decide_manual(s: Snapshot) -> Decision | None:
+    request = s.local.manual
+    if request is None:
+        return None
+    leader = s.cluster.leader_name
+    if request.kind == "restart":
+        if s.holds_key:
+            return decision(
+                [renew(s), KeepaliveWatchdog(), RestartPostgres("primary"), UpdateMember()],
+                Code.RESTARTING,
+                "restarting PostgreSQL on request (keeps the leader key)",
+                Role.PRIMARY,
+                again=True,
+            )
+        return decision(
+            [RestartPostgres("replica", leader), KeepaliveLease(), UpdateMember()],
+            Code.RESTARTING,
+            "restarting PostgreSQL on request",
+            Role.REPLICA,
+            again=True,
+        )
+    if request.kind == "reinitialize" and not s.holds_key:
+        source = leader if request.from_leader else (clone_source(s) or leader)
+        if source is None or source == s.name:
+            return None
+        return decision(
+            [
+                StopPostgres("immediate"),
+                RemoveDataDirectory(f"reinitialize requested, cloning again from {source}"),
+                CreateReplica(source),
+                StartPostgres("replica", leader),
+                KeepaliveLease(),
+                UpdateMember(),
+            ],
+            Code.REINITIALIZING,
+            f"reinitializing on request: replacing the data directory with a copy from {source}",
+            Role.BOOTSTRAPPING,
+            again=True,
+        )
+    return None

@@ -1,0 +1,101 @@
+"""The frozen input of `decide` and its output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from haagent.config.model import DynamicConfig, Tags
+from haagent.core.actions import Action
+from haagent.core.reasons import Reason
+from haagent.core.roles import Role
+from haagent.dcs.model import ClusterView
+from haagent.postgres.model import PostgresStatus
+
+
+@dataclass(frozen=True)
+class PeerPosition:
+    """What a peer said over its REST API when asked during a leader race."""
+
+    name: str
+    reachable: bool
+    lsn: int | None = None
+    timeline: int | None = None
+    running: bool = False
+    in_recovery: bool = True
+    failover_priority: int = 1
+    nofailover: bool = False
+
+
+@dataclass(frozen=True)
+class ManualRequest:
+    """A local action asked for over the API: restart or reinitialize."""
+
+    kind: str  # "restart" | "reinitialize"
+    force: bool = False
+    from_leader: bool = False
+
+
+@dataclass(frozen=True)
+class LocalFacts:
+    """What the engine remembers between cycles: outcomes of earlier actions."""
+
+    role: Role = Role.UNINITIALIZED
+    # Monotonic time by which the leader key can expire at the earliest (last renewal sent + ttl).
+    leader_lease_expires: float | None = None
+    renew_failed: bool = False
+    # We won the initialize race and run the bootstrap.
+    bootstrapping: bool = False
+    # Monotonic time since which PostgreSQL is down while we hold the key.
+    postgres_down_since: float | None = None
+    # Why the last rewind failed (the data directory is kept until someone decides).
+    rewind_failed: str | None = None
+    replica_clone_failures: int = 0
+    # failsafe: every member listed in `failsafe` confirmed over the REST API.
+    failsafe_confirmed: bool = False
+    shutdown_requested: bool = False
+    manual: ManualRequest | None = None
+    # The leader our PostgreSQL currently follows (as configured by the engine).
+    following: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one HA cycle knows, observed before deciding.
+
+    `now` is monotonic seconds; `wall` is the wall clock with a timezone (for
+    scheduled switchovers).  `peers` is None until the engine asked them.
+    """
+
+    name: str
+    now: float
+    wall: datetime
+    tags: Tags
+    config: DynamicConfig
+    cluster: ClusterView
+    dcs_ok: bool
+    postgres: PostgresStatus
+    local: LocalFacts = LocalFacts()
+    watchdog_ok: bool = True
+    watchdog_reason: str | None = None
+    peers: Mapping[str, PeerPosition] | None = None
+    dcs_error: str | None = None
+
+    @property
+    def holds_key(self) -> bool:
+        return self.cluster.leader is not None and self.cluster.leader.name == self.name
+
+    @property
+    def is_running_primary(self) -> bool:
+        return self.postgres.running and not self.postgres.in_recovery
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    reason: Reason
+    role: Role
+    # Decide again right after acting (a step of a longer sequence, or peers were asked for).
+    again: bool = False
+    details: Mapping[str, object] = field(default_factory=dict)
