@@ -19,10 +19,10 @@ def decide(s: Snapshot) -> Decision:
     """What this node does now, and why.  Pure: no I/O, no clock (time is `s.now`)."""
     if s.local.shutdown_requested:
         return decide_shutdown(s)
-    if not s.dcs_ok:
-        return decide_dcs_unreachable(s)
     if s.config.pause:
         return decide_manual(s) or decide_paused(s)
+    if not s.dcs_ok:
+        return decide_dcs_unreachable(s)
     setup = decide_bootstrap(s)
     if setup is not None:
         return setup

@@ -14,7 +14,7 @@ from haagent.core.actions import (
 )
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
-from haagent.core.rules.common import decision, idle
+from haagent.core.rules.common import current, decision, idle
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -59,7 +59,7 @@ def decide_bootstrap(s: Snapshot) -> Decision | None:
                 [RaceInitialize(pg.system_identifier)],
                 Code.RACE_INITIALIZE,
                 f"no initialize key: claiming it for the existing data ({pg.system_identifier})",
-                Role.UNINITIALIZED,
+                current(s),
                 again=True,
             )
         if not s.tags.can_be_leader:

@@ -43,6 +43,8 @@ def decide_shutdown(s: Snapshot) -> Decision:
 def decide_paused(s: Snapshot) -> Decision:
     role = current(s)
     text = "maintenance mode (pause): no automatic action"
+    if not s.dcs_ok:
+        return decision([], Code.PAUSED, f"{text}; etcd cannot be reached", role)
     if s.holds_key:
         return decision(
             [renew(s), DisarmWatchdog(), UpdateMember()],

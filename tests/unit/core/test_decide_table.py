@@ -58,7 +58,7 @@ CASES: list[tuple[str, Snapshot, list[str], Code, Role]] = [
      replace(uninit, initialize="")),
      ["KeepaliveLease", "UpdateMember"], Code.WAITING_FOR_BOOTSTRAP, Role.UNINITIALIZED),
     ("existing data without initialize: claim it", snapshot("node1", primary_pg(), uninit),
-     ["RaceInitialize"], Code.RACE_INITIALIZE, Role.UNINITIALIZED),
+     ["RaceInitialize"], Code.RACE_INITIALIZE, Role.DEMOTED),
     ("empty data dir: clone from leader", snapshot("node2", stopped_pg(False)),
      ["CreateReplica", "StartPostgres", "UpdateMember"], Code.CREATING_REPLICA, Role.BOOTSTRAPPING),
     ("empty data dir, leader not running: wait",
