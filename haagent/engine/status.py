@@ -48,6 +48,14 @@ class PublishedStatus:
     api_url: str = ""
     conn_url: str = ""
     version: str = ""
+    # Monotonic time at which this node's hold on the leader key lapses (its lease
+    # expiry as this node computes it); None when it does not hold the key or does
+    # not know.  `/primary` and `/leader` answer 503 from that instant on, even if
+    # the loop is stuck and publishes nothing new.
+    leader_expires_at: float | None = None
+    # True while the leader keeps running without etcd because every member
+    # acknowledged it (Patroni's DCS failsafe mode).
+    failsafe_active: bool = False
 
     @property
     def is_primary(self) -> bool:

@@ -1,0 +1,145 @@
+"""Benchmark of the REST API's hottest path: `GET /primary` under `wrk -t1 -c8`.
+
+Starts a `RestApiServer` over the in-memory fake controller (publishing a
+primary's status) in a child process, runs wrk against it, and prints the
+requests per second and the p99 latency.  While wrk runs, the child also
+publishes a new status every `--publish-every` seconds, as the HA loop does,
+and reports how late its publishing timer fired (a stand-in for the loop's
+cycle time under API load).
+
+    .venv/bin/python bench/api_bench.py [--duration 5] [--connections 8] [--path /primary]
+
+Exits non-zero only when a tool fails, not when the target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TARGET_RPS = 15_000
+TARGET_P99_MS = 1.0
+
+
+async def serve(port_file: Path, publish_every: float, use_uvloop: bool) -> None:
+    from haagent.api import RestApiServer
+    from haagent.api.testing import FakeController, primary_status
+    from haagent.config.model import ListenAddress, RestApiSettings
+
+    logging.basicConfig(level=logging.ERROR)
+    controller = FakeController(primary_status(loop_finished_at=time.monotonic()))
+    settings = RestApiSettings(listen=ListenAddress(("127.0.0.1",), 0))
+    server = RestApiServer(settings, controller, scope="demo", name="node1")
+    await server.start()
+    port_file.write_text(str(server.port))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    lateness: list[float] = []
+    while not stop.is_set():
+        due = time.monotonic() + publish_every
+        try:
+            await asyncio.wait_for(stop.wait(), publish_every)
+        except TimeoutError:
+            pass
+        lateness.append(time.monotonic() - due)
+        status = controller.status()
+        controller.publish(replace(status, loop_count=status.loop_count + 1,
+                                   loop_finished_at=time.monotonic()))
+    await server.stop()
+    lateness.sort()
+    report = {
+        "cycles": len(lateness),
+        "timer_late_p50_ms": 1000 * lateness[len(lateness) // 2] if lateness else 0.0,
+        "timer_late_max_ms": 1000 * lateness[-1] if lateness else 0.0,
+    }
+    port_file.with_suffix(".report").write_text(json.dumps(report))
+
+
+def _parse_latency(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--path", default="/primary")
+    parser.add_argument("--publish-every", type=float, default=1.0)
+    parser.add_argument("--uvloop", action="store_true", help="run the server on uvloop")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        if args.uvloop:
+            import uvloop
+
+            uvloop.install()
+        asyncio.run(serve(args.serve, args.publish_every, args.uvloop))
+        return 0
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("api_bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    port_file = Path(f"/tmp/haagent-api-bench-{os.getpid()}.port")
+    port_file.unlink(missing_ok=True)
+    cmd = [sys.executable, __file__, "--serve", str(port_file), "--publish-every",
+           str(args.publish_every)] + (["--uvloop"] if args.uvloop else [])
+    child = subprocess.Popen(cmd)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_file.exists() or not port_file.read_text():
+            if child.poll() is not None or time.monotonic() > deadline:
+                print("api_bench: the server did not start", file=sys.stderr)
+                return 2
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port_file.read_text()}{args.path}"
+        run = subprocess.run(
+            [wrk, "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
+            capture_output=True, text=True, timeout=args.duration + 60,
+        )
+        if run.returncode != 0:
+            print(run.stdout, run.stderr, file=sys.stderr)
+            return 2
+        rps_match = re.search(r"Requests/sec:\s+([\d.]+)", run.stdout)
+        p99_match = re.search(r"99%\s+([\d.]+\w+)", run.stdout)
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", run.stdout)
+        if rps_match is None or p99_match is None:
+            print(run.stdout, file=sys.stderr)
+            return 2
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=20)
+    rps = float(rps_match.group(1))
+    p99 = _parse_latency(p99_match.group(1))
+    report_file = port_file.with_suffix(".report")
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    report_file.unlink(missing_ok=True)
+    port_file.unlink(missing_ok=True)
+    ok = rps >= TARGET_RPS and p99 < TARGET_P99_MS
+    print(f"GET {args.path}: {rps:,.0f} req/s, p99 {p99:.3f} ms "
+          f"(wrk -t1 -c{args.connections} -d{args.duration}s; target >= {TARGET_RPS:,} req/s, "
+          f"p99 < {TARGET_P99_MS} ms: {'met' if ok else 'MISSED'})")
+    if non2xx:
+        print(f"non-2xx answers: {non2xx.group(1)}")
+    if report:
+        print(f"publisher timer during the run: {report['cycles']} cycles, late by "
+              f"p50 {report['timer_late_p50_ms']:.2f} ms, max {report['timer_late_max_ms']:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

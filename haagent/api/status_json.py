@@ -1,0 +1,205 @@
+"""The JSON documents of the read-only endpoints, built from the published status.
+
+`node_status()` is the body of `GET /`, `/patroni` and every health check,
+with the fields of the compatibility reference (section 2) plus a `haagent`
+object carrying the last decision's reason.  `cluster()`, `history()` and
+`failsafe()` are the bodies of `/cluster`, `/history` and `/failsafe`.
+Optional fields are left out when unknown rather than sent as null, as Patroni
+does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from haagent import __version__
+from haagent.api.health import cluster_lsn, replication_state
+from haagent.dcs.model import ClusterView, Member
+from haagent.engine.status import PublishedStatus
+
+
+def encode(document: Any) -> bytes:
+    return json.dumps(document, default=str).encode()
+
+
+def format_lsn(lsn: int) -> str:
+    """PostgreSQL's text form of a WAL position: `0/4000060`."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def _xlog(status: PublishedStatus) -> dict[str, Any]:
+    pg = status.postgres
+    if not pg.in_recovery:
+        return {"location": pg.write_lsn if pg.write_lsn is not None else 0}
+    received = pg.receive_lsn if pg.receive_lsn is not None else pg.replay_lsn
+    return {
+        "received_location": received or 0,
+        "replayed_location": pg.replay_lsn or 0,
+        "replayed_timestamp": pg.replay_timestamp,
+        "paused": pg.replay_paused,
+    }
+
+
+def node_status(status: PublishedStatus) -> dict[str, Any]:
+    """The body of `GET /` and `GET /patroni`."""
+    pg = status.postgres
+    doc: dict[str, Any] = {"state": status.state}
+    if pg.postmaster_start_time is not None:
+        doc["postmaster_start_time"] = pg.postmaster_start_time
+    doc["role"] = status.role
+    if pg.running:
+        if pg.server_version is not None:
+            doc["server_version"] = pg.server_version
+        doc["xlog"] = _xlog(status)
+        if pg.timeline is not None:
+            doc["timeline"] = pg.timeline
+        state = replication_state(status)
+        if state is not None:
+            doc["replication_state"] = state
+        doc["replication"] = [
+            {
+                "usename": row.usename,
+                "application_name": row.application_name,
+                "client_addr": row.client_addr,
+                "state": row.state,
+                "sync_state": row.sync_state,
+                "sync_priority": row.sync_priority,
+            }
+            for row in pg.replication
+        ]
+    doc["cluster_unlocked"] = status.cluster.leader is None
+    if status.failsafe_active:
+        doc["failsafe_mode_is_active"] = True
+    doc["pause"] = status.paused
+    if status.dcs_last_seen is not None:
+        doc["dcs_last_seen"] = int(status.dcs_last_seen)
+    doc["tags"] = dict(status.tags)
+    system_id = pg.system_identifier or status.cluster.initialize
+    if system_id:
+        doc["database_system_identifier"] = system_id
+    if status.pending_restart or pg.pending_restart:
+        doc["pending_restart"] = True
+    if status.scheduled_restart:
+        doc["scheduled_restart"] = dict(status.scheduled_restart)
+    doc["patroni"] = {
+        "version": status.version or __version__,
+        "scope": status.scope,
+        "name": status.name,
+    }
+    doc["haagent"] = {
+        "reason_code": status.reason_code,
+        "reason_text": status.reason_text,
+        "watchdog": status.watchdog,
+    }
+    return doc
+
+
+def _host_port(member: Member) -> tuple[str | None, int | None]:
+    try:
+        parts = urlsplit(member.conn_url)
+        return parts.hostname, parts.port
+    except ValueError:
+        return None, None
+
+
+def _member_role(view: ClusterView, member: Member, synchronous_mode: bool) -> str:
+    if member.name == view.leader_name:
+        return "standby_leader" if member.role == "standby_leader" else "leader"
+    if synchronous_mode and view.sync is not None and view.sync.is_sync(member.name):
+        return "sync_standby"
+    return "replica"
+
+
+def _member(view: ClusterView, member: Member, synchronous_mode: bool) -> dict[str, Any]:
+    role = _member_role(view, member, synchronous_mode)
+    state = member.state
+    if role not in ("leader", "standby_leader") and member.replication_state:
+        state = member.replication_state
+    doc: dict[str, Any] = {"name": member.name, "role": role, "state": state}
+    doc["api_url"] = member.api_url
+    host, port = _host_port(member)
+    if host:
+        doc["host"] = host
+        if port:
+            doc["port"] = port
+    if member.timeline is not None:
+        doc["timeline"] = member.timeline
+    if member.pending_restart:
+        doc["pending_restart"] = True
+    if member.scheduled_restart:
+        doc["scheduled_restart"] = dict(member.scheduled_restart)
+    if member.tags:
+        doc["tags"] = dict(member.tags)
+    if role in ("leader", "standby_leader"):
+        return doc
+    leader_lsn = cluster_lsn(view)
+    for kind, lsn in (("receive", member.receive_lsn), ("replay", member.replay_lsn)):
+        if lsn is not None:
+            if leader_lsn is not None:
+                doc[f"{kind}_lag"] = max(0, leader_lsn - lsn)
+            doc[f"{kind}_lsn"] = format_lsn(lsn)
+    lsn = member.lsn
+    doc["lag"] = (
+        max(0, leader_lsn - lsn) if leader_lsn is not None and lsn is not None else "unknown"
+    )
+    if lsn is not None:
+        doc["lsn"] = format_lsn(lsn)
+    return doc
+
+
+def cluster(status: PublishedStatus) -> dict[str, Any]:
+    """The body of `GET /cluster`: members sorted by name, pause, a scheduled switchover."""
+    view = status.cluster
+    sync_mode = status.config.synchronous_mode
+    members = [_member(view, m, sync_mode) for m in view.members.values()]
+    members.sort(key=lambda m: str(m["name"]))
+    doc: dict[str, Any] = {"members": members, "scope": status.scope}
+    if status.paused:
+        doc["pause"] = True
+    failover = view.failover
+    if failover is not None and failover.scheduled_at is not None:
+        scheduled: dict[str, Any] = {"at": failover.scheduled_at.isoformat()}
+        if failover.leader:
+            scheduled["from"] = failover.leader
+        if failover.candidate:
+            scheduled["to"] = failover.candidate
+        doc["scheduled_switchover"] = scheduled
+    return doc
+
+
+def history(status: PublishedStatus) -> list[list[Any]]:
+    """The body of `GET /history`: `[timeline, lsn, reason, timestamp(, new_leader)]` rows."""
+    rows: list[list[Any]] = []
+    for entry in status.cluster.history:
+        row: list[Any] = [entry.timeline, entry.lsn, entry.reason, entry.timestamp]
+        if entry.new_leader is not None:
+            row.append(entry.new_leader)
+        rows.append(row)
+    return rows
+
+
+def config(status: PublishedStatus) -> Mapping[str, Any] | None:
+    """The body of `GET /config`: the DCS `config` key as stored; None when absent."""
+    view_config = status.cluster.config
+    return view_config.raw if view_config is not None else None
+
+
+def failsafe(status: PublishedStatus) -> Mapping[str, str] | None:
+    """The body of `GET /failsafe`: the failsafe topology; None when failsafe mode is off."""
+    if not status.config.failsafe_mode:
+        return None
+    return status.cluster.failsafe or {}
+
+
+__all__ = [
+    "cluster",
+    "config",
+    "encode",
+    "failsafe",
+    "format_lsn",
+    "history",
+    "node_status",
+]
