@@ -1,0 +1,338 @@
+"""Runs a decision's actions in order against the real (or fake) components.
+
+The first failing action stops the sequence; its error is returned so the loop
+can decide again at once with the outcome in the next snapshot.  Each handler
+updates `LoopState` only after its action succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from haagent.config.model import DynamicConfig, Settings
+from haagent.core import actions as a
+from haagent.core.rules.sync import render_synchronous_standby_names
+from haagent.core.snapshot import Decision, Snapshot
+from haagent.dcs.errors import DCSError, DCSUnavailable
+from haagent.dcs.model import HistoryEntry
+from haagent.dcs.protocol import DCS
+from haagent.engine.member import member_data
+from haagent.engine.ports import PeerClient, PostgresControl, Upstream, WatchdogControl
+from haagent.engine.state import LoopState
+
+log = logging.getLogger("haagent.engine")
+
+
+class ActionFailed(Exception):
+    def __init__(self, action: a.Action, message: str) -> None:
+        super().__init__(f"{type(action).__name__}: {message}")
+        self.action = action
+
+
+@dataclass(frozen=True)
+class Outcome:
+    completed: tuple[a.Action, ...]
+    failure: ActionFailed | None = None
+    seconds: float = 0.0
+
+
+def upstream_of(snapshot: Snapshot, name: str | None) -> Upstream | None:
+    """The PostgreSQL address of member `name`, from its `conn_url`."""
+    if name is None:
+        return None
+    member = snapshot.cluster.members.get(name)
+    if member is None:
+        return None
+    rest = member.conn_url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host, _, port = rest.rpartition(":")
+    if not host:
+        host, port = rest, "5432"
+    return Upstream(name=name, host=host.strip("[]"), port=int(port or 5432))
+
+
+class Executor:
+    def __init__(
+        self,
+        settings: Settings,
+        dcs: DCS,
+        pg: PostgresControl,
+        watchdog: WatchdogControl,
+        peers: PeerClient,
+        state: LoopState,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        version: str = "",
+    ) -> None:
+        self.settings = settings
+        self.dcs = dcs
+        self.pg = pg
+        self.watchdog = watchdog
+        self.peers = peers
+        self.state = state
+        self.clock = clock
+        self.version = version
+        self.config = DynamicConfig()
+        self._handlers: dict[type, Callable[[Any, Snapshot], Awaitable[None]]] = {
+            a.ObservePeers: self._observe_peers,
+            a.RaceInitialize: self._race_initialize,
+            a.BootstrapCluster: self._bootstrap,
+            a.SetInitialize: self._set_initialize,
+            a.TakeLeaderKey: self._take_leader,
+            a.RenewLeaderKey: self._renew_leader,
+            a.ReleaseLeaderKey: self._release_leader,
+            a.KeepaliveLease: self._keepalive_lease,
+            a.ArmWatchdog: self._arm_watchdog,
+            a.KeepaliveWatchdog: self._keepalive_watchdog,
+            a.DisarmWatchdog: self._disarm_watchdog,
+            a.CreateReplica: self._create_replica,
+            a.StartPostgres: self._start,
+            a.StopPostgres: self._stop,
+            a.RestartPostgres: self._restart,
+            a.Promote: self._promote,
+            a.Demote: self._demote,
+            a.Follow: self._follow,
+            a.Checkpoint: self._checkpoint,
+            a.AppendHistory: self._append_history,
+            a.ClearFailoverKey: self._clear_failover,
+            a.EnsureSlots: self._ensure_slots,
+            a.SetSyncStandbys: self._set_sync_standbys,
+            a.WriteSyncKey: self._write_sync_key,
+            a.WriteStatusKey: self._write_status,
+            a.UpdateMember: self._update_member,
+            a.RemoveDataDirectory: self._remove_data_directory,
+        }
+
+    @property
+    def handled_types(self) -> frozenset[type]:
+        return frozenset(self._handlers)
+
+    async def run(self, decision: Decision, snapshot: Snapshot) -> Outcome:
+        started = self.clock()
+        done: list[a.Action] = []
+        for action in decision.actions:
+            try:
+                await self._handlers[type(action)](action, snapshot)
+            except ActionFailed as e:
+                return Outcome(tuple(done), e, self.clock() - started)
+            except DCSUnavailable as e:
+                self._dcs_failed(e)
+                return Outcome(tuple(done), ActionFailed(action, str(e)), self.clock() - started)
+            except (DCSError, OSError, RuntimeError, ValueError, TimeoutError) as e:
+                log.warning("%s failed: %s", type(action).__name__, e)
+                return Outcome(tuple(done), ActionFailed(action, str(e)), self.clock() - started)
+            done.append(action)
+        return Outcome(tuple(done), None, self.clock() - started)
+
+    # --- DCS bookkeeping
+
+    def _dcs_ok(self) -> None:
+        self.state.dcs_ok = True
+        self.state.dcs_error = None
+        self.state.dcs_last_seen_wall = time.time()
+
+    def _dcs_failed(self, error: Exception) -> None:
+        self.state.dcs_ok = False
+        self.state.dcs_error = str(error)
+
+    async def _bounded(self, call: Awaitable[Any], what: str) -> Any:
+        try:
+            result = await asyncio.wait_for(call, self.config.retry_timeout)
+        except TimeoutError as e:
+            raise DCSUnavailable(f"{what} took longer than retry_timeout") from e
+        self._dcs_ok()
+        return result
+
+    # --- handlers
+
+    async def _observe_peers(self, action: a.ObservePeers, s: Snapshot) -> None:
+        others = [m for n, m in s.cluster.members.items() if n != s.name]
+        timeout = min(2.0, max(0.5, self.config.retry_timeout / 2))
+        self.state.peers = await self.peers.positions(others, timeout)
+
+    async def _race_initialize(self, action: a.RaceInitialize, s: Snapshot) -> None:
+        won = await self._bounded(self.dcs.race_initialize(action.value), "initialize race")
+        if not won:
+            raise ActionFailed(action, "another node won the initialize race")
+        if action.value == "":
+            self.state.bootstrapping = True
+
+    async def _bootstrap(self, action: a.BootstrapCluster, s: Snapshot) -> None:
+        try:
+            await self.pg.bootstrap()
+        except Exception as e:
+            self.state.bootstrapping = False
+            try:
+                await self._bounded(self.dcs.cancel_initialize(), "cancel initialize")
+            except DCSError as cancel_error:
+                log.error("could not remove the initialize key: %s", cancel_error)
+            raise ActionFailed(action, f"bootstrap failed: {e}") from e
+
+    async def _set_initialize(self, action: a.SetInitialize, s: Snapshot) -> None:
+        status = await self.pg.status()
+        if status.system_identifier is None:
+            raise ActionFailed(action, "PostgreSQL did not report its system identifier")
+        await self._bounded(self.dcs.set_initialize(status.system_identifier), "set initialize")
+        self.state.bootstrapping = False
+
+    async def _take_leader(self, action: a.TakeLeaderKey, s: Snapshot) -> None:
+        sent = self.clock()
+        if not await self._bounded(self.dcs.take_leader(), "take leader key"):
+            raise ActionFailed(action, "another member holds the leader key")
+        self.state.leader_lease_expires = sent + self.config.ttl
+        self.state.renew_failed = False
+
+    async def _renew_leader(self, action: a.RenewLeaderKey, s: Snapshot) -> None:
+        sent = self.clock()
+        budget = action.deadline - sent
+        if budget <= 0:
+            self.state.renew_failed = True
+            raise ActionFailed(action, "no time left to renew before the key may expire")
+        try:
+            await asyncio.wait_for(self.dcs.renew_leader(), budget)
+        except TimeoutError as e:
+            self.state.renew_failed = True
+            self._dcs_failed(e)
+            raise ActionFailed(action, f"etcd did not answer within {budget:.1f}s") from e
+        except DCSError as e:
+            self.state.renew_failed = True
+            if isinstance(e, DCSUnavailable):
+                self._dcs_failed(e)
+            raise ActionFailed(action, str(e)) from e
+        self._dcs_ok()
+        self.state.leader_lease_expires = sent + self.config.ttl
+        self.state.renew_failed = False
+
+    async def _release_leader(self, action: a.ReleaseLeaderKey, s: Snapshot) -> None:
+        await self._bounded(self.dcs.release_leader(), "release leader key")
+        self.state.leader_lease_expires = None
+
+    async def _keepalive_lease(self, action: a.KeepaliveLease, s: Snapshot) -> None:
+        await self._bounded(self.dcs.keepalive(), "lease keepalive")
+
+    async def _arm_watchdog(self, action: a.ArmWatchdog, s: Snapshot) -> None:
+        if not self.watchdog.arm():
+            raise ActionFailed(action, f"watchdog unusable: {self.watchdog.describe()}")
+
+    async def _keepalive_watchdog(self, action: a.KeepaliveWatchdog, s: Snapshot) -> None:
+        self.watchdog.keepalive()
+
+    async def _disarm_watchdog(self, action: a.DisarmWatchdog, s: Snapshot) -> None:
+        self.watchdog.disarm()
+
+    def _upstream(self, s: Snapshot, name: str | None, action: a.Action) -> Upstream | None:
+        upstream = upstream_of(s, name)
+        if name is not None and upstream is None:
+            raise ActionFailed(action, f"member {name} has no member key with a conn_url")
+        return upstream
+
+    async def _create_replica(self, action: a.CreateReplica, s: Snapshot) -> None:
+        upstream = self._upstream(s, action.source, action)
+        assert upstream is not None
+        try:
+            await self.pg.create_replica(upstream)
+        except Exception:
+            self.state.replica_clone_failures += 1
+            raise
+        self.state.replica_clone_failures = 0
+
+    async def _start(self, action: a.StartPostgres, s: Snapshot) -> None:
+        upstream = self._upstream(s, action.leader, action)
+        await self.pg.start(action.role, upstream)
+        self.state.following = action.leader if action.role == "replica" else None
+
+    async def _stop(self, action: a.StopPostgres, s: Snapshot) -> None:
+        await self.pg.stop(action.mode)
+
+    async def _restart(self, action: a.RestartPostgres, s: Snapshot) -> None:
+        await self.pg.restart(action.role, self._upstream(s, action.leader, action))
+        self.state.manual = None
+
+    async def _promote(self, action: a.Promote, s: Snapshot) -> None:
+        await self.pg.promote()
+        self.state.following = None
+
+    async def _demote(self, action: a.Demote, s: Snapshot) -> None:
+        await self.pg.demote(action.mode, self._upstream(s, action.leader, action))
+        self.state.following = action.leader
+
+    async def _follow(self, action: a.Follow, s: Snapshot) -> None:
+        upstream = self._upstream(s, action.leader, action)
+        assert upstream is not None
+        try:
+            await self.pg.follow(upstream)
+        except Exception as e:
+            if type(e).__name__.startswith("Rewind"):
+                self.state.rewind_failed = str(e)
+            raise
+        self.state.following = action.leader
+        self.state.rewind_failed = None
+
+    async def _checkpoint(self, action: a.Checkpoint, s: Snapshot) -> None:
+        await self.pg.checkpoint()
+
+    async def _append_history(self, action: a.AppendHistory, s: Snapshot) -> None:
+        switch = await self.pg.last_timeline_switch()
+        if switch is None or any(h.timeline == switch.timeline for h in s.cluster.history):
+            return
+        entry = HistoryEntry(
+            timeline=switch.timeline,
+            lsn=switch.lsn,
+            reason=switch.reason or action.reason,
+            timestamp=datetime.now(UTC).isoformat(),
+            new_leader=s.name,
+        )
+        await self._bounded(self.dcs.write_history((*s.cluster.history, entry)), "history")
+
+    async def _clear_failover(self, action: a.ClearFailoverKey, s: Snapshot) -> None:
+        await self._bounded(self.dcs.clear_failover(), "clear failover key")
+
+    async def _ensure_slots(self, action: a.EnsureSlots, s: Snapshot) -> None:
+        now = self.clock()
+        for name in action.members:
+            self.state.slot_last_seen[name] = now
+        keep = [
+            n
+            for n, seen in self.state.slot_last_seen.items()
+            if now - seen <= self.config.member_slots_ttl
+        ]
+        await self.pg.ensure_slots(sorted(keep))
+
+    async def _set_sync_standbys(self, action: a.SetSyncStandbys, s: Snapshot) -> None:
+        value = render_synchronous_standby_names(action.members, action.count, action.strict)
+        await self.pg.set_synchronous_standby_names(value)
+
+    async def _write_sync_key(self, action: a.WriteSyncKey, s: Snapshot) -> None:
+        written = await self._bounded(
+            self.dcs.write_sync(
+                action.leader, action.members, expected_revision=action.expected_revision
+            ),
+            "sync key",
+        )
+        if not written:
+            raise ActionFailed(action, "the sync key changed under us (compare-and-swap lost)")
+
+    async def _write_status(self, action: a.WriteStatusKey, s: Snapshot) -> None:
+        if s.postgres.write_lsn is None:
+            return
+        slots = await self.pg.slot_positions()
+        await self._bounded(self.dcs.write_status(s.postgres.write_lsn, slots), "status key")
+
+    async def _update_member(self, action: a.UpdateMember, s: Snapshot) -> None:
+        data = member_data(
+            self.settings,
+            await self.pg.status(),
+            self.state.role,
+            paused=self.config.pause,
+            version=self.version,
+        )
+        await self._bounded(self.dcs.touch_member(data), "member key")
+
+    async def _remove_data_directory(self, action: a.RemoveDataDirectory, s: Snapshot) -> None:
+        await self.pg.remove_data_directory(action.reason)
+        self.state.manual = None

@@ -1,0 +1,274 @@
+"""The HA loop: observe, decide, publish, act; wake on events, not on a timer alone.
+
+`loop_wait` is the idle heartbeat.  A change of the leader or failover key
+(DCS watch), the postmaster's death, and an API request wake the loop at once;
+a decision that is one step of a sequence (`again`) or a failed action runs the
+next cycle right away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from haagent.config.model import DynamicConfig, Settings
+from haagent.core import Snapshot, decide
+from haagent.core.reasons import Code
+from haagent.core.roles import Role
+from haagent.core.snapshot import Decision
+from haagent.dcs.errors import DCSError
+from haagent.dcs.protocol import DCS
+from haagent.engine.executor import Executor, Outcome
+from haagent.engine.member import postgres_state, published_role
+from haagent.engine.ports import PeerClient, PostgresControl, WatchdogControl
+from haagent.engine.state import LoopState
+from haagent.engine.status import PublishedStatus
+from haagent.postgres.model import PostgresStatus
+
+log = logging.getLogger("haagent.engine")
+
+MAX_IMMEDIATE_CYCLES = 50
+
+
+class HaLoop:
+    def __init__(
+        self,
+        settings: Settings,
+        dcs: DCS,
+        pg: PostgresControl,
+        watchdog: WatchdogControl,
+        peers: PeerClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        version: str = "",
+        on_decision: Callable[[Decision, float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dcs = dcs
+        self.pg = pg
+        self.watchdog = watchdog
+        self.clock = clock
+        self.wall = wall
+        self.version = version
+        self.on_decision = on_decision
+        self.state = LoopState()
+        self.executor = Executor(
+            settings, dcs, pg, watchdog, peers, self.state, clock=clock, version=version
+        )
+        self.wake = asyncio.Event()
+        self.cycle_done = asyncio.Event()
+        self.config = settings.bootstrap.dcs
+        self._applied_config: DynamicConfig | None = None
+        self._last_reason: tuple[str, str] | None = None
+        self._stopping = False
+        self.loop_count = 0
+        self._status = self._initial_status()
+
+    # --- published status
+
+    def status(self) -> PublishedStatus:
+        return self._status
+
+    def _initial_status(self) -> PublishedStatus:
+        return PublishedStatus(
+            scope=self.settings.scope,
+            name=self.settings.name,
+            role="uninitialized",
+            state="stopped",
+            holds_leader_key=False,
+            postgres=PostgresStatus(False, False, False),
+            cluster=self.dcs.view(),
+            config=self.config,
+            tags=dict(self.settings.tags.raw),
+            api_url=self.settings.restapi.api_url,
+            conn_url=self.settings.postgresql.conn_url,
+            version=self.version,
+            reason_code="starting",
+            reason_text="the agent is starting",
+        )
+
+    def _publish(
+        self, pg: PostgresStatus, role: Role, holds_key: bool, decision: Decision | None
+    ) -> None:
+        previous = self._status
+        self._status = PublishedStatus(
+            scope=self.settings.scope,
+            name=self.settings.name,
+            role=published_role(role, pg),
+            state=postgres_state(pg, role),
+            holds_leader_key=holds_key,
+            postgres=pg,
+            cluster=self.dcs.view(),
+            config=self.config,
+            tags=dict(self.settings.tags.raw),
+            paused=self.config.pause,
+            dcs_last_seen=self.state.dcs_last_seen_wall,
+            dcs_ok=self.state.dcs_ok,
+            loop_finished_at=self.clock(),
+            loop_count=self.loop_count,
+            loop_duration=previous.loop_duration,
+            reason_code=str(decision.reason.code) if decision else previous.reason_code,
+            reason_text=decision.reason.text if decision else previous.reason_text,
+            pending_restart=pg.pending_restart,
+            watchdog=self.watchdog.describe(),
+            api_url=self.settings.restapi.api_url,
+            conn_url=self.settings.postgresql.conn_url,
+            version=self.version,
+        )
+
+    # --- configuration
+
+    def _apply_config(self) -> None:
+        view_config = self.dcs.view().config
+        config = view_config if view_config is not None else self.settings.bootstrap.dcs
+        if config == self._applied_config:
+            return
+        self.config = config
+        self._applied_config = config
+        self.executor.config = config
+        self.dcs.set_ttl(config.ttl)
+        self.dcs.set_retry_timeout(config.retry_timeout)
+        self.watchdog.reconfigure(config.ttl, config.loop_wait)
+        self.pg.set_dynamic_config(config)
+        log.info(
+            "dynamic config: ttl=%s loop_wait=%s retry_timeout=%s synchronous_mode=%s pause=%s",
+            config.ttl,
+            config.loop_wait,
+            config.retry_timeout,
+            config.synchronous_mode,
+            config.pause,
+        )
+
+    # --- one cycle
+
+    async def observe(self) -> Snapshot:
+        if not self.state.dcs_ok:
+            try:
+                await asyncio.wait_for(self.dcs.refresh(), self.config.retry_timeout)
+                self.state.dcs_ok = True
+                self.state.dcs_error = None
+                self.state.dcs_last_seen_wall = time.time()
+                log.info("etcd is reachable again")
+            except (DCSError, TimeoutError) as e:
+                self.state.dcs_error = str(e) or "etcd did not answer within retry_timeout"
+        self._apply_config()
+        pg = await self.pg.status()
+        now = self.clock()
+        view = self.dcs.view()
+        holds = view.leader is not None and view.leader.name == self.settings.name
+        if pg.running:
+            self.state.postgres_down_since = None
+        elif self.state.postgres_down_since is None and holds:
+            self.state.postgres_down_since = now
+        ok, why = self.watchdog.can_be_leader()
+        return Snapshot(
+            name=self.settings.name,
+            now=now,
+            wall=self.wall(),
+            tags=self.settings.tags,
+            config=self.config,
+            cluster=view,
+            dcs_ok=self.state.dcs_ok,
+            postgres=pg,
+            local=self.state.facts(),
+            watchdog_ok=ok,
+            watchdog_reason=why,
+            peers=self.state.peers,
+            dcs_error=self.state.dcs_error,
+        )
+
+    async def cycle(self) -> tuple[Decision, Outcome]:
+        started = self.clock()
+        snapshot = await self.observe()
+        decision = decide(snapshot)
+        self.state.peers = None
+        self._log(decision)
+        if decision.role != Role.PRIMARY:
+            # Say "not primary" before the first action that stops writes.
+            self._publish(snapshot.postgres, decision.role, False, decision)
+        outcome = await self.executor.run(decision, snapshot)
+        if outcome.failure is None or decision.role != Role.PRIMARY:
+            self.state.role = decision.role
+        if outcome.failure is not None:
+            log.warning("%s: %s", decision.reason.code, outcome.failure)
+        pg = await self.pg.status()
+        view = self.dcs.view()
+        holds = view.leader is not None and view.leader.name == self.settings.name
+        role = self.state.role
+        if role == Role.PRIMARY and not (holds and pg.running and not pg.in_recovery):
+            role = Role.REPLICA if pg.in_recovery else role
+        self.loop_count += 1
+        self._publish(pg, role, holds and role == Role.PRIMARY, decision)
+        duration = self.clock() - started
+        self._status = _with_duration(self._status, duration)
+        if self.on_decision is not None:
+            self.on_decision(decision, duration)
+        self.cycle_done.set()
+        return decision, outcome
+
+    def _log(self, decision: Decision) -> None:
+        key = (str(decision.reason.code), decision.reason.text)
+        steady = decision.reason.code in (Code.LEADER_RENEWED, Code.FOLLOWING, Code.PAUSED)
+        if key != self._last_reason or not steady:
+            actions = ", ".join(type(x).__name__ for x in decision.actions) or "none"
+            log.info("%s: %s [actions: %s]", decision.reason.code, decision.reason.text, actions)
+        self._last_reason = key
+
+    # --- the loop
+
+    async def run(self) -> None:
+        immediate = 0
+        while not self._stopping:
+            try:
+                decision, outcome = await self.cycle()
+            except Exception:
+                log.exception("HA cycle failed; trying again after loop_wait")
+                await self._wait(self.config.loop_wait)
+                continue
+            again = decision.again or outcome.failure is not None
+            if again and immediate < MAX_IMMEDIATE_CYCLES:
+                immediate += 1
+                if outcome.failure is not None:
+                    await self._wait(min(1.0, 0.05 * immediate))
+                continue
+            immediate = 0
+            await self._wait(self.config.loop_wait)
+
+    async def _wait(self, seconds: float) -> None:
+        waiters = [
+            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(self.dcs.changed.wait()),
+            asyncio.ensure_future(self.pg.postmaster_died.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            for w in waiters:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await w
+        self.wake.clear()
+        self.dcs.changed.clear()
+        self.pg.postmaster_died.clear()
+
+    async def shutdown(self) -> None:
+        """Hand over cleanly: the last cycle stops PostgreSQL and releases the key."""
+        self._stopping = True
+        self.state.shutdown_requested = True
+        self.state.manual = None
+        try:
+            await self.cycle()
+        finally:
+            self.watchdog.disarm()
+
+
+def _with_duration(status: PublishedStatus, seconds: float) -> PublishedStatus:
+    from dataclasses import replace
+
+    return replace(status, loop_duration=seconds)

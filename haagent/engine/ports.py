@@ -1,0 +1,112 @@
+"""What the HA loop needs from PostgreSQL, the watchdog and the peers, as Protocols.
+
+The daemon hands real implementations to the loop; the simulation and the
+unit tests hand in-memory ones.  The DCS protocol lives in `haagent.dcs.protocol`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from haagent.config.model import DynamicConfig
+from haagent.core.snapshot import PeerPosition
+from haagent.dcs.model import Member
+from haagent.postgres.model import PostgresStatus
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a replica streams from: a member's name and its PostgreSQL address."""
+
+    name: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class TimelineSwitch:
+    """The newest timeline switch of this node's history (after a promotion)."""
+
+    timeline: int  # the timeline that ended
+    lsn: int  # where it ended
+    reason: str
+
+
+class PostgresControl(Protocol):
+    """Everything the agent does to its local PostgreSQL; every call is bounded in time."""
+
+    postmaster_died: asyncio.Event
+    """Set when a postmaster this agent started or adopted exits."""
+
+    def set_dynamic_config(self, config: DynamicConfig) -> None: ...
+
+    async def status(self) -> PostgresStatus: ...
+
+    async def bootstrap(self) -> None: ...
+
+    async def create_replica(self, source: Upstream) -> None: ...
+
+    async def start(
+        self, role: Literal["primary", "replica"], upstream: Upstream | None
+    ) -> None: ...
+
+    async def stop(self, mode: Literal["smart", "fast", "immediate"]) -> None: ...
+
+    async def restart(
+        self, role: Literal["primary", "replica"], upstream: Upstream | None
+    ) -> None: ...
+
+    async def promote(self) -> None: ...
+
+    async def demote(
+        self, mode: Literal["smart", "fast", "immediate"], upstream: Upstream | None
+    ) -> None:
+        """Stop accepting writes now, then run as a replica of `upstream` (rewinding if needed)."""
+        ...
+
+    async def follow(self, upstream: Upstream) -> None:
+        """Stream from `upstream`; rewinds first when the timelines diverged."""
+        ...
+
+    async def checkpoint(self) -> None: ...
+
+    async def ensure_slots(self, members: Sequence[str]) -> None: ...
+
+    async def set_synchronous_standby_names(self, value: str) -> None: ...
+
+    async def last_timeline_switch(self) -> TimelineSwitch | None: ...
+
+    async def slot_positions(self) -> Mapping[str, int]: ...
+
+    async def remove_data_directory(self, reason: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class WatchdogControl(Protocol):
+    def can_be_leader(self) -> tuple[bool, str | None]: ...
+
+    def arm(self) -> bool: ...
+
+    def keepalive(self) -> bool: ...
+
+    def disarm(self) -> None: ...
+
+    def reconfigure(self, ttl: int, loop_wait: int) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+class PeerClient(Protocol):
+    async def positions(self, members: Sequence[Member], timeout: float) -> dict[str, PeerPosition]:
+        """Ask each member's REST API for its WAL position, concurrently; unreachable is a value."""
+        ...
+
+    async def confirm_failsafe(
+        self, members: Mapping[str, str], leader: str, timeout: float
+    ) -> bool:
+        """POST /failsafe to every listed member; True only if every one confirms."""
+        ...
