@@ -115,7 +115,10 @@ class ClusterView:
     """Every key under the cluster prefix at one etcd revision.
 
     `initialize` is None when the key is absent and "" while a bootstrap is in
-    progress.  `config` is None when the `config` key is absent.
+    progress.  `config` is None when the `config` key is absent (or unreadable).
+    `failover` is None when there is no request (the key is absent or `{}`).
+    The `*_revision` fields are the keys' mod_revision (0 when absent), for
+    compare-and-swap writes, also when the value could not be decoded.
     """
 
     revision: int = 0
@@ -129,6 +132,8 @@ class ClusterView:
     history: tuple[HistoryEntry, ...] = ()
     status: ClusterStatus = ClusterStatus()
     failsafe: Mapping[str, str] | None = None
+    failover_revision: int = 0
+    sync_revision: int = 0
 
     @property
     def leader_name(self) -> str | None:

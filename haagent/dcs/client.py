@@ -1,0 +1,425 @@
+"""The `DCS` protocol on any `KVBackend`: Patroni's keys, one lease, atomic leader ops.
+
+`EtcdDCS` and `MemoryDCS` are this class on two backends, so both follow the
+same rules.  One lease carries the leader key and the member key.  Each public
+call gets one `retry_timeout` budget shared by the etcd calls it makes; a
+successful write waits (briefly) until the watch has brought the view up to
+the write's revision, so the caller reads its own writes from `view()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from haagent.dcs import codec
+from haagent.dcs.errors import DCSError, DCSUnavailable, LeaderKeyLost, LeaseNotFound
+from haagent.dcs.kv import Compare, Delete, Get, KeyValue, KVBackend, Put, TxnResult
+from haagent.dcs.kv import prefix_range_end as range_end_of
+from haagent.dcs.model import ClusterView, HistoryEntry
+from haagent.dcs.view import ViewState
+from haagent.dcs.watching import WatchLoop
+
+log = logging.getLogger("haagent.dcs")
+
+# How long a write waits for the watch to deliver it before falling back to a full read.
+SETTLE_TIMEOUT = 1.0
+
+
+class _Budget:
+    """The `retry_timeout` of one public call, shared by the backend calls it makes."""
+
+    def __init__(self, seconds: float, what: str, endpoint: Callable[[], str]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._seconds = seconds
+        self._deadline = self._loop.time() + seconds
+        self._what = what
+        self._endpoint = endpoint
+
+    def left(self) -> float:
+        remaining = self._deadline - self._loop.time()
+        if remaining <= 0:
+            raise DCSUnavailable(
+                f"{self._what}: etcd at {self._endpoint()} did not answer within "
+                f"retry_timeout={self._seconds:g}s; check that etcd is running and reachable"
+            )
+        return remaining
+
+
+class KVDCS:
+    """A member's connection to the DCS: its lease, its view, and the writes it makes."""
+
+    def __init__(
+        self,
+        backend: KVBackend,
+        *,
+        name: str,
+        prefix: str,
+        ttl: int = 30,
+        retry_timeout: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.prefix = prefix
+        self.changed = asyncio.Event()
+        self._backend = backend
+        self._ttl = ttl
+        self._retry_timeout = float(retry_timeout)
+        self._lease: int | None = None
+        self._lease_ttl = 0
+        self._lease_lock = asyncio.Lock()
+        self._prefix = prefix.encode("utf-8")
+        self._state = ViewState(self._prefix, self.changed.set)
+        self._watch = WatchLoop(
+            backend,
+            self._state,
+            self._prefix,
+            retry_timeout=lambda: self._retry_timeout,
+            name=name,
+        )
+
+    # -- lifecycle and view --------------------------------------------------------------
+
+    async def open(self) -> None:
+        budget = self._budget("open")
+        try:
+            await self._backend.connect(budget.left())
+            await self._ensure_lease(budget)
+            revision, kvs = await self._backend.range(
+                self._prefix, range_end_of(self._prefix), budget=budget.left()
+            )
+            self._state.replace(revision, kvs, force=True)
+            self._watch.start()
+            await self._watch.wait_live(budget.left())
+        except BaseException:
+            await self._watch.stop()
+            await self._backend.close()
+            raise
+        log.info(
+            "DCS open: %s as %s via %s, lease %x ttl %ds, revision %d",
+            self.prefix, self.name, self._backend.endpoint, self._lease or 0, self._lease_ttl,
+            self._state.revision,
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        await self._watch.stop()
+        await self._backend.close()
+        log.info("DCS closed: %s as %s (the lease is left to expire)", self.prefix, self.name)
+
+    def view(self) -> ClusterView:
+        return self._state.view
+
+    @property
+    def last_contact(self) -> float | None:
+        return self._backend.last_contact
+
+    @property
+    def lease_id(self) -> int | None:
+        return self._lease
+
+    @property
+    def watch_live(self) -> bool:
+        """True while a watch stream is delivering events into the view."""
+        return self._watch.live
+
+    async def refresh(self) -> ClusterView:
+        budget = self._budget("refresh")
+        revision, kvs = await self._backend.range(
+            self._prefix, range_end_of(self._prefix), budget=budget.left()
+        )
+        self._state.replace(revision, kvs)
+        return self._state.view
+
+    def set_ttl(self, ttl: int) -> None:
+        if ttl != self._ttl:
+            log.info("lease ttl %ds -> %ds (applied at the next renewal)", self._ttl, ttl)
+        self._ttl = int(ttl)
+
+    def set_retry_timeout(self, seconds: float) -> None:
+        self._retry_timeout = float(seconds)
+
+    def raw(self) -> dict[str, KeyValue]:
+        """The raw key-values of the view, keyed relative to the prefix (for tests and tools)."""
+        return self._state.raw()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _budget(self, what: str) -> _Budget:
+        return _Budget(self._retry_timeout, what, lambda: self._backend.endpoint)
+
+    def _key(self, name: str) -> bytes:
+        return self._prefix + name.encode("utf-8")
+
+    async def _txn(
+        self, budget: _Budget, compare: Sequence[Compare], success: Sequence[Put | Delete | Get],
+        failure: Sequence[Get] = (),
+    ) -> TxnResult:  # fmt: skip
+        return await self._backend.txn(compare, success, failure, budget=budget.left())
+
+    async def _settle(self, result: TxnResult) -> None:
+        """Let the view catch up with our own write (watch first, full read as a fallback)."""
+        if not result.wrote or self._state.revision >= result.revision:
+            return
+        if await self._state.wait_for_revision(result.revision, SETTLE_TIMEOUT):
+            return
+        try:
+            await self.refresh()
+        except DCSError as e:
+            log.debug("view not refreshed after a write: %s", e)
+
+    async def _ensure_lease(self, budget: _Budget) -> int:
+        async with self._lease_lock:
+            if self._lease is None or self._lease_ttl != self._ttl:
+                old = self._lease
+                self._lease = await self._backend.grant(self._ttl, budget=budget.left())
+                self._lease_ttl = self._ttl
+                log.info(
+                    "granted lease %x (ttl %ds)%s", self._lease, self._ttl,
+                    f", replacing lease {old:x}" if old is not None else "",
+                )  # fmt: skip
+            return self._lease
+
+    def _lease_lost(self, lease: int) -> None:
+        if self._lease == lease:
+            log.warning("lease %x is gone in etcd (expired or revoked)", lease)
+            self._lease = None
+
+    async def _refresh_lease(self, budget: _Budget) -> bool:
+        """Keep the current lease alive; False when there is none (or it has an old TTL)."""
+        lease = self._lease
+        if lease is None or self._lease_ttl != self._ttl:
+            return False
+        if await self._backend.keepalive(lease, budget=budget.left()) > 0:
+            return True
+        self._lease_lost(lease)
+        return False
+
+    async def _with_lease(
+        self, budget: _Budget, write: Callable[[int], Awaitable[TxnResult]]
+    ) -> TxnResult:
+        """Run a write that names our lease; if etcd lost the lease, grant one and retry once."""
+        lease = await self._ensure_lease(budget)
+        try:
+            return await write(lease)
+        except LeaseNotFound:
+            self._lease_lost(lease)
+            return await write(await self._ensure_lease(budget))
+
+    async def _put(self, budget: _Budget, key: str, value: bytes) -> None:
+        result = await self._txn(budget, [], [Put(self._key(key), value)])
+        await self._settle(result)
+
+    async def _cas_put(self, key: str, value: bytes, expected_revision: int | None) -> bool:
+        budget = self._budget(f"write {key}")
+        full = self._key(key)
+        compare: list[Compare] = []
+        if expected_revision == 0:
+            compare.append(Compare(full, "create", 0))
+        elif expected_revision is not None:
+            compare.append(Compare(full, "mod", expected_revision))
+        result = await self._txn(budget, compare, [Put(full, value)])
+        if not result.succeeded:
+            log.info("%s not written: it changed since revision %s", key, expected_revision)
+        await self._settle(result)
+        return result.succeeded
+
+    def _unchanged(self, key: str, value: bytes, lease: int = 0) -> bool:
+        """True when the live view shows `key` with exactly these bytes (and this lease)."""
+        current = self._state.get(key)
+        return (
+            self._watch.live
+            and current is not None
+            and current.value == value
+            and current.lease == lease
+        )
+
+    # -- the leader key --------------------------------------------------------------------
+
+    async def take_leader(self) -> bool:
+        budget = self._budget("take the leader key")
+        key = self._key(codec.LEADER)
+        value = codec.encode_leader(self.name)
+
+        async def attempt(lease: int) -> TxnResult:
+            return await self._txn(
+                budget, [Compare(key, "create", 0)], [Put(key, value, lease)], [Get(key)]
+            )
+
+        result = await self._with_lease(budget, attempt)
+        if result.succeeded:
+            log.info("took the leader key %s (lease %x)", key.decode(), self._lease or 0)
+            await self._settle(result)
+            return True
+        current = result.ranges[0][0] if result.ranges and result.ranges[0] else None
+        if current is None or current.value != value:
+            return False
+        # Ours already (a retry after a lost answer, or a restart): make sure it is on our lease.
+        lease = await self._ensure_lease(budget)
+        return current.lease == lease or await self._move_leader(budget, current, lease)
+
+    async def _move_leader(self, budget: _Budget, current: KeyValue, lease: int) -> bool:
+        """Re-put our leader key under `lease`, only if it is still exactly `current`."""
+        result = await self._txn(
+            budget,
+            [Compare(current.key, "value", current.value),
+             Compare(current.key, "mod", current.mod_revision)],
+            [Put(current.key, current.value, lease)],
+        )  # fmt: skip
+        if result.succeeded:
+            log.info("leader key moved from lease %x to lease %x", current.lease, lease)
+            await self._settle(result)
+        return result.succeeded
+
+    async def renew_leader(self) -> None:
+        budget = self._budget("renew the leader key")
+        key = self._key(codec.LEADER)
+        value = codec.encode_leader(self.name)
+        await self._refresh_lease(budget)
+        lease = await self._ensure_lease(budget)
+        result = await self._txn(
+            budget,
+            [Compare(key, "value", value), Compare(key, "lease", lease)],
+            [],
+            [Get(key)],
+        )
+        if result.succeeded:
+            return
+        current = result.ranges[0][0] if result.ranges and result.ranges[0] else None
+        if current is None:
+            raise LeaderKeyLost(
+                f"the leader key {key.decode()} is gone (its lease expired or it was deleted); "
+                f"{self.name} no longer holds it"
+            )
+        if current.value != value:
+            raise LeaderKeyLost(
+                f"the leader key {key.decode()} is held by "
+                f"{current.value.decode(errors='replace')}, not {self.name}"
+            )
+        try:
+            moved = await self._move_leader(budget, current, lease)
+        except LeaseNotFound:
+            self._lease_lost(lease)
+            moved = False
+        if not moved:
+            raise LeaderKeyLost(f"the leader key {key.decode()} changed while being renewed")
+
+    async def release_leader(self) -> bool:
+        budget = self._budget("release the leader key")
+        key = self._key(codec.LEADER)
+        result = await self._txn(
+            budget, [Compare(key, "value", codec.encode_leader(self.name))], [Delete(key)],
+            [Get(key)],
+        )  # fmt: skip
+        if result.succeeded:
+            log.info("released the leader key %s", key.decode())
+            await self._settle(result)
+            return True
+        current = result.ranges[0][0] if result.ranges and result.ranges[0] else None
+        if current is None:
+            return True
+        log.warning(
+            "not releasing the leader key: it is held by %s", current.value.decode(errors="replace")
+        )
+        return False
+
+    async def keepalive(self) -> None:
+        budget = self._budget("keep the lease alive")
+        if not await self._refresh_lease(budget):
+            await self._ensure_lease(budget)
+
+    # -- members, initialize ---------------------------------------------------------------
+
+    async def touch_member(self, data: Mapping[str, Any]) -> None:
+        budget = self._budget("write the member key")
+        member_key = codec.MEMBERS + self.name
+        value = codec.encode_member(data)
+        lease = self._lease
+        if (
+            lease is not None
+            and self._lease_ttl == self._ttl
+            and self._unchanged(member_key, value, lease)
+        ):
+            return
+        key = self._key(member_key)
+
+        async def put(lease: int) -> TxnResult:
+            return await self._txn(budget, [], [Put(key, value, lease)])
+
+        await self._settle(await self._with_lease(budget, put))
+
+    async def delete_member(self, name: str | None = None) -> None:
+        budget = self._budget("delete a member key")
+        key = self._key(codec.MEMBERS + (name or self.name))
+        result = await self._txn(budget, [], [Delete(key)])
+        await self._settle(result)
+
+    async def race_initialize(self, value: str = "") -> bool:
+        won = await self._cas_put(codec.INITIALIZE, codec.encode_initialize(value), 0)
+        if won:
+            log.info("won the initialize race (%r)", value)
+        return won
+
+    async def set_initialize(self, sysid: str) -> None:
+        await self._put(self._budget("write initialize"), codec.INITIALIZE,
+                        codec.encode_initialize(sysid))  # fmt: skip
+
+    async def cancel_initialize(self) -> None:
+        budget = self._budget("delete initialize")
+        result = await self._txn(budget, [], [Delete(self._key(codec.INITIALIZE))])
+        log.info("initialize key deleted")
+        await self._settle(result)
+
+    # -- cluster-wide values -----------------------------------------------------------------
+
+    async def write_config(
+        self, config: Mapping[str, Any], *, expected_revision: int | None
+    ) -> bool:
+        return await self._cas_put(codec.CONFIG, codec.encode_config(config), expected_revision)
+
+    async def write_sync(
+        self,
+        leader: str | None,
+        sync_standby: Sequence[str],
+        *,
+        quorum: int = 0,
+        expected_revision: int | None,
+    ) -> bool:
+        value = codec.encode_sync(leader, sync_standby, quorum)
+        return await self._cas_put(codec.SYNC, value, expected_revision)
+
+    async def write_history(self, history: Sequence[HistoryEntry]) -> None:
+        await self._put(self._budget("write history"), codec.HISTORY, codec.encode_history(history))
+
+    async def write_status(
+        self, optime: int, slots: Mapping[str, int], retain_slots: Sequence[str] = ()
+    ) -> None:
+        value = codec.encode_status(optime, slots, retain_slots)
+        if not self._unchanged(codec.STATUS, value):
+            await self._put(self._budget("write status"), codec.STATUS, value)
+
+    async def write_failover(
+        self,
+        *,
+        leader: str | None,
+        candidate: str | None,
+        scheduled_at: datetime | None,
+        expected_revision: int | None = None,
+    ) -> bool:
+        value = codec.encode_failover(leader, candidate, scheduled_at)
+        return await self._cas_put(codec.FAILOVER, value, expected_revision)
+
+    async def clear_failover(self, *, expected_revision: int | None = None) -> bool:
+        return await self._cas_put(codec.FAILOVER, codec.CLEARED_FAILOVER, expected_revision)
+
+    async def write_failsafe(self, members: Mapping[str, str]) -> None:
+        value = codec.encode_failsafe(members)
+        if not self._unchanged(codec.FAILSAFE, value):
+            await self._put(self._budget("write failsafe"), codec.FAILSAFE, value)
+
+    async def delete_cluster(self) -> None:
+        budget = self._budget("delete the cluster")
+        result = await self._txn(budget, [], [Delete(self._prefix, range_end_of(self._prefix))])
+        log.warning("deleted every key under %s", self.prefix)
+        await self._settle(result)

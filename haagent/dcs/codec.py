@@ -1,0 +1,400 @@
+"""Exact bytes of Patroni's etcd keys, to and from the `haagent.dcs.model` types.
+
+Pure functions, no I/O.  JSON is written the way Patroni writes it
+(`json.dumps(value, separators=(",", ":"))`: compact, ASCII-escaped, keys in a
+fixed order) so that `patronictl`, vip-manager and dashboards read a haagent
+cluster unchanged.  Decoders raise `ValueError`/`TypeError` on a malformed
+value; `decode_view` turns that into a warning and treats the key as absent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+from haagent.config.model import DynamicConfig
+from haagent.dcs.kv import KeyValue
+from haagent.dcs.model import (
+    ClusterStatus,
+    ClusterView,
+    Failover,
+    HistoryEntry,
+    Leader,
+    Member,
+    SyncState,
+)
+
+log = logging.getLogger("haagent.dcs")
+
+LEADER = "leader"
+MEMBERS = "members/"
+CONFIG = "config"
+INITIALIZE = "initialize"
+STATUS = "status"
+HISTORY = "history"
+SYNC = "sync"
+FAILOVER = "failover"
+FAILSAFE = "failsafe"
+# Written by Patroni before `status` existed; read as the optime when `status` is absent.
+LEGACY_OPTIME = "optime/leader"
+
+# The member JSON keys every member publishes, in Patroni's order.
+_MEMBER_HEAD = ("conn_url", "api_url", "state", "role", "version")
+
+
+def dumps(value: Any) -> bytes:
+    """JSON as Patroni writes it: compact separators, ASCII escapes, insertion order."""
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def _loads(value: bytes) -> Any:
+    return json.loads(value.decode("utf-8"))
+
+
+def _object(value: bytes, what: str) -> dict[str, Any]:
+    data = _loads(value)
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return data
+
+
+def _opt_int(value: object) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# -- leader, initialize -------------------------------------------------------------------
+
+
+def encode_leader(name: str) -> bytes:
+    """The `leader` value: the member name as plain text, no quotes."""
+    return name.encode("utf-8")
+
+
+def decode_leader(kv: KeyValue) -> Leader:
+    return Leader(name=kv.value.decode("utf-8"), lease_id=kv.lease, mod_revision=kv.mod_revision)
+
+
+def encode_initialize(sysid: str) -> bytes:
+    """The database system identifier as a decimal string; `""` while bootstrapping."""
+    if sysid and not sysid.isdigit():
+        raise ValueError(f"system identifier {sysid!r} is not a decimal number")
+    return sysid.encode("ascii")
+
+
+# -- members --------------------------------------------------------------------------------
+
+
+def encode_member(data: Mapping[str, Any]) -> bytes:
+    """`members/<name>`: the member's JSON object exactly as given (ordered by the caller)."""
+    return dumps(dict(data))
+
+
+def member_to_dict(member: Member) -> dict[str, Any]:
+    """The member JSON for `member`: modelled fields over `raw`, Patroni's keys first."""
+    result: dict[str, Any] = {
+        "conn_url": member.conn_url,
+        "api_url": member.api_url,
+        "state": member.state,
+        "role": member.role,
+        "version": member.version,
+    }
+    result.update((k, v) for k, v in member.raw.items() if k not in result)
+    optional: dict[str, Any] = {
+        "tags": dict(member.tags) or None,
+        "xlog_location": member.xlog_location,
+        "timeline": member.timeline,
+        "replication_state": member.replication_state,
+        "receive_lsn": member.receive_lsn,
+        "replay_lsn": member.replay_lsn,
+        "pending_restart": member.pending_restart or None,
+        "scheduled_restart": dict(member.scheduled_restart) if member.scheduled_restart else None,
+        "pause": member.pause or None,
+    }
+    for key, value in optional.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def decode_member(name: str, value: bytes, mod_revision: int = 0) -> Member:
+    data = _object(value, f"member {name}")
+    tags = data.get("tags")
+    scheduled = data.get("scheduled_restart")
+    return Member(
+        name=name,
+        conn_url=str(data.get("conn_url") or ""),
+        api_url=str(data.get("api_url") or ""),
+        state=str(data.get("state") or "stopped"),
+        role=str(data.get("role") or "uninitialized"),
+        version=str(data.get("version") or ""),
+        tags=dict(tags) if isinstance(tags, dict) else {},
+        xlog_location=_opt_int(data.get("xlog_location")),
+        timeline=_opt_int(data.get("timeline")),
+        replication_state=_opt_str(data.get("replication_state")),
+        receive_lsn=_opt_int(data.get("receive_lsn")),
+        replay_lsn=_opt_int(data.get("replay_lsn")),
+        pending_restart=bool(data.get("pending_restart", False)),
+        scheduled_restart=dict(scheduled) if isinstance(scheduled, dict) else None,
+        pause=bool(data.get("pause", False)),
+        raw=data,
+        mod_revision=mod_revision,
+    )
+
+
+# -- sync, failover, failsafe ---------------------------------------------------------------
+
+
+def encode_sync(leader: str | None, sync_standby: Iterable[str], quorum: int = 0) -> bytes:
+    """`{"leader":..,"sync_standby":"a,b" or null,"quorum":n}`, standbys sorted as Patroni does."""
+    names = sorted(set(sync_standby))
+    return dumps({"leader": leader, "sync_standby": ",".join(names) or None, "quorum": quorum})
+
+
+def decode_sync(value: bytes, mod_revision: int = 0) -> SyncState:
+    data = _object(value, "sync")
+    standby = data.get("sync_standby")
+    if isinstance(standby, str):
+        names = tuple(n.strip() for n in standby.split(",") if n.strip())
+    elif isinstance(standby, list):
+        names = tuple(str(n) for n in standby)
+    elif standby is None:
+        names = ()
+    else:
+        raise ValueError("sync_standby is neither a string nor null")
+    return SyncState(
+        leader=_opt_str(data.get("leader")),
+        sync_standby=names,
+        quorum=_opt_int(data.get("quorum")) or 0,
+        mod_revision=mod_revision,
+    )
+
+
+def encode_failover(
+    leader: str | None, candidate: str | None, scheduled_at: datetime | None = None
+) -> bytes:
+    """`{"leader":..,"member":..,"scheduled_at":ISO-8601}` with only the fields that are set."""
+    value: dict[str, str] = {}
+    if leader:
+        value["leader"] = leader
+    if candidate:
+        value["member"] = candidate
+    if scheduled_at is not None:
+        if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
+            raise ValueError("failover scheduled_at must carry a timezone")
+        value["scheduled_at"] = scheduled_at.isoformat()
+    return dumps(value)
+
+
+CLEARED_FAILOVER = b"{}"
+
+
+def decode_failover(value: bytes, mod_revision: int = 0) -> Failover | None:
+    """The requested switchover/failover, or None for `{}` (no request)."""
+    data = _object(value, "failover")
+    scheduled_at = None
+    if data.get("scheduled_at"):
+        scheduled_at = datetime.fromisoformat(str(data["scheduled_at"]))
+        if scheduled_at.tzinfo is None:
+            raise ValueError(f"failover scheduled_at {data['scheduled_at']!r} has no timezone")
+    leader = _opt_str(data.get("leader"))
+    candidate = _opt_str(data.get("member")) or _opt_str(data.get("candidate"))
+    if leader is None and candidate is None and scheduled_at is None:
+        return None
+    return Failover(leader, candidate, scheduled_at, mod_revision=mod_revision)
+
+
+def encode_failsafe(members: Mapping[str, str]) -> bytes:
+    return dumps(dict(members))
+
+
+def decode_failsafe(value: bytes) -> dict[str, str]:
+    data = _object(value, "failsafe")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+# -- history, status, config -----------------------------------------------------------------
+
+
+def encode_history(history: Iterable[HistoryEntry]) -> bytes:
+    """A JSON list of `[timeline, lsn, "reason", "ISO time", "new leader"]` rows."""
+    rows: list[list[Any]] = []
+    for entry in history:
+        row: list[Any] = [entry.timeline, entry.lsn, entry.reason]
+        if entry.timestamp is not None or entry.new_leader is not None:
+            row.append(entry.timestamp)
+        if entry.new_leader is not None:
+            row.append(entry.new_leader)
+        rows.append(row)
+    return dumps(rows)
+
+
+def decode_history(value: bytes) -> tuple[HistoryEntry, ...]:
+    data = _loads(value)
+    if not isinstance(data, list):
+        raise ValueError("history is not a JSON list")
+    entries = []
+    for row in data:
+        if not isinstance(row, list) or len(row) < 3:
+            raise ValueError(f"history row {row!r} is not [timeline, lsn, reason, ...]")
+        timeline, lsn = _opt_int(row[0]), _opt_int(row[1])
+        if timeline is None or lsn is None:
+            raise ValueError(f"history row {row!r} has no integer timeline and lsn")
+        timestamp = row[3] if len(row) > 3 and isinstance(row[3], str) else None
+        new_leader = row[4] if len(row) > 4 and isinstance(row[4], str) else None
+        entries.append(HistoryEntry(timeline, lsn, str(row[2]), timestamp, new_leader))
+    return tuple(entries)
+
+
+def encode_status(optime: int, slots: Mapping[str, int], retain_slots: Iterable[str] = ()) -> bytes:
+    """`{"optime":<int>,"slots":{name:<int>},"retain_slots":[..]}`."""
+    return dumps(
+        {
+            "optime": int(optime),
+            "slots": {str(k): int(v) for k, v in slots.items()},
+            "retain_slots": list(retain_slots),
+        }
+    )
+
+
+def decode_status(value: bytes) -> ClusterStatus:
+    data = _object(value, "status")
+    slots = data.get("slots")
+    retain = data.get("retain_slots")
+    return ClusterStatus(
+        optime=_opt_int(data.get("optime")),
+        slots={str(k): v for k, v in (slots or {}).items() if isinstance(v, int)}
+        if isinstance(slots, dict)
+        else {},
+        retain_slots=tuple(str(s) for s in retain) if isinstance(retain, list) else (),
+    )
+
+
+def encode_config(config: Mapping[str, Any]) -> bytes:
+    return dumps(dict(config))
+
+
+def _config_parser() -> Callable[..., DynamicConfig]:
+    # The config loader is written in parallel; find it where it lives now.
+    for module in ("haagent.config.load", "haagent.config.dynamic"):
+        try:
+            parser = getattr(importlib.import_module(module), "parse_dynamic_config", None)
+        except ImportError:
+            continue
+        if parser is not None:
+            return cast(Callable[..., DynamicConfig], parser)
+    raise RuntimeError("haagent.config has no parse_dynamic_config")
+
+
+def decode_config(value: bytes) -> DynamicConfig:
+    data = _object(value, "config")
+    parse = _config_parser()
+    try:
+        return parse(data, source="config")
+    except (ValueError, TypeError):
+        raise
+    except Exception as e:  # ConfigError: a value the loader rejects
+        raise ValueError(str(e)) from e
+
+
+# -- the whole view ---------------------------------------------------------------------------
+
+# Decoded values by key, valid while the key's mod_revision is unchanged.
+DecodeCache = dict[str, tuple[int, object]]
+_BAD = object()
+
+
+def _decode_key(key: str, kv: KeyValue) -> object:
+    if key == LEADER:
+        return decode_leader(kv)
+    if key.startswith(MEMBERS):
+        return decode_member(key[len(MEMBERS) :], kv.value, kv.mod_revision)
+    if key == CONFIG:
+        return decode_config(kv.value)
+    if key == INITIALIZE:
+        return kv.value.decode("utf-8")
+    if key == SYNC:
+        return decode_sync(kv.value, kv.mod_revision)
+    if key == FAILOVER:
+        return decode_failover(kv.value, kv.mod_revision)
+    if key == HISTORY:
+        return decode_history(kv.value)
+    if key == STATUS:
+        return decode_status(kv.value)
+    if key == FAILSAFE:
+        return decode_failsafe(kv.value)
+    if key == LEGACY_OPTIME:
+        optime = _opt_int(kv.value.decode("utf-8"))
+        if optime is None:
+            raise ValueError("optime/leader is not an integer")
+        return ClusterStatus(optime=optime)
+    return None
+
+
+def _decoded(key: str, kv: KeyValue, cache: DecodeCache | None, revision: int) -> object:
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None and hit[0] == kv.mod_revision:
+            return hit[1]
+    try:
+        value = _decode_key(key, kv)
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        log.warning(
+            "ignoring etcd key %s (mod_revision %d) at revision %d: %s",
+            key, kv.mod_revision, revision, e,
+        )  # fmt: skip
+        value = _BAD
+    if cache is not None:
+        cache[key] = (kv.mod_revision, value)
+    return value
+
+
+def decode_view(
+    kvs: Mapping[str, KeyValue], *, revision: int | None = None, cache: DecodeCache | None = None
+) -> ClusterView:
+    """The cluster view of one full read: `kvs` maps keys relative to the prefix to values.
+
+    A malformed value is logged and treated as absent (its revision is still
+    reported for `config`, `sync` and `failover`, so a CAS can replace it).
+    """
+    if revision is None:
+        revision = max((kv.mod_revision for kv in kvs.values()), default=0)
+    fields: dict[str, Any] = {}
+    members: dict[str, Member] = {}
+    legacy_status: ClusterStatus | None = None
+    for key in sorted(kvs):
+        kv = kvs[key]
+        value = _decoded(key, kv, cache, revision)
+        if key == CONFIG:
+            fields["config_revision"] = kv.mod_revision
+        elif key == FAILOVER:
+            fields["failover_revision"] = kv.mod_revision
+        elif key == SYNC:
+            fields["sync_revision"] = kv.mod_revision
+        if value is _BAD or value is None:
+            continue
+        if key.startswith(MEMBERS):
+            member = cast(Member, value)
+            members[member.name] = member
+        elif key == LEGACY_OPTIME:
+            legacy_status = cast(ClusterStatus, value)
+        elif key in (LEADER, CONFIG, INITIALIZE, SYNC, FAILOVER, HISTORY, STATUS, FAILSAFE):
+            fields[key] = value
+    if STATUS not in fields and legacy_status is not None:
+        fields[STATUS] = legacy_status
+    return ClusterView(revision=revision, members=members, **fields)
