@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from haagent.config.model import DynamicConfig
 from haagent.core.actions import Action, KeepaliveLease, UpdateMember
 from haagent.core.reasons import Code, Reason
 from haagent.core.roles import Role
 from haagent.core.snapshot import Decision, Snapshot
-from haagent.dcs.model import Member
+from haagent.dcs.model import ClusterView, Member
 
 
 def decision(
@@ -48,9 +49,29 @@ def lag_behind_leader(s: Snapshot) -> int | None:
     return max(0, optime - mine)
 
 
-def member_lag(s: Snapshot, member: Member) -> int | None:
-    optime = s.cluster.status.optime
-    leader = s.cluster.members.get(s.cluster.leader_name or "")
+def unfit_reason(view: ClusterView, config: DynamicConfig, member: Member) -> str | None:
+    """Why `member` could not take over now, or None if it could (running streaming
+    replica, failover allowed, within maximum_lag_on_failover, synchronous if required)."""
+    if member.state != "running" or member.role != "replica":
+        return f"{member.name} is not a running replica (state {member.state}, role {member.role})"
+    if member.nofailover or member.failover_priority <= 0:
+        return f"{member.name} is tagged nofailover (or failover_priority 0)"
+    lag = lag_of(view, member)
+    if lag is not None and lag > config.maximum_lag_on_failover:
+        return (
+            f"{member.name} lags {lag} bytes behind the primary "
+            f"(maximum_lag_on_failover is {config.maximum_lag_on_failover})"
+        )
+    sync = view.sync if config.synchronous_mode else None
+    if sync is not None and sync.sync_standby and not sync.is_sync(member.name):
+        return f"{member.name} is not a synchronous standby (synchronous_mode is on)"
+    return None
+
+
+def lag_of(view: ClusterView, member: Member) -> int | None:
+    """Bytes `member` is behind the last known primary position; None if unknown."""
+    optime = view.status.optime
+    leader = view.members.get(view.leader_name or "")
     if leader is not None and leader.xlog_location is not None:
         optime = max(optime or 0, leader.xlog_location)
     if optime is None or member.lsn is None:
@@ -59,14 +80,5 @@ def member_lag(s: Snapshot, member: Member) -> int | None:
 
 
 def healthy_replica(s: Snapshot, member: Member) -> bool:
-    """A member that could take over now: running replica, failover allowed, not lagging."""
-    if member.name == s.name or member.state != "running" or member.role not in ("replica",):
-        return False
-    if member.nofailover or member.failover_priority <= 0:
-        return False
-    lag = member_lag(s, member)
-    if lag is not None and lag > s.config.maximum_lag_on_failover:
-        return False
-    if s.config.synchronous_mode and s.cluster.sync and s.cluster.sync.sync_standby:
-        return s.cluster.sync.is_sync(member.name)
-    return True
+    """A member other than us that could take over now."""
+    return member.name != s.name and unfit_reason(s.cluster, s.config, member) is None
