@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
-import os
 import re
 import shutil
 import signal
@@ -34,7 +34,8 @@ TARGET_RPS = 15_000
 TARGET_P99_MS = 1.0
 
 
-async def serve(port_file: Path, publish_every: float, use_uvloop: bool) -> None:
+async def serve(publish_every: float) -> None:
+    """The child: prints its port, serves until SIGTERM, prints its timer report as JSON."""
     from haagent.api import RestApiServer
     from haagent.api.testing import FakeController, primary_status
     from haagent.config.model import ListenAddress, RestApiSettings
@@ -44,20 +45,19 @@ async def serve(port_file: Path, publish_every: float, use_uvloop: bool) -> None
     settings = RestApiSettings(listen=ListenAddress(("127.0.0.1",), 0))
     server = RestApiServer(settings, controller, scope="demo", name="node1")
     await server.start()
-    port_file.write_text(str(server.port))
+    print(server.port, flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     lateness: list[float] = []
     while not stop.is_set():
         due = time.monotonic() + publish_every
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), publish_every)
-        except TimeoutError:
-            pass
         lateness.append(time.monotonic() - due)
         status = controller.status()
-        controller.publish(replace(status, loop_count=status.loop_count + 1,
-                                   loop_finished_at=time.monotonic()))
+        controller.publish(
+            replace(status, loop_count=status.loop_count + 1, loop_finished_at=time.monotonic())
+        )
     await server.stop()
     lateness.sort()
     report = {
@@ -65,7 +65,7 @@ async def serve(port_file: Path, publish_every: float, use_uvloop: bool) -> None
         "timer_late_p50_ms": 1000 * lateness[len(lateness) // 2] if lateness else 0.0,
         "timer_late_max_ms": 1000 * lateness[-1] if lateness else 0.0,
     }
-    port_file.with_suffix(".report").write_text(json.dumps(report))
+    print(json.dumps(report), flush=True)
 
 
 def _parse_latency(text: str) -> float:
@@ -80,36 +80,36 @@ def main() -> int:
     parser.add_argument("--path", default="/primary")
     parser.add_argument("--publish-every", type=float, default=1.0)
     parser.add_argument("--uvloop", action="store_true", help="run the server on uvloop")
-    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         if args.uvloop:
             import uvloop
 
             uvloop.install()
-        asyncio.run(serve(args.serve, args.publish_every, args.uvloop))
+        asyncio.run(serve(args.publish_every))
         return 0
 
     wrk = shutil.which("wrk")
     if wrk is None:
         print("api_bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
-    port_file = Path(f"/tmp/haagent-api-bench-{os.getpid()}.port")
-    port_file.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, "--serve", str(port_file), "--publish-every",
-           str(args.publish_every)] + (["--uvloop"] if args.uvloop else [])
-    child = subprocess.Popen(cmd)
+    cmd = [sys.executable, __file__, "--serve", "--publish-every", str(args.publish_every)]
+    child = subprocess.Popen(
+        cmd + (["--uvloop"] if args.uvloop else []), stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
     try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists() or not port_file.read_text():
-            if child.poll() is not None or time.monotonic() > deadline:
-                print("api_bench: the server did not start", file=sys.stderr)
-                return 2
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port_file.read_text()}{args.path}"
+        port = child.stdout.readline().strip()
+        if not port.isdigit():
+            print("api_bench: the server did not start", file=sys.stderr)
+            return 2
+        url = f"http://127.0.0.1:{port}{args.path}"
         run = subprocess.run(
             [wrk, "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
-            capture_output=True, text=True, timeout=args.duration + 60,
+            capture_output=True,
+            text=True,
+            timeout=args.duration + 60,
         )
         if run.returncode != 0:
             print(run.stdout, run.stderr, file=sys.stderr)
@@ -125,19 +125,21 @@ def main() -> int:
         child.wait(timeout=20)
     rps = float(rps_match.group(1))
     p99 = _parse_latency(p99_match.group(1))
-    report_file = port_file.with_suffix(".report")
-    report = json.loads(report_file.read_text()) if report_file.exists() else {}
-    report_file.unlink(missing_ok=True)
-    port_file.unlink(missing_ok=True)
+    tail = child.stdout.read().strip()
+    report = json.loads(tail) if tail else {}
     ok = rps >= TARGET_RPS and p99 < TARGET_P99_MS
-    print(f"GET {args.path}: {rps:,.0f} req/s, p99 {p99:.3f} ms "
-          f"(wrk -t1 -c{args.connections} -d{args.duration}s; target >= {TARGET_RPS:,} req/s, "
-          f"p99 < {TARGET_P99_MS} ms: {'met' if ok else 'MISSED'})")
+    print(
+        f"GET {args.path}: {rps:,.0f} req/s, p99 {p99:.3f} ms "
+        f"(wrk -t1 -c{args.connections} -d{args.duration}s; target >= {TARGET_RPS:,} req/s, "
+        f"p99 < {TARGET_P99_MS} ms: {'met' if ok else 'MISSED'})"
+    )
     if non2xx:
         print(f"non-2xx answers: {non2xx.group(1)}")
     if report:
-        print(f"publisher timer during the run: {report['cycles']} cycles, late by "
-              f"p50 {report['timer_late_p50_ms']:.2f} ms, max {report['timer_late_max_ms']:.2f} ms")
+        print(
+            f"publisher timer during the run: {report['cycles']} cycles, late by "
+            f"p50 {report['timer_late_p50_ms']:.2f} ms, max {report['timer_late_max_ms']:.2f} ms"
+        )
     return 0
 
 

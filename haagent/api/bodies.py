@@ -56,9 +56,11 @@ def decode(raw: bytes, *, required: bool) -> Any:
             raise BodyError("a JSON object body is required")
         return None
     try:
-        return json.loads(raw)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BodyError("request body is not UTF-8 text") from None
+    try:
+        return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise BodyError(f"request body is not valid JSON: {exc}") from None
 

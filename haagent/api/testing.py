@@ -10,10 +10,13 @@ replica, a demoted node, and so on.
 from __future__ import annotations
 
 import copy
+import ssl
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+
+import aiohttp
 
 from haagent.config.model import DynamicConfig
 from haagent.dcs.model import (
@@ -248,3 +251,43 @@ class FakeController:
             return ConfigWriteResult(self.config_status, "config modification aborted")
         self.config = dict(config)
         return ConfigWriteResult(200, "written", self.config)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+@dataclass
+class ApiClient:
+    """Calls a running REST API, one connection per call (as HAProxy's checks do)."""
+
+    base: str
+    tls: ssl.SSLContext | None = None
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        local_host: str | None = None,
+        **kwargs: Any,
+    ) -> Reply:
+        """`local_host` binds the client to that source address (127.0.0.x on loopback)."""
+        connector = aiohttp.TCPConnector(
+            ssl=ssl_context or self.tls or False,
+            local_addr=(local_host, 0) if local_host else None,
+        )
+        async with (
+            aiohttp.ClientSession(connector=connector) as http,
+            http.request(method, self.base + path, **kwargs) as response,
+        ):
+            body = await response.read()
+            return Reply(response.status, dict(response.headers), body)
