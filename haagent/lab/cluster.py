@@ -1,0 +1,347 @@
+"""A three-node haagent cluster on loopback addresses: etcd, agents, PostgreSQL, HAProxy.
+
+Used by the local lab (`dev/lab up`), the end-to-end tests and the failure
+suite.  Every process is started here and stopped here, by its pid.  Agents
+and PostgreSQL run as the `postgres` OS user when started by root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from haagent.config.model import Address
+from haagent.lab import processes
+from haagent.lab.etcd import EtcdCluster, make_cluster
+from haagent.lab.haproxy import haproxy_config
+from haagent.lab.processes import Process, ProcessError
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+LAB_PASSWORD = "lab-secret"  # the lab's throwaway credentials; never use them elsewhere
+
+
+@dataclass
+class LabNode:
+    name: str
+    host: str
+    pg_port: int
+    api_port: int
+    base: Path
+    agent: Process | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def config_path(self) -> Path:
+        return self.base / "haagent.yml"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def dsn(self) -> str:
+        return (
+            f"host={self.host} port={self.pg_port} user=postgres password={LAB_PASSWORD} "
+            "dbname=postgres connect_timeout=2"
+        )
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+            return int(first)
+        except (OSError, ValueError):
+            return None
+
+    def api(self, path: str = "/patroni", timeout: float = 1.0) -> tuple[int, Any]:
+        """GET a REST path: (status code, JSON or text); (0, error) when it does not answer."""
+        try:
+            with urllib.request.urlopen(self.api_url + path, timeout=timeout) as response:
+                body = response.read()
+                code = response.status
+        except urllib.error.HTTPError as e:
+            body, code = e.read(), e.code
+        except OSError as e:
+            return 0, str(e)
+        try:
+            return code, json.loads(body)
+        except ValueError:
+            return code, body.decode(errors="replace")
+
+
+@dataclass
+class LabCluster:
+    base: Path
+    names: Sequence[str] = ("node1", "node2", "node3")
+    hosts: Sequence[str] = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+    scope: str = "haagent-lab"
+    pg_port: int | None = 5432  # None: a free port per node
+    api_port: int | None = 8008
+    etcd_ports: tuple[int, int] | None = (2379, 2380)
+    dynamic: Mapping[str, Any] = field(default_factory=dict)
+    watchdog: Mapping[str, Any] = field(default_factory=lambda: {"mode": "off"})
+    user: str | None = "postgres"
+    haproxy_ports: tuple[int, int, int] | None = None  # (write, read, stats)
+    haproxy_host: str = "127.0.0.1"
+    python: str = sys.executable
+    nodes: dict[str, LabNode] = field(init=False)
+    etcd: EtcdCluster = field(init=False)
+    haproxy: Process | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.nodes = {}
+        for name, host in zip(self.names, self.hosts, strict=True):
+            self.nodes[name] = LabNode(
+                name=name,
+                host=host,
+                pg_port=self.pg_port or processes.free_port(host),
+                api_port=self.api_port or processes.free_port(host),
+                base=self.base / name,
+            )
+        etcd_kwargs: dict[str, Any] = {}
+        if self.etcd_ports is not None:
+            etcd_kwargs["client_ports"] = [self.etcd_ports[0]] * len(self.hosts)
+            etcd_kwargs["peer_ports"] = [self.etcd_ports[1]] * len(self.hosts)
+        self.etcd = make_cluster(
+            self.base / "etcd",
+            list(self.hosts),
+            user=self.user,
+            names=[f"etcd-{n}" for n in self.names],
+            **etcd_kwargs,
+        )
+
+    # --- configuration
+
+    def dynamic_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "ttl": 30,
+            "loop_wait": 10,
+            "retry_timeout": 10,
+            "maximum_lag_on_failover": 1048576,
+            "postgresql": {
+                "use_pg_rewind": True,
+                "use_slots": True,
+                "parameters": {
+                    "wal_level": "replica",
+                    "hot_standby": "on",
+                    "wal_log_hints": "on",
+                    "max_wal_senders": 10,
+                    "max_replication_slots": 10,
+                    "wal_keep_size": "128MB",
+                },
+            },
+        }
+        for key, value in self.dynamic.items():
+            if isinstance(value, Mapping) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        return config
+
+    def node_config(self, node: LabNode) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "namespace": "/service/",
+            "name": node.name,
+            "restapi": {
+                "listen": f"{node.host}:{node.api_port}",
+                "connect_address": f"{node.host}:{node.api_port}",
+            },
+            "etcd3": {"hosts": [str(m.client) for m in self.etcd.members]},
+            "bootstrap": {
+                "dcs": self.dynamic_config(),
+                "initdb": [{"encoding": "UTF8"}, "data-checksums"],
+                "pg_hba": [
+                    "host replication replicator 127.0.0.0/8 scram-sha-256",
+                    "host all all 127.0.0.0/8 scram-sha-256",
+                ],
+            },
+            "postgresql": {
+                "listen": f"{node.host}:{node.pg_port}",
+                "connect_address": f"{node.host}:{node.pg_port}",
+                "data_dir": str(node.data_dir),
+                "bin_dir": str(PG_BIN),
+                "pgpass": str(node.base / "pgpass"),
+                "authentication": {
+                    "superuser": {"username": "postgres", "password": LAB_PASSWORD},
+                    "replication": {"username": "replicator", "password": LAB_PASSWORD},
+                    "rewind": {"username": "rewind_user", "password": LAB_PASSWORD},
+                },
+                "parameters": {"unix_socket_directories": str(node.base)},
+            },
+            "watchdog": dict(self.watchdog),
+            "tags": dict(node.tags),
+            "log": {"level": "INFO"},
+        }
+
+    def write_configs(self) -> None:
+        for node in self.nodes.values():
+            processes.make_dir(node.base, self.user, 0o700)
+            node.config_path.write_text(yaml.safe_dump(self.node_config(node), sort_keys=False))
+            self._own(node.config_path)
+
+    def _own(self, path: Path) -> None:
+        if self.user is not None and os.geteuid() == 0:
+            os.chown(path, *processes.user_ids(self.user))
+
+    # --- processes
+
+    def start_agent(self, name: str) -> Process:
+        node = self.nodes[name]
+        if node.agent is not None and node.agent.alive():
+            return node.agent
+        node.agent = processes.start(
+            f"haagent {name}",
+            [self.python, "-m", "haagent", str(node.config_path)],
+            node.base / "haagent.log",
+            user=self.user,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        return node.agent
+
+    def stop_agent(self, name: str, timeout: float = 60.0) -> None:
+        agent = self.nodes[name].agent
+        if agent is not None:
+            agent.stop(timeout=timeout)
+
+    def kill_agent(self, name: str) -> None:
+        agent = self.nodes[name].agent
+        if agent is not None:
+            agent.kill()
+
+    def kill_postmaster(self, name: str) -> int | None:
+        pid = self.nodes[name].postmaster_pid()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return None
+        return pid
+
+    def stop_postgres(self, name: str) -> None:
+        """Stop a PostgreSQL the agent left running (fast shutdown, by the postmaster's pid)."""
+        node = self.nodes[name]
+        pid = node.postmaster_pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+    def start_haproxy(self) -> Process:
+        assert self.haproxy_ports is not None
+        path = self.base / "haproxy.cfg"
+        path.write_text(
+            haproxy_config(
+                [(n.name, Address(n.host, n.pg_port), n.api_port) for n in self.nodes.values()],
+                bind_host=self.haproxy_host,
+                ports=self.haproxy_ports,
+            )
+        )
+        self._own(path)
+        self.haproxy = processes.start(
+            "haproxy", ["/usr/sbin/haproxy", "-db", "-f", str(path)], self.base / "haproxy.log",
+            user=self.user,
+        )  # fmt: skip
+        return self.haproxy
+
+    def start(self, timeout: float = 120.0) -> None:
+        processes.make_dir(self.base, self.user, 0o755)
+        self.etcd.start()
+        self.write_configs()
+        for name in self.nodes:
+            self.start_agent(name)
+        if self.haproxy_ports is not None:
+            self.start_haproxy()
+        self.wait_healthy(timeout)
+
+    def stop(self) -> None:
+        """Stop everything this cluster started: agents (which stop PostgreSQL), HAProxy, etcd."""
+        errors: list[str] = []
+        for name in self.nodes:
+            try:
+                self.stop_agent(name)
+            except (OSError, ProcessError) as e:
+                errors.append(f"{name}: {e}")
+        for name in self.nodes:
+            self.stop_postgres(name)
+        if self.haproxy is not None:
+            self.haproxy.stop()
+        self.etcd.stop()
+        if errors:
+            raise ProcessError("; ".join(errors))
+
+    # --- observation
+
+    def statuses(self) -> dict[str, tuple[int, Any]]:
+        return {name: node.api("/patroni") for name, node in self.nodes.items()}
+
+    def primaries(self) -> list[str]:
+        return sorted(n for n, node in self.nodes.items() if node.api("/primary")[0] == 200)
+
+    def leader(self) -> str | None:
+        primaries = self.primaries()
+        return primaries[0] if len(primaries) == 1 else None
+
+    def streaming_replicas(self) -> list[str]:
+        """Members streaming from the leader, as its pg_stat_replication says."""
+        leader = self.leader()
+        if leader is None:
+            return []
+        code, body = self.nodes[leader].api("/patroni")
+        if code != 200 or not isinstance(body, dict):
+            return []
+        rows = body.get("replication") or []
+        return sorted(
+            r["application_name"]
+            for r in rows
+            if isinstance(r, dict) and r.get("state") == "streaming" and r.get("application_name")
+        )
+
+    def healthy(self) -> bool:
+        leader = self.leader()
+        return leader is not None and len(self.streaming_replicas()) == len(self.nodes) - 1
+
+    def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float) -> float:
+        """Poll until `predicate()`; returns the seconds it took.  Raises with agents' log tails."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise ProcessError(f"timed out after {timeout:.0f}s waiting for {what}\n" + self.tails())
+
+    def wait_healthy(self, timeout: float = 120.0) -> float:
+        return self.wait_for(self.healthy, "one primary and every replica streaming", timeout)
+
+    def tails(self, lines: int = 15) -> str:
+        parts = []
+        for name, node in self.nodes.items():
+            agent = node.agent
+            tail = agent.log_tail(lines) if agent is not None else "(not started)"
+            parts.append(f"--- {name} agent log:\n{tail}")
+        return "\n".join(parts)
