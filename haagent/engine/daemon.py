@@ -1,0 +1,147 @@
+"""The agent process: wires etcd, PostgreSQL, the watchdog, the REST API and the HA loop.
+
+Lifecycle: open etcd (retrying until it answers), start the REST API, run the
+loop; SIGTERM/SIGINT hand over cleanly (a leader stops PostgreSQL with a
+checkpoint and deletes its key), SIGHUP re-reads the config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from haagent import __version__
+from haagent.api.metrics import Metrics
+from haagent.api.server import RestApiServer
+from haagent.config import ConfigError, Settings, load_settings
+from haagent.core.snapshot import Decision
+from haagent.dcs import create_dcs
+from haagent.dcs.errors import AuthenticationFailed, DCSError
+from haagent.dcs.protocol import DCS
+from haagent.engine.controller import LoopController
+from haagent.engine.loop import HaLoop
+from haagent.engine.peers import HttpPeerClient
+from haagent.engine.postgres_adapter import make_postgres
+from haagent.engine.sdnotify import notify
+from haagent.watchdog.manager import Watchdog
+
+log = logging.getLogger("haagent")
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.loop: HaLoop | None = None
+
+    def reload(self) -> str:
+        source = self.settings.source
+        if source is None:
+            return "no config file to reload"
+        try:
+            new = load_settings(Path(source))
+        except ConfigError as e:
+            log.error("reload refused, keeping the running config: %s", e)
+            return f"reload refused: {e}"
+        if self.loop is not None:
+            self.loop.settings = new
+            self.loop.executor.settings = new
+        self.settings = new
+        logging.getLogger().setLevel(new.log.level)
+        log.info("reloaded %s (tags and log level apply now; addresses need a restart)", source)
+        return "reloaded"
+
+    async def _open_dcs(self) -> DCS | None:
+        """Open etcd, retrying until it answers; None when asked to stop meanwhile."""
+        dcs = create_dcs(self.settings)
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                await dcs.open()
+                return dcs
+            except AuthenticationFailed as e:
+                log.error("etcd refused our credentials: %s (fix etcd3.username/password)", e)
+            except DCSError as e:
+                log.warning("etcd cannot be reached yet: %s; trying again in %.0fs", e, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
+        return None
+
+    async def run(self) -> int:
+        s = self.settings
+        running = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            running.add_signal_handler(sig, self.stop.set)
+        running.add_signal_handler(signal.SIGHUP, self.reload)
+
+        dcs = await self._open_dcs()
+        if dcs is None:
+            return 0
+        pg = make_postgres(s)
+        watchdog = Watchdog(s.watchdog)
+        dynamic = dcs.view().config or s.bootstrap.dcs
+        watchdog.configure(dynamic.ttl, dynamic.loop_wait)
+        auth = s.restapi.authentication
+        peers = HttpPeerClient(
+            auth=aiohttp.BasicAuth(auth.username, auth.password or "") if auth else None,
+            ssl=False if s.restapi.certfile else None,
+        )
+        metrics = Metrics(scope=s.scope, name=s.name)
+
+        def on_decision(decision: Decision, seconds: float) -> None:
+            metrics.record_decision(str(decision.reason.code))
+            metrics.observe_loop(seconds)
+
+        loop = HaLoop(s, dcs, pg, watchdog, peers, version=__version__, on_decision=on_decision)
+        self.loop = loop
+        api = RestApiServer(
+            s.restapi,
+            LoopController(loop, dcs, reload=self.reload),
+            scope=s.scope,
+            name=s.name,
+            metrics=metrics,
+        )
+        await api.start()
+        log.info("haagent %s: member %s of cluster %s", __version__, s.name, s.scope)
+        task = asyncio.create_task(loop.run())
+        ready = asyncio.create_task(self._notify_ready(loop))
+        try:
+            stop_wait = asyncio.create_task(self.stop.wait())
+            await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            if task.done():
+                task.result()
+        finally:
+            notify("STOPPING=1")
+            ready.cancel()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            log.info("shutting down")
+            try:
+                await asyncio.wait_for(loop.shutdown(), max(30.0, float(dynamic.ttl)))
+            except (TimeoutError, DCSError) as e:
+                log.error("clean shutdown did not finish: %s", e)
+            await api.stop()
+            await peers.close()
+            await dcs.close()
+            await pg.close()
+        return 0
+
+    async def _notify_ready(self, loop: HaLoop) -> None:
+        await loop.cycle_done.wait()
+        notify(f"READY=1\nSTATUS={loop.status().role}: {loop.status().reason_text}")
+        while True:
+            loop.cycle_done.clear()
+            await loop.cycle_done.wait()
+            notify(f"STATUS={loop.status().role}: {loop.status().reason_text}")
+
+
+def run_daemon(settings: Settings) -> int:
+    return asyncio.run(Daemon(settings).run())
