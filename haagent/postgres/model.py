@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 
 class PgState(StrEnum):
@@ -22,6 +23,26 @@ class PgState(StrEnum):
     BOOTSTRAP_FAILED = "bootstrap failed"
     REWINDING = "rewinding"
     UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A member to replicate or clone from: its name (for logs) and PostgreSQL address."""
+
+    name: str
+    host: str
+    port: int
+
+    @classmethod
+    def from_conn_url(cls, name: str, conn_url: str) -> Upstream:
+        """From a member's published `conn_url` (`postgres://host:port/postgres`)."""
+        parsed = urlsplit(conn_url)
+        if parsed.hostname is None:
+            raise ValueError(f"member {name}: conn_url {conn_url!r} has no host")
+        return cls(name, parsed.hostname, parsed.port or 5432)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.port})"
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,10 @@ class PostgresStatus:
     pending_restart: bool = False
     replication: tuple[ReplicationConnection, ...] = ()
     synchronous_standby_names: str = ""
+    # The postmaster's pid, and pg_controldata's "Database cluster state" when it is not running
+    # (`shut down`, `shut down in recovery`, `in production` after a crash...).
+    postmaster_pid: int | None = None
+    cluster_state: str | None = None
     # Set when the last status query failed (timed out, refused...), with why.
     error: str | None = None
 

@@ -1,0 +1,201 @@
+"""Bootstrapping a new cluster: initdb, haagent's config, roles, post_bootstrap.
+
+A failed bootstrap removes what it made (it was an empty or missing directory
+before), so another attempt, or another member, can start clean.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from psycopg import sql
+
+from haagent.config.model import Credentials
+from haagent.postgres import files
+from haagent.postgres.control import Controller, log
+from haagent.postgres.errors import BootstrapError, ConfigurationError, DataDirectoryError
+from haagent.postgres.layout import check_owned, owner_name
+from haagent.postgres.proc import run, tool_env
+from haagent.postgres.session import Conn, connection, query
+
+Options = Sequence[str | tuple[str, str]]
+_OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
+# Set by haagent from other settings; refused in the user's option lists.
+INITDB_RESERVED = {"pgdata", "D", "username", "U", "pwfile", "pwprompt", "W", "waldir"}
+REWIND_FUNCTIONS = (
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+)
+
+
+def tool_options(options: Options, key: str, reserved: set[str]) -> list[str]:
+    """`["data-checksums", ("encoding", "UTF8")]` -> `["--data-checksums", "--encoding=UTF8"]`."""
+    args = []
+    for option in options:
+        name, value = (option, None) if isinstance(option, str) else option
+        name = name.lstrip("-")
+        if not _OPTION.match(name) and name not in reserved:
+            raise ConfigurationError(f"{key}: {option!r} is not an option name")
+        if name in reserved:
+            raise ConfigurationError(
+                f"{key}: {name!r} is set by haagent (from postgresql.data_dir and "
+                "postgresql.authentication); remove it"
+            )
+        args.append(f"--{name}" if value is None else f"--{name}={value}")
+    return args
+
+
+def initdb_args(options: Options) -> list[str]:
+    return tool_options(options, "bootstrap.initdb", INITDB_RESERVED)
+
+
+def prepare_new_data_dir(path: Path) -> bool:
+    """Make sure `path` can receive a new cluster; returns whether it existed (empty).
+
+    Refuses a directory that is not empty or not ours, and says why: nothing
+    is ever deleted to make room.
+    """
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise DataDirectoryError(f"data directory {path} exists and is not a directory")
+        check_owned(path, "data directory")
+        entries = sorted(p.name for p in path.iterdir())
+        if entries:
+            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            what = f"{len(entries)} entries ({shown})"
+            if "PG_VERSION" in entries:
+                what = "an existing cluster (it has PG_VERSION)"
+            raise DataDirectoryError(
+                f"data directory {path} is not empty: it holds {what}. haagent never "
+                "overwrites it: move it away (or delete it if you are sure it is not needed), "
+                "or point postgresql.data_dir to an empty or missing directory"
+            )
+        return True
+    try:
+        path.mkdir(parents=True, mode=0o700)
+    except OSError as exc:
+        parent = next((p for p in path.parents if p.exists()), path.parent)
+        raise DataDirectoryError(
+            f"cannot create data directory {path}: {exc.strerror} in {parent} (owned by "
+            f"{_owner(parent)}): create it owned by the user running haagent, or choose "
+            "another postgresql.data_dir"
+        ) from None
+    return False
+
+
+def _owner(path: Path) -> str:
+    try:
+        return owner_name(path.stat().st_uid)
+    except OSError:
+        return "?"
+
+
+async def run_initdb(ctl: Controller, timeout: float) -> None:
+    initdb = ctl.layout.binary("initdb")
+    args: list[str | Path] = [initdb, "-D", ctl.layout.data_dir, "-U", ctl.superuser.username]
+    args.extend(initdb_args(ctl.bootstrap_settings.initdb))
+    with tempfile.TemporaryDirectory(prefix="haagent-initdb-") as tmp:
+        if ctl.superuser.password is not None:
+            pwfile = Path(tmp) / "pwfile"
+            files.write_atomic(pwfile, ctl.superuser.password + "\n", 0o600)
+            args.append(f"--pwfile={pwfile}")
+        result = await run(args, timeout=timeout, env=tool_env())
+    if not result.ok:
+        raise BootstrapError(f"initdb failed (bootstrap.initdb options?): {result.tail()}")
+
+
+async def _ensure_role(conn: Conn, cred: Credentials, attrs: str, timeout: float) -> str:
+    exists = await query(
+        conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", timeout, "role lookup", (cred.username,)
+    )
+    verb = "ALTER" if exists else "CREATE"
+    statement = sql.SQL("{} ROLE {} WITH {}").format(
+        sql.SQL(verb), sql.Identifier(cred.username), sql.SQL(attrs)
+    )
+    if cred.password is not None:
+        statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(cred.password))
+    await _execute(conn, statement, timeout, f"{verb} ROLE {cred.username}")
+    return f"{verb.lower()}d {cred.username}"
+
+
+async def _execute(conn: Conn, statement: sql.Composable, timeout: float, what: str) -> None:
+    # Rendered client-side so query() sees plain text; the password never reaches a log
+    # because the session turned statement logging off first.
+    await query(conn, statement.as_string(conn), timeout, what)
+
+
+async def create_roles(ctl: Controller, timeout: float) -> list[str]:
+    auth = ctl.settings.authentication
+    done = []
+    async with connection(ctl.local_params(), timeout, "creating roles") as conn:
+        for setting in ("log_statement = 'none'", "log_min_duration_statement = -1",
+                        "log_min_error_statement = 'panic'"):  # fmt: skip
+            await query(conn, f"SET {setting}", timeout, "SET")
+        if auth.replication.username != auth.superuser.username:
+            done.append(await _ensure_role(conn, auth.replication, "LOGIN REPLICATION", timeout))
+        rewind = auth.rewind
+        if rewind is not None and rewind.username != auth.superuser.username:
+            done.append(await _ensure_role(conn, rewind, "LOGIN", timeout))
+            who = sql.Identifier(rewind.username)
+            for function in REWIND_FUNCTIONS:
+                grant = sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(function), who)
+                await _execute(conn, grant, timeout, "GRANT")
+            grant = sql.SQL("GRANT pg_checkpoint TO {}").format(who)
+            await _execute(conn, grant, timeout, "GRANT pg_checkpoint")
+    return done
+
+
+async def run_post_bootstrap(ctl: Controller, timeout: float) -> str | None:
+    script = ctl.bootstrap_settings.post_bootstrap
+    if not script:
+        return None
+    params = ctl.local_params()
+    url = f"postgres://{params.user}@{params.host}:{params.port}/postgres"
+    argv = [*shlex.split(script), url]
+    try:
+        result = await run(argv, timeout=timeout, env=tool_env(ctl.tool_env_extra()))
+    except OSError as exc:
+        raise BootstrapError(f"bootstrap.post_bootstrap {script!r} cannot run: {exc}") from None
+    if not result.ok:
+        raise BootstrapError(
+            f"bootstrap.post_bootstrap {script!r} exited with {result.returncode}: {result.tail()}"
+        )
+    return f"post_bootstrap ran in {result.duration:.2f}s"
+
+
+async def bootstrap(ctl: Controller, timeout: float) -> list[str]:
+    """Make a new cluster in the (empty or missing) data directory and leave it running."""
+    deadline = time.monotonic() + timeout
+    for tool in ("initdb", "postgres", "pg_controldata"):
+        ctl.layout.binary(tool)
+    existed = prepare_new_data_dir(ctl.layout.data_dir)
+    steps: list[str] = []
+    try:
+        await run_initdb(ctl, deadline - time.monotonic())
+        steps.append("initdb")
+        ctl.standby, ctl.upstream, ctl.bootstrap_hba = False, None, True
+        ctl.write_config()
+        await ctl.start(timeout=deadline - time.monotonic())
+        steps.extend(await create_roles(ctl, deadline - time.monotonic()))
+        note = await run_post_bootstrap(ctl, deadline - time.monotonic())
+        if note:
+            steps.append(note)
+    except BaseException as exc:
+        try:
+            await ctl.stop("immediate", timeout=10)
+        finally:
+            files.clear_new_directory(ctl.layout.data_dir, existed)
+        log.warning("bootstrap: removed the half-made cluster in %s", ctl.layout.data_dir)
+        if isinstance(exc, OSError):
+            raise BootstrapError(f"bootstrap failed: {exc}") from exc
+        raise
+    finally:
+        ctl.bootstrap_hba = False
+    return steps

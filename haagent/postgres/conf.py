@@ -1,0 +1,230 @@
+"""Rendering of the files haagent owns: postgresql.conf, pg_hba.conf, the pgpass file.
+
+All pure: inputs in, text out (files.py writes them).
+
+Parameters, by precedence (lowest first):
+1. haagent's defaults for unset values (max_wal_senders 10, wal_keep_size 128MB...);
+2. the dynamic config `postgresql.parameters` (cluster-wide, from the DCS);
+3. the local `postgresql.parameters` (YAML) -- except for the CLUSTER_WIDE ones, where a
+   replica needs the same value as the primary, so the dynamic value wins when set;
+4. what haagent forces: listen_addresses/port from `postgresql.listen`, cluster_name = scope,
+   hot_standby on, wal_level at least replica, wal_log_hints on when use_pg_rewind, and the
+   synchronous_standby_names chosen by the HA loop;
+5. on a standby, the recovery parameters (primary_conninfo...), which only haagent sets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from haagent.config.model import Credentials, ListenAddress
+from haagent.postgres.errors import ConfigurationError
+from haagent.postgres.layout import MANAGED_MARKER
+from haagent.postgres.model import Upstream
+from haagent.postgres.slots import slot_name
+
+# Replicas must run with values >= the primary's: the cluster-wide (dynamic) value wins.
+CLUSTER_WIDE = frozenset(
+    {
+        "max_connections",
+        "max_locks_per_transaction",
+        "max_worker_processes",
+        "max_prepared_transactions",
+        "wal_level",
+        "track_commit_timestamp",
+        "max_wal_senders",
+        "max_replication_slots",
+        "wal_keep_size",
+        "wal_log_hints",
+    }
+)
+DEFAULTS: Mapping[str, Any] = {
+    "max_wal_senders": 10,
+    "max_replication_slots": 10,
+    "wal_keep_size": "128MB",
+}
+MINIMUMS: Mapping[str, int] = {"max_wal_senders": 2, "max_replication_slots": 2}
+# Set only by haagent: a value in postgresql.parameters for these is ignored.
+MANAGED = frozenset(
+    {
+        "listen_addresses",
+        "port",
+        "cluster_name",
+        "hot_standby",
+        "primary_conninfo",
+        "primary_slot_name",
+        "recovery_target_timeline",
+        "hba_file",
+        "ident_file",
+    }
+)
+UPSTREAM_MARKER = "# haagent-upstream:"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+@dataclass(frozen=True)
+class ConfInputs:
+    """Everything postgresql.conf is made from."""
+
+    name: str
+    scope: str
+    listen: ListenAddress
+    local: Mapping[str, Any] = field(default_factory=dict)
+    dynamic: Mapping[str, Any] = field(default_factory=dict)
+    use_pg_rewind: bool = False
+    use_slots: bool = True
+    # None: not managed by the HA loop (any value from the parameters stands).
+    synchronous_standby_names: str | None = None
+    standby: bool = False
+    upstream: Upstream | None = None
+    replication: Credentials = field(default_factory=lambda: Credentials("replicator"))
+    pgpass: Path = Path("/tmp/pgpass0")
+    hba_file: Path | None = None
+    ident_file: Path | None = None
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as postgresql.conf wants it: on/off, bare numbers, quoted strings."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace("'", "''")
+    return f"'{text}'"
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("on", "true", "yes", "1")
+
+
+def _as_int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"postgresql.parameters.{name}: {value!r} is not an integer"
+        ) from None
+
+
+def effective_parameters(inputs: ConfInputs) -> dict[str, Any]:
+    """The parameters haagent writes, without the recovery ones."""
+    merged: dict[str, Any] = dict(DEFAULTS)
+    merged.update(inputs.dynamic)
+    for name, value in inputs.local.items():
+        if name in CLUSTER_WIDE and name in inputs.dynamic:
+            continue
+        merged[name] = value
+    for name in merged:
+        if not _NAME.match(name):
+            raise ConfigurationError(f"postgresql.parameters: {name!r} is not a parameter name")
+    for name in MANAGED:
+        merged.pop(name, None)
+    for name, minimum in MINIMUMS.items():
+        merged[name] = max(_as_int(name, merged[name]), minimum)
+    if str(merged.get("wal_level", "replica")).lower() == "minimal":
+        merged["wal_level"] = "replica"
+    if inputs.use_pg_rewind and not _truthy(merged.get("wal_log_hints", False)):
+        merged["wal_log_hints"] = True
+    if inputs.synchronous_standby_names is not None:
+        merged["synchronous_standby_names"] = inputs.synchronous_standby_names
+    merged["listen_addresses"] = ",".join(inputs.listen.hosts)
+    merged["port"] = inputs.listen.port
+    merged["cluster_name"] = inputs.scope
+    merged["hot_standby"] = True
+    if inputs.hba_file is not None:
+        merged["hba_file"] = str(inputs.hba_file)
+    if inputs.ident_file is not None:
+        merged["ident_file"] = str(inputs.ident_file)
+    return merged
+
+
+def conninfo(params: Mapping[str, str | int]) -> str:
+    """A libpq `key=value` string, quoting values that need it."""
+    parts = []
+    for key, raw in params.items():
+        value = str(raw)
+        if value == "" or re.search(r"[\s'\\=]", value):
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def primary_conninfo(inputs: ConfInputs, upstream: Upstream) -> str:
+    """How the walreceiver connects: no password here, it reads the pgpass file."""
+    return conninfo(
+        {
+            "host": upstream.host,
+            "port": upstream.port,
+            "user": inputs.replication.username,
+            "passfile": str(inputs.pgpass.absolute()),
+            "application_name": inputs.name,
+        }
+    )
+
+
+def recovery_parameters(inputs: ConfInputs) -> dict[str, Any]:
+    if not inputs.standby:
+        return {}
+    params: dict[str, Any] = {"recovery_target_timeline": "latest"}
+    if inputs.upstream is not None:
+        params["primary_conninfo"] = primary_conninfo(inputs, inputs.upstream)
+        if inputs.use_slots:
+            params["primary_slot_name"] = slot_name(inputs.name)
+    return params
+
+
+def render_conf(inputs: ConfInputs, base_conf: str = "postgresql.base.conf") -> str:
+    """haagent's postgresql.conf: includes the user's original, then haagent's values."""
+    lines = [
+        f"{MANAGED_MARKER} for member {inputs.name} of cluster {inputs.scope}: it is rewritten "
+        "on every change, do not edit.",
+        "# Local settings go in postgresql.parameters (YAML), cluster-wide ones in the DCS "
+        "config; the original",
+        "# postgresql.conf is kept as postgresql.base.conf and read first.",
+        f"include_if_exists {format_value(base_conf)}",
+    ]
+    if inputs.upstream is not None and inputs.standby:
+        up = inputs.upstream
+        lines.append(f"{UPSTREAM_MARKER} {up.name} {up.host} {up.port}")
+    lines.append("")
+    params = effective_parameters(inputs)
+    params.update(recovery_parameters(inputs))
+    lines.extend(f"{name} = {format_value(params[name])}" for name in sorted(params))
+    return "\n".join(lines) + "\n"
+
+
+def parse_upstream_marker(text: str) -> Upstream | None:
+    """The upstream haagent last wrote into its postgresql.conf (to adopt after a restart)."""
+    for line in text.splitlines():
+        if line.startswith(UPSTREAM_MARKER):
+            parts = line[len(UPSTREAM_MARKER) :].split()
+            if len(parts) == 3 and parts[2].isdigit():
+                return Upstream(parts[0], parts[1], int(parts[2]))
+    return None
+
+
+def render_hba(lines: tuple[str, ...]) -> str:
+    header = f"{MANAGED_MARKER}: from postgresql.pg_hba (or bootstrap.pg_hba); do not edit.\n"
+    return header + "".join(f"{line}\n" for line in lines)
+
+
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def render_pgpass(credentials: list[Credentials]) -> str:
+    """One `*:*:*:user:password` line per distinct user with a password (first one wins)."""
+    seen: set[str] = set()
+    lines = []
+    for cred in credentials:
+        if cred.password is None or cred.username in seen:
+            continue
+        seen.add(cred.username)
+        lines.append(f"*:*:*:{_pgpass_field(cred.username)}:{_pgpass_field(cred.password)}\n")
+    return "".join(lines)

@@ -1,0 +1,350 @@
+"""The local PostgreSQL's process: start, stop, reload, promote, checkpoint, watch.
+
+The postmaster is spawned directly (posix_spawn, in its own session, output to
+`haagent-postmaster.log` in the data directory) rather than through pg_ctl, so
+that its pid is known at once: a start that fails (port in use, bad setting)
+is reported the moment the postmaster exits, and every wait ends on the real
+outcome (postmaster.pid saying "ready"/"standby", or the process gone) rather
+than on pg_ctl's 100 ms polling.  The postmaster does not depend on the agent:
+an agent restarted after a SIGKILL adopts it through postmaster.pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from haagent.config.model import BootstrapSettings, Credentials, DynamicConfig, PostgresqlSettings
+from haagent.postgres import conf, files
+from haagent.postgres.errors import PromoteError, StartError, StartTimeout, StopError
+from haagent.postgres.layout import Layout, check_data_dir_usable
+from haagent.postgres.model import Upstream
+from haagent.postgres.proc import (
+    PidFile,
+    data_dir_processes,
+    port_in_use,
+    port_owner,
+    read_pid_file,
+    running_postmaster,
+)
+from haagent.postgres.session import Conn, ConnParams, Session, connection, query
+from haagent.postgres.watch import PostmasterWatch
+
+log = logging.getLogger("haagent.postgres")
+StopMode = Literal["smart", "fast", "immediate"]
+_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+_ESCALATION: dict[str, tuple[StopMode, ...]] = {
+    "smart": ("smart", "fast", "immediate"),
+    "fast": ("fast", "immediate"),
+    "immediate": ("immediate",),
+}
+ESCALATION_GRACE = 5.0  # seconds each harsher stop mode gets before the next one
+POLL = 0.01
+
+
+def local_host(settings: PostgresqlSettings) -> str:
+    """Where the agent reaches its own PostgreSQL: the first listen address, or a socket dir."""
+    if settings.use_unix_socket:
+        dirs = str(settings.parameters.get("unix_socket_directories", "/var/run/postgresql"))
+        return dirs.split(",")[0].strip() or "/var/run/postgresql"
+    host = settings.listen.hosts[0] if settings.listen.hosts else "127.0.0.1"
+    return {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+class Controller:
+    """One local PostgreSQL: its settings, files, role on disk, connection and watch."""
+
+    def __init__(
+        self,
+        settings: PostgresqlSettings,
+        bootstrap: BootstrapSettings,
+        name: str,
+        scope: str,
+        dynamic: DynamicConfig | None = None,
+        on_postmaster_death: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap_settings = bootstrap
+        self.name = name
+        self.scope = scope
+        self.dynamic = dynamic if dynamic is not None else bootstrap.dcs
+        self.layout = Layout.from_settings(settings)
+        self.postmaster_died = asyncio.Event()
+        self.on_postmaster_death = on_postmaster_death
+        # Recovery role on disk: standby.signal present, and the upstream written last time.
+        self.standby = self.layout.standby_signal.exists()
+        self.upstream: Upstream | None = None
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            self.upstream = conf.parse_upstream_marker(self.layout.conf_file.read_text())
+        self.sync_names: str | None = None
+        self.bootstrap_hba = False  # while bootstrapping, bootstrap.pg_hba applies
+        self.session = Session(lambda: self.local_params(statement_timeout_ms=5000))
+        self.watch: PostmasterWatch | None = None
+        self._stopping = False
+
+    # -- connections and files -------------------------------------------------------------
+
+    @property
+    def superuser(self) -> Credentials:
+        return self.settings.authentication.superuser
+
+    def local_params(self, statement_timeout_ms: int | None = None) -> ConnParams:
+        return ConnParams(
+            host=local_host(self.settings),
+            port=self.settings.listen.port,
+            user=self.superuser.username,
+            password=self.superuser.password,
+            application_name=f"haagent {self.name}",
+            statement_timeout_ms=statement_timeout_ms,
+        )
+
+    def conf_inputs(self) -> conf.ConfInputs:
+        separate = self.layout.separate_config_dir
+        return conf.ConfInputs(
+            name=self.name,
+            scope=self.scope,
+            listen=self.settings.listen,
+            local=self.settings.parameters,
+            dynamic=self.dynamic.postgresql.parameters,
+            use_pg_rewind=self.dynamic.postgresql.use_pg_rewind,
+            use_slots=self.dynamic.postgresql.use_slots,
+            synchronous_standby_names=self.sync_names,
+            standby=self.standby,
+            upstream=self.upstream,
+            replication=self.settings.authentication.replication,
+            pgpass=self.settings.pgpass,
+            hba_file=self.layout.hba_file if separate else None,
+            ident_file=self.layout.ident_file if separate else None,
+        )
+
+    def hba_lines(self) -> tuple[str, ...]:
+        lines = self.settings.pg_hba or self.dynamic.postgresql.pg_hba
+        if not lines and self.bootstrap_hba:
+            lines = self.bootstrap_settings.pg_hba
+        return lines
+
+    def write_pgpass(self) -> None:
+        auth = self.settings.authentication
+        creds = [auth.replication, *([auth.rewind] if auth.rewind else []), auth.superuser]
+        path = self.settings.pgpass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_atomic(path, conf.render_pgpass(creds), 0o600)
+
+    def tool_env_extra(self) -> dict[str, str]:
+        """Environment for tools that connect: passwords come from the pgpass file only."""
+        return {"PGPASSFILE": str(self.settings.pgpass.absolute()), "PGCONNECT_TIMEOUT": "10"}
+
+    def write_config(self) -> bool:
+        """Write postgresql.conf, pg_hba.conf (when configured), standby.signal and pgpass.
+
+        Returns whether postgresql.conf or pg_hba.conf changed (then a reload is due).
+        """
+        note = files.adopt_user_conf(self.layout)
+        if note:
+            log.info("config files: %s", note)
+        changed = files.write_atomic(self.layout.conf_file, conf.render_conf(self.conf_inputs()))
+        lines = self.hba_lines()
+        if lines:
+            changed |= files.write_atomic(self.layout.hba_file, conf.render_hba(lines))
+        files.set_standby_signal(self.layout, self.standby)
+        self.write_pgpass()
+        return changed
+
+    # -- the postmaster --------------------------------------------------------------------
+
+    def postmaster(self) -> PidFile | None:
+        """The running postmaster of our data directory (adopting and watching it), or None."""
+        info = running_postmaster(self.layout.pid_file, self.layout.data_dir)
+        if info is not None:
+            self._ensure_watch(info.pid)
+        return info
+
+    def _ensure_watch(self, pid: int) -> PostmasterWatch:
+        if self.watch is None or self.watch.pid != pid:
+            if self.watch is not None:
+                self.watch.close()
+            self._stopping = False
+            self.watch = PostmasterWatch(pid, self._postmaster_exited)
+        return self.watch
+
+    def _postmaster_exited(self, watch: PostmasterWatch) -> None:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(watch.pid, os.WNOHANG)  # reap it when it was our child
+        if self._stopping:
+            return
+        log.warning("postmaster (pid %d) died: noticed via %s", watch.pid, watch.method)
+        self.postmaster_died.set()
+        if self.on_postmaster_death is not None:
+            self.on_postmaster_death()
+
+    def log_tail(self, offset: int = 0, lines: int = 8) -> str:
+        try:
+            with self.layout.log_file.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.strip().splitlines()[-lines:]) or "(log is empty)"
+
+    def _check_port(self) -> None:
+        port = self.settings.listen.port
+        for host in self.settings.listen.hosts:
+            if port_in_use(host, port):
+                owner = port_owner(host, port)
+                by = f" by {owner}" if owner else " by another process"
+                raise StartError(
+                    f"cannot start PostgreSQL: {host}:{port} (postgresql.listen) is already in "
+                    f"use{by}: stop it or choose another port"
+                )
+
+    async def _wait_orphans_gone(self, timeout: float) -> None:
+        """After a crash, the dead postmaster's children must exit before a new start."""
+        deadline = time.monotonic() + timeout
+        while pids := data_dir_processes(self.layout.data_dir):
+            if time.monotonic() > deadline:
+                log.warning("killing leftover PostgreSQL processes %s", pids)
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(0.1)
+                return
+            await asyncio.sleep(POLL)
+
+    async def start(self, timeout: float | None = None, wait: bool = True) -> bool:
+        """Start with the recovery role on disk; False (a no-op) when already running.
+
+        With `wait`, returns once PostgreSQL accepts connections; StartTimeout leaves
+        a still-starting postmaster running.
+        """
+        if self.postmaster() is not None:
+            return False
+        timeout = float(self.settings.pg_ctl_timeout) if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        check_data_dir_usable(self.layout)
+        postgres = self.layout.binary("postgres")
+        self._check_port()
+        await self._wait_orphans_gone(min(5.0, timeout))
+        self.write_config()
+        log_file = self.layout.log_file
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        argv = [str(postgres), "-D", str(self.layout.data_dir)]
+        argv.append(f"--config-file={self.layout.conf_file}")
+        log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            # posix_spawn returns as soon as the child exists: it does not block the loop.
+            pid = os.posix_spawn(  # noqa: ASYNC221
+                str(postgres),
+                argv,
+                dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                ],
+                setsid=True,
+            )
+        finally:
+            os.close(log_fd)
+        self.postmaster_died.clear()
+        watch = self._ensure_watch(pid)
+        while True:
+            if not watch.alive():
+                raise StartError(
+                    f"PostgreSQL exited during startup; {log_file} says:\n{self.log_tail(offset)}"
+                )
+            info = read_pid_file(self.layout.pid_file)
+            if not wait or (info and info.pid == pid and info.status in ("ready", "standby")):
+                return True
+            if time.monotonic() > deadline:
+                raise StartTimeout(
+                    f"PostgreSQL (pid {pid}) is not accepting connections after {timeout:g}s "
+                    f"(still running; status {info.status if info else 'unknown'}); "
+                    f"{log_file} ends with:\n{self.log_tail(offset)}"
+                )
+            await watch.wait(POLL)
+
+    async def stop(self, mode: StopMode = "fast", timeout: float | None = None) -> bool:
+        """Stop and wait until the postmaster is gone; False (a no-op) when not running.
+
+        Escalates: smart -> fast -> immediate -> SIGKILL of the postmaster and its children,
+        `timeout` for the requested mode and ESCALATION_GRACE for each harsher one.
+        """
+        info = self.postmaster()
+        if info is None:
+            return False
+        timeout = float(self.settings.pg_ctl_timeout) if timeout is None else timeout
+        watch = self._ensure_watch(info.pid)
+        self._stopping = True
+        budget = timeout
+        for stage in _ESCALATION[mode]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, _SIGNALS[stage])
+            if await watch.wait(budget):
+                break
+            log.warning("stop %s: not stopped after %.1fs, escalating", stage, budget)
+            budget = ESCALATION_GRACE
+        else:
+            for pid in [info.pid, *data_dir_processes(self.layout.data_dir)]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            if not await watch.wait(ESCALATION_GRACE):
+                raise StopError(f"PostgreSQL (pid {info.pid}) survived SIGKILL")
+        await self._wait_orphans_gone(ESCALATION_GRACE)
+        return True
+
+    # -- commands over SQL -------------------------------------------------------------------
+
+    async def sql(self, sql: str, timeout: float, what: str) -> list[tuple[object, ...]]:
+        """One statement on the agent's session to its own PostgreSQL."""
+
+        async def go(c: Conn) -> list[tuple[object, ...]]:
+            cur = await c.execute(sql.encode())
+            return list(await cur.fetchall()) if cur.description is not None else []
+
+        return await self.session.run(go, timeout, what)
+
+    async def reload(self, timeout: float = 10.0) -> bool:
+        """SIGHUP, then wait until the agent's backend has re-read the files. False if stopped."""
+        info = self.postmaster()
+        if info is None:
+            return False
+        before = (await self.sql("SELECT pg_conf_load_time()", timeout, "reload"))[0][0]
+        os.kill(info.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = await self.sql("SELECT pg_conf_load_time()", timeout, "reload")
+            if rows[0][0] != before:
+                return True
+            await asyncio.sleep(POLL)
+        raise StartError(f"PostgreSQL did not reload its configuration within {timeout:g}s")
+
+    async def promote(self, timeout: float = 30.0) -> bool:
+        """pg_promote() and wait until out of recovery; False (no-op) on a primary."""
+        deadline = time.monotonic() + timeout
+        rows = await self.sql("SELECT pg_is_in_recovery()", timeout, "promote")
+        if not rows[0][0]:
+            self.standby = False
+            return False
+        await self.sql("SELECT pg_promote(wait => false)", timeout, "promote")
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PromoteError(f"PostgreSQL still in recovery {timeout:g}s after pg_promote()")
+            rows = await self.sql("SELECT pg_is_in_recovery()", remaining, "promote")
+            if not rows[0][0]:
+                break
+            await asyncio.sleep(POLL)
+        self.standby = False
+        self.write_config()  # no recovery settings any more; PostgreSQL removed standby.signal
+        return True
+
+    async def checkpoint(self, timeout: float = 60.0) -> None:
+        params = self.local_params(statement_timeout_ms=int(timeout * 1000))
+        async with connection(params, timeout, "checkpoint") as c:
+            await query(c, "CHECKPOINT", timeout, "CHECKPOINT")

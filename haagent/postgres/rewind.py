@@ -1,0 +1,322 @@
+"""Following a leader on another timeline: divergence check, crash recovery, pg_rewind.
+
+The divergence check (the same test Patroni and pg_rewind make):
+- the leader's timeline and history come from a replication connection
+  (IDENTIFY_SYSTEM, TIMELINE_HISTORY), as the replication user;
+- this node's end of WAL comes from pg_control after a clean shutdown: for a
+  former primary, the end of its shutdown checkpoint record (read with
+  pg_waldump); for a former replica, the minimum recovery point;
+- it diverged when its timeline is not in the leader's history, or when its WAL
+  goes past the point where the leader's history left that timeline.
+
+A former primary that did not shut down cleanly first goes through crash
+recovery in single-user mode (it must not accept connections as a primary); a
+crashed replica is started and stopped as a standby.  pg_rewind needs the
+source's pg_control to show its new timeline, i.e. the checkpoint after the
+promotion: the source is checkpointed (or waited for) first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from haagent.postgres import conf
+from haagent.postgres.control import Controller, log
+from haagent.postgres.controldata import ControlData, read_controldata
+from haagent.postgres.errors import (
+    DataDirectoryError,
+    QueryError,
+    RewindError,
+    RewindImpossible,
+    StartTimeout,
+)
+from haagent.postgres.lsn import format_lsn, parse_lsn
+from haagent.postgres.model import Upstream
+from haagent.postgres.proc import run, tool_env
+from haagent.postgres.session import ConnParams, connection, query
+
+# Files pg_rewind copies from the source that are this node's own.
+KEEP_FILES = ("postgresql.conf", "postgresql.base.conf", "pg_hba.conf", "pg_ident.conf")
+
+
+@dataclass(frozen=True)
+class Divergence:
+    diverged: bool
+    reason: str
+    local_timeline: int
+    local_lsn: int
+    leader_timeline: int
+    switchpoint: int | None = None
+
+
+def parse_history(text: str) -> list[tuple[int, int]]:
+    """A timeline history file: `(parent timeline, switchpoint)` per line."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0].isdigit():
+            entries.append((int(fields[0]), parse_lsn(fields[1])))
+    return entries
+
+
+def decide_divergence(
+    local_timeline: int,
+    local_end: int | None,
+    local_lsn: int,
+    leader_timeline: int,
+    history: list[tuple[int, int]],
+) -> Divergence:
+    """Pure: has this node's WAL (ending at `local_end`; None: unknown) left the leader's?"""
+
+    def result(diverged: bool, reason: str, switch: int | None = None) -> Divergence:
+        return Divergence(diverged, reason, local_timeline, local_lsn, leader_timeline, switch)
+
+    if local_timeline == leader_timeline:
+        return result(False, f"same timeline {leader_timeline} as the leader")
+    if local_timeline > leader_timeline:
+        return result(True, f"local timeline {local_timeline} is ahead of the leader's")
+    switch = next((lsn for tli, lsn in history if tli == local_timeline), None)
+    if switch is None:
+        return result(True, f"timeline {local_timeline} is not in the leader's history")
+    if local_end is None:
+        return result(True, "the end of the local WAL could not be read", switch)
+    if local_end > switch:
+        reason = (
+            f"local WAL on timeline {local_timeline} ends at {format_lsn(local_end)}, past the "
+            f"leader's switch to a new timeline at {format_lsn(switch)}"
+        )
+        return result(True, reason, switch)
+    return result(
+        False, f"local WAL ends at or before the switchpoint {format_lsn(switch)}", switch
+    )
+
+
+def rewind_blocker(use_pg_rewind: bool, control: ControlData) -> str | None:
+    """Why pg_rewind cannot be used here, or None."""
+    if not use_pg_rewind:
+        return "postgresql.use_pg_rewind is off in the cluster's dynamic config"
+    if not control.rewindable:
+        return (
+            "the data directory has no data checksums and last ran with wal_log_hints off "
+            "(turn use_pg_rewind on so haagent sets wal_log_hints, or initdb with data-checksums)"
+        )
+    return None
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode()
+    return str(value)
+
+
+async def leader_timeline(
+    ctl: Controller, upstream: Upstream, timeout: float
+) -> tuple[str, int, str]:
+    """(system identifier, timeline, history file text) of the leader."""
+    cred = ctl.settings.authentication.replication
+    params = ConnParams(upstream.host, upstream.port, cred.username, cred.password,
+                        application_name=f"haagent {ctl.name}", replication=True)  # fmt: skip
+    async with connection(params, timeout, f"reading {upstream}'s timeline") as conn:
+        row = (await query(conn, "IDENTIFY_SYSTEM", timeout, "IDENTIFY_SYSTEM"))[0]
+        sysid, tli = _text(row[0]), int(_text(row[1]))
+        history = ""
+        if tli > 1:
+            rows = await query(conn, f"TIMELINE_HISTORY {tli}", timeout, "TIMELINE_HISTORY")
+            history = _text(rows[0][1])
+    return sysid, tli, history
+
+
+async def checkpoint_end(ctl: Controller, control: ControlData, timeout: float) -> int | None:
+    """Where the record after the shutdown checkpoint would start, via pg_waldump."""
+    argv: list[str | Path] = [ctl.layout.binary("pg_waldump"), "-p", ctl.layout.data_dir / "pg_wal",
+            "-s", format_lsn(control.checkpoint_lsn), "-n", "2",
+            "-t", str(control.checkpoint_timeline)]  # fmt: skip
+    result = await run(argv, timeout=timeout, env=tool_env(english=True))
+    lsns = re.findall(r"lsn: ([0-9A-F]+/[0-9A-F]+)", result.stdout)
+    if len(lsns) >= 2:
+        return parse_lsn(lsns[1])
+    match = re.search(
+        r"error in WAL record at [0-9A-F/]+: .* at ([0-9A-F]+/[0-9A-F]+)", result.stderr
+    )
+    return parse_lsn(match.group(1)) if match else None
+
+
+async def ensure_clean_shutdown(ctl: Controller, timeout: float) -> ControlData:
+    """PostgreSQL is stopped; make pg_control say it shut down cleanly (crash recovery)."""
+    deadline = time.monotonic() + timeout
+    control = await read_controldata(ctl.layout, timeout)
+    if control.clean:
+        return control
+    if control.was_primary:
+        ctl.standby = False
+        ctl.write_config()
+        postgres = ctl.layout.binary("postgres")
+        argv: list[str | Path] = [postgres, "--single", "-F", "-D", ctl.layout.data_dir,
+                                  f"--config-file={ctl.layout.conf_file}", "postgres"]  # fmt: skip
+        result = await run(argv, timeout=timeout)
+        how = f"single-user crash recovery: {result.tail(3)}"
+        if not result.ok:
+            raise RewindError(f"{how}; the data directory is kept as it is")
+    else:
+        ctl.standby, ctl.upstream = True, None
+        ctl.write_config()
+        with contextlib.suppress(StartTimeout):
+            await ctl.start(timeout=max(1.0, deadline - time.monotonic()))
+        await ctl.stop("fast", timeout=max(1.0, deadline - time.monotonic()))
+        how = "crash recovery as a standby"
+    control = await read_controldata(ctl.layout, timeout)
+    if not control.clean:
+        raise RewindError(f"still not shut down cleanly ({control.state}) after {how}")
+    log.info("%s: done, cluster state now %r", how.split(":")[0], control.state)
+    return control
+
+
+async def check_divergence(
+    ctl: Controller, upstream: Upstream, timeout: float, control: ControlData | None = None
+) -> Divergence:
+    """Compare this stopped node with the leader's timeline history (see the module doc)."""
+    deadline = time.monotonic() + timeout
+    if control is None:
+        control = await ensure_clean_shutdown(ctl, timeout)
+    sysid, tli, history_text = await leader_timeline(ctl, upstream, deadline - time.monotonic())
+    if sysid != control.system_identifier:
+        raise DataDirectoryError(
+            f"{upstream} belongs to another cluster (system identifier {sysid}, this data "
+            f"directory has {control.system_identifier}): it cannot follow it; reinit to clone"
+        )
+    if control.state == "shut down in recovery" and control.min_recovery_lsn:
+        local_tli, local_lsn = control.min_recovery_timeline, control.min_recovery_lsn
+        end: int | None = local_lsn
+    else:
+        local_tli, local_lsn = control.checkpoint_timeline, control.checkpoint_lsn
+        if control.was_primary and local_tli != tli:
+            end = await checkpoint_end(ctl, control, deadline - time.monotonic())
+        else:
+            end = local_lsn
+    return decide_divergence(local_tli, end, local_lsn, tli, parse_history(history_text))
+
+
+async def _wait_source_checkpoint(ctl: Controller, params: ConnParams, timeout: float) -> None:
+    """pg_rewind reads the source's timeline from its pg_control: wait for the checkpoint."""
+    sql = (
+        "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int,"
+        " (SELECT timeline_id FROM pg_control_checkpoint())"
+    )
+    deadline = time.monotonic() + timeout
+    async with connection(params, timeout, "checking the rewind source") as conn:
+        asked = False
+        while True:
+            current, checkpointed = (await query(conn, sql, timeout, "source timeline"))[0]
+            if checkpointed == current:
+                return
+            if not asked:
+                asked = True
+                try:
+                    await query(conn, "CHECKPOINT", deadline - time.monotonic(), "CHECKPOINT")
+                    continue
+                except QueryError as exc:
+                    log.info("rewind: waiting for the source's own checkpoint (%s)", exc)
+            if time.monotonic() > deadline:
+                raise RewindError(f"the source has not checkpointed its timeline {current} yet")
+            await asyncio.sleep(0.2)
+
+
+async def run_rewind(ctl: Controller, upstream: Upstream, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    auth = ctl.settings.authentication
+    cred = auth.rewind or auth.superuser
+    params = ConnParams(upstream.host, upstream.port, cred.username, cred.password,
+                        application_name=f"haagent {ctl.name}")  # fmt: skip
+    await _wait_source_checkpoint(ctl, params, timeout)
+    source = conf.conninfo({"host": upstream.host, "port": upstream.port,
+                            "user": cred.username, "dbname": "postgres"})  # fmt: skip
+    argv: list[str | Path] = [ctl.layout.binary("pg_rewind"), "-D", ctl.layout.data_dir,
+            f"--source-server={source}", "--no-ensure-shutdown"]  # fmt: skip
+    keep = [ctl.layout.config_dir / n for n in KEEP_FILES] + [ctl.layout.log_file]
+    with tempfile.TemporaryDirectory(prefix="haagent-rewind-") as tmp:
+        saved = [(p, Path(tmp) / f"{i}") for i, p in enumerate(keep) if p.exists()]
+        for original, copy in saved:
+            shutil.copy2(original, copy)
+        ctl.write_pgpass()
+        try:
+            result = await run(argv, timeout=deadline - time.monotonic(),
+                               env=tool_env(ctl.tool_env_extra()))  # fmt: skip
+        except TimeoutError:
+            raise RewindError(f"pg_rewind from {upstream} timed out; data directory kept") from None
+        finally:
+            for original, copy in saved:
+                shutil.copy2(copy, original)
+    if not result.ok:
+        raise RewindError(
+            f"pg_rewind from {upstream} failed: {result.tail(6)}. The data directory is kept as "
+            "it is; re-clone it (reinit, or postgresql.remove_data_directory_on_rewind_failure) "
+            "once you do not need it"
+        )
+    log.info("pg_rewind from %s took %.2fs: %s", upstream, result.duration, result.tail(1))
+
+
+async def become_replica(ctl: Controller, upstream: Upstream | None, timeout: float) -> str:
+    """A stopped node starts as a standby of `upstream`, rewinding first when it diverged.
+
+    Raises RewindImpossible (nothing changed, PostgreSQL left stopped) when it
+    diverged and pg_rewind cannot be used.
+    """
+    deadline = time.monotonic() + timeout
+    outcome = "started as a standby" + (f" of {upstream}" if upstream else " with no upstream")
+    if upstream is not None and ctl.layout.initialized():
+        control = await ensure_clean_shutdown(ctl, timeout)
+        div = await check_divergence(ctl, upstream, deadline - time.monotonic(), control)
+        if div.diverged:
+            blocker = rewind_blocker(ctl.dynamic.postgresql.use_pg_rewind, control)
+            if blocker is not None:
+                raise RewindImpossible(
+                    f"cannot follow {upstream}: {div.reason}, and pg_rewind cannot be used: "
+                    f"{blocker}. Nothing was changed; re-cloning (reinit) is the way out"
+                )
+            await run_rewind(ctl, upstream, deadline - time.monotonic())
+            outcome = f"rewound ({div.reason}), then {outcome}"
+    ctl.standby, ctl.upstream = True, upstream
+    ctl.write_config()
+    await ctl.start(timeout=max(1.0, deadline - time.monotonic()))
+    return outcome
+
+
+async def running_replica_divergence(
+    ctl: Controller, upstream: Upstream, timeout: float
+) -> Divergence:
+    """The divergence check for a running standby: its replay position and timeline.
+
+    The replay timeline is not exposed by PostgreSQL 15; the highest of the last
+    restartpoint's, the WAL receiver's and the local history files' is used.
+    """
+    deadline = time.monotonic() + timeout
+    rows = await ctl.sql(
+        "SELECT pg_last_wal_replay_lsn()::text,"
+        " (SELECT timeline_id FROM pg_control_checkpoint()),"
+        " (SELECT received_tli FROM pg_stat_wal_receiver),"
+        " (SELECT system_identifier FROM pg_control_system())::text",
+        timeout,
+        "replay position",
+    )
+    replay, checkpoint_tli, received_tli, local_sysid = rows[0]
+    history_tlis = [
+        int(p.stem, 16)
+        for p in (ctl.layout.data_dir / "pg_wal").glob("*.history")
+        if re.fullmatch(r"[0-9A-F]{8}", p.stem)
+    ]
+    local_tli = max([int(str(checkpoint_tli)), int(str(received_tli or 0)), *history_tlis])
+    sysid, tli, history_text = await leader_timeline(ctl, upstream, deadline - time.monotonic())
+    if sysid != local_sysid:
+        raise DataDirectoryError(
+            f"{upstream} belongs to another cluster (system identifier {sysid}, this node has "
+            f"{local_sysid}): it cannot follow it; reinit to clone"
+        )
+    lsn = parse_lsn(str(replay)) if replay is not None else 0
+    return decide_divergence(local_tli, lsn, lsn, tli, parse_history(history_text))

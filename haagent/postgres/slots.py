@@ -1,0 +1,76 @@
+"""Physical replication slots: one per member on the primary, named after the member.
+
+Which slots to drop is a pure decision (`slots_to_drop`) on member last-seen
+times, so a member that is away for a while (a reboot, a re-clone) keeps its
+WAL, and one gone for longer than the retention period (`member_slots_ttl`)
+stops holding WAL forever.  Only slots named after members haagent knew are
+ever dropped: slots users made for other purposes are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from haagent.postgres.lsn import parse_lsn_or_none
+
+SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+
+
+def slot_name(member_name: str) -> str:
+    """A member's slot: its name lowercased, anything not [a-z0-9_] turned into `_`."""
+    return re.sub(r"[^a-z0-9_]", "_", member_name.lower())[:63]
+
+
+def check_slot_name(name: str) -> str:
+    if not SLOT_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a slot name ([a-z0-9_], at most 63): use slot_name(member_name)"
+        )
+    return name
+
+
+def slots_to_drop(
+    existing: Iterable[str],
+    last_seen: Mapping[str, float],
+    now: float,
+    retention: float,
+    keep: Iterable[str] = (),
+) -> set[str]:
+    """Slots of members (by name) not seen for longer than `retention` seconds.
+
+    `last_seen` maps member names to when they were last seen in the cluster
+    (the current members with `now`); slots of unknown members and `keep` stay.
+    """
+    kept = set(keep)
+    stale_before = now - retention
+    newest: dict[str, float] = {}
+    for member, seen in last_seen.items():
+        name = slot_name(member)
+        newest[name] = max(seen, newest.get(name, seen))
+    return {
+        name
+        for name in existing
+        if name in newest and newest[name] < stale_before and name not in kept
+    }
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    active: bool
+    restart_lsn: int | None
+
+
+LIST_SQL = (
+    "SELECT slot_name, active, restart_lsn::text FROM pg_replication_slots "
+    "WHERE slot_type = 'physical' ORDER BY slot_name"
+)
+
+
+def slots_from_rows(rows: Iterable[tuple[object, ...]]) -> dict[str, Slot]:
+    result = {}
+    for name, active, restart in rows:
+        result[str(name)] = Slot(str(name), bool(active), parse_lsn_or_none(restart))  # type: ignore[arg-type]
+    return result

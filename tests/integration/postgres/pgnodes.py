@@ -1,0 +1,108 @@
+"""Nodes for the PostgreSQL management tests: real PostgreSQL 15 on 127.0.0.11/.12."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from haagent.config.model import (
+    Address,
+    BootstrapSettings,
+    Credentials,
+    DynamicConfig,
+    DynamicPostgresql,
+    ListenAddress,
+    PostgresqlAuthentication,
+    PostgresqlSettings,
+)
+from haagent.lab.processes import free_port
+from haagent.postgres.manager import Postgres
+from haagent.postgres.model import Upstream
+
+SCOPE = "pgtest"
+AUTH = PostgresqlAuthentication(
+    superuser=Credentials("postgres", "su-secret-1"),
+    replication=Credentials("replicator", "rep-secret-2"),
+    rewind=Credentials("rewinder", "rw-secret-3"),
+)
+HBA = (
+    "local all all trust",
+    "host replication replicator 127.0.0.1/8 scram-sha-256",
+    "host all all 127.0.0.1/8 scram-sha-256",
+)
+
+
+def dynamic(use_pg_rewind: bool = True, **parameters: Any) -> DynamicConfig:
+    return DynamicConfig(
+        postgresql=DynamicPostgresql(use_pg_rewind=use_pg_rewind, parameters=parameters)
+    )
+
+
+@dataclass
+class Node:
+    name: str
+    host: str
+    pg: Postgres
+    settings: PostgresqlSettings
+
+    @property
+    def port(self) -> int:
+        return self.settings.listen.port
+
+    @property
+    def upstream(self) -> Upstream:
+        return Upstream(self.name, self.host, self.port)
+
+    def dsn(self) -> str:
+        return (
+            f"host={self.host} port={self.port} user=postgres password={AUTH.superuser.password}"
+            " dbname=postgres connect_timeout=5"
+        )
+
+    async def sql(self, query: str) -> list[tuple[Any, ...]]:
+        async with await psycopg.AsyncConnection.connect(self.dsn(), autocommit=True) as conn:
+            cur = await conn.execute(query.encode())
+            return list(await cur.fetchall()) if cur.description else []
+
+
+@dataclass
+class Nodes:
+    workdir: Path
+    made: list[Node] = field(default_factory=list)
+
+    def settings(self, name: str, host: str, **changes: Any) -> PostgresqlSettings:
+        port = free_port(host)
+        base = PostgresqlSettings(
+            data_dir=self.workdir / name / "data",
+            listen=ListenAddress((host,), port),
+            connect_address=Address(host, port),
+            pgpass=self.workdir / name / "pgpass",
+            authentication=AUTH,
+            parameters={
+                "fsync": False,
+                "unix_socket_directories": str(self.workdir),
+                "shared_buffers": "16MB",
+                "max_connections": 30,
+            },
+            pg_ctl_timeout=60,
+        )
+        return replace(base, **changes)
+
+    def make(
+        self,
+        name: str,
+        host: str,
+        *,
+        dyn: DynamicConfig | None = None,
+        bootstrap: BootstrapSettings | None = None,
+        **changes: Any,
+    ) -> Node:
+        settings = self.settings(name, host, **changes)
+        boot = bootstrap or BootstrapSettings(initdb=(("encoding", "UTF8"), "no-sync"), pg_hba=HBA)
+        pg = Postgres(settings, boot, name, SCOPE, dyn or dynamic())
+        node = Node(name, host, pg, settings)
+        self.made.append(node)
+        return node
