@@ -69,7 +69,7 @@ def prepare_new_data_dir(path: Path) -> bool:
         entries = sorted(p.name for p in path.iterdir())
         if entries:
             shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
-            what = f"{len(entries)} entries ({shown})"
+            what = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'} ({shown})"
             if "PG_VERSION" in entries:
                 what = "an existing cluster (it has PG_VERSION)"
             raise DataDirectoryError(

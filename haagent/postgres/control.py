@@ -280,23 +280,29 @@ class Controller:
             return False
         timeout = float(self.settings.pg_ctl_timeout) if timeout is None else timeout
         watch = self._ensure_watch(info.pid)
-        self._stopping = True
+        await self.session.close()
+        self._stopping = True  # its exit is not a death to report
+        try:
+            await self._stop(info.pid, watch, mode, timeout)
+        finally:
+            self._stopping = False
+        await self._wait_orphans_gone(ESCALATION_GRACE)
+        return True
+
+    async def _stop(self, pid: int, watch: PostmasterWatch, mode: StopMode, timeout: float) -> None:
         budget = timeout
         for stage in _ESCALATION[mode]:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(info.pid, _SIGNALS[stage])
+                os.kill(pid, _SIGNALS[stage])
             if await watch.wait(budget):
-                break
+                return
             log.warning("stop %s: not stopped after %.1fs, escalating", stage, budget)
             budget = ESCALATION_GRACE
-        else:
-            for pid in [info.pid, *data_dir_processes(self.layout.data_dir)]:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            if not await watch.wait(ESCALATION_GRACE):
-                raise StopError(f"PostgreSQL (pid {info.pid}) survived SIGKILL")
-        await self._wait_orphans_gone(ESCALATION_GRACE)
-        return True
+        for victim in [pid, *data_dir_processes(self.layout.data_dir)]:
+            with contextlib.suppress(OSError):
+                os.kill(victim, signal.SIGKILL)
+        if not await watch.wait(ESCALATION_GRACE):
+            raise StopError(f"PostgreSQL (pid {pid}) survived SIGKILL")
 
     # -- commands over SQL -------------------------------------------------------------------
 

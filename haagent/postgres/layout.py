@@ -98,8 +98,9 @@ def check_owned(path: Path, what: str) -> None:
     if info.st_uid != os.geteuid():
         raise DataDirectoryError(
             f"{what} {path} is owned by {owner_name(info.st_uid)}, not by "
-            f"{owner_name(os.geteuid())} who runs haagent and PostgreSQL: fix the ownership "
-            f"(chown -R {owner_name(os.geteuid())} {path}) or point postgresql.data_dir elsewhere"
+            f"{owner_name(os.geteuid())} who runs haagent and PostgreSQL: if it really is this "
+            f"node's data directory, give it to {owner_name(os.geteuid())} (chown -R); "
+            "otherwise point postgresql.data_dir elsewhere"
         )
     if not stat.S_ISDIR(info.st_mode):
         raise DataDirectoryError(f"{what} {path} is not a directory")

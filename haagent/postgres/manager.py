@@ -195,6 +195,10 @@ class Postgres:
         timeout = self._default_timeout(timeout)
         async with self._action(f"demote to follow {upstream}", 3 * timeout) as outcome:
             if self._ctl.postmaster() is not None:
+                rows = await self._ctl.sql("SELECT pg_is_in_recovery()", timeout, "demote")
+                if rows[0][0]:  # already a standby: just follow
+                    outcome.append(await self._follow(upstream, timeout))
+                    return "; ".join(outcome)
                 await self._ctl.stop(mode, timeout)
                 outcome.append(f"stopped ({mode})")
             outcome.append(await become_replica(self._ctl, upstream, 2 * timeout))

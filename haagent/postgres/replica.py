@@ -111,7 +111,7 @@ async def create_replica(
                 (ctl.layout.log_file).unlink(missing_ok=True)  # the source's log, not ours
                 ctl.standby, ctl.upstream = True, source
                 ctl.write_config()
-                log.info("pg_basebackup from %s took %.2fs", source, result.duration)
+                log.debug("pg_basebackup from %s took %.2fs", source, result.duration)
                 return source
             files.clear_new_directory(ctl.layout.data_dir, existed)
             why = f"pg_basebackup from {source}: {result.tail(4)}{_hint(result, ctl)}"

@@ -174,7 +174,7 @@ async def ensure_clean_shutdown(ctl: Controller, timeout: float) -> ControlData:
     control = await read_controldata(ctl.layout, timeout)
     if not control.clean:
         raise RewindError(f"still not shut down cleanly ({control.state}) after {how}")
-    log.info("%s: done, cluster state now %r", how.split(":")[0], control.state)
+    log.debug("%s: done, cluster state now %r", how.split(":")[0], control.state)
     return control
 
 
@@ -259,7 +259,7 @@ async def run_rewind(ctl: Controller, upstream: Upstream, timeout: float) -> Non
             "it is; re-clone it (reinit, or postgresql.remove_data_directory_on_rewind_failure) "
             "once you do not need it"
         )
-    log.info("pg_rewind from %s took %.2fs: %s", upstream, result.duration, result.tail(1))
+    log.debug("pg_rewind from %s took %.2fs: %s", upstream, result.duration, result.tail(1))
 
 
 async def become_replica(ctl: Controller, upstream: Upstream | None, timeout: float) -> str:

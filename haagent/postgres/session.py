@@ -163,8 +163,17 @@ class Session:
             async with asyncio.timeout(timeout):  # waiting for the lock and connecting
                 await self._lock.acquire()
             try:
+                reused = self._conn is not None and not self._conn.closed
                 if self._conn is None or self._conn.closed:
                     self._conn = await connect(params, deadline - loop.time())
+                try:
+                    return await run_bounded(self._conn, fn, deadline - loop.time())
+                except psycopg.OperationalError:
+                    if not reused:
+                        raise
+                # The kept connection was broken (a restart since): one more try on a new one.
+                await self.close()
+                self._conn = await connect(params, deadline - loop.time())
                 return await run_bounded(self._conn, fn, deadline - loop.time())
             except BaseException:
                 await self.close()

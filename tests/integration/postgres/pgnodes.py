@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from haagent.config.model import (
 )
 from haagent.lab.processes import free_port
 from haagent.postgres.manager import Postgres
-from haagent.postgres.model import Upstream
+from haagent.postgres.model import PostgresStatus, Upstream
 
 SCOPE = "pgtest"
 AUTH = PostgresqlAuthentication(
@@ -106,3 +108,17 @@ class Nodes:
         node = Node(name, host, pg, settings)
         self.made.append(node)
         return node
+
+
+async def wait_status(
+    node: Node, predicate: object, what: str, timeout: float = 30
+) -> PostgresStatus:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await node.pg.status()
+        if predicate(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{node.name}: timed out waiting for {what}; last {status}")
+        await asyncio.sleep(0.1)

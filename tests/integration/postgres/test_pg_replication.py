@@ -8,26 +8,11 @@ import stat
 import time
 
 import pytest
-from pgnodes import Node, Nodes
+from pgnodes import Nodes, wait_status
 
-from haagent.postgres.model import PostgresStatus
 from haagent.postgres.slots import slot_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-async def wait_status(
-    node: Node, predicate: object, what: str, timeout: float = 30
-) -> PostgresStatus:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await node.pg.status()
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{node.name}: timed out waiting for {what}; last {status}")
-        await asyncio.sleep(0.1)
 
 
 async def test_bootstrap_then_a_replica_streams_with_its_slot(nodes: Nodes) -> None:

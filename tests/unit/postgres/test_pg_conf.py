@@ -1,0 +1,135 @@
+"""Rendering of postgresql.conf, recovery settings, pg_hba and pgpass (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from haagent.config.model import Credentials, ListenAddress
+from haagent.postgres.conf import (
+    ConfInputs,
+    conninfo,
+    effective_parameters,
+    format_value,
+    parse_upstream_marker,
+    render_conf,
+    render_hba,
+    render_pgpass,
+)
+from haagent.postgres.errors import ConfigurationError
+from haagent.postgres.model import Upstream
+
+LISTEN = ListenAddress(("127.0.0.11",), 5433)
+
+
+def inputs(**changes: object) -> ConfInputs:
+    base: dict[str, object] = {"name": "node-1", "scope": "demo", "listen": LISTEN}
+    base.update(changes)
+    return ConfInputs(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (True, "on"),
+        (False, "off"),
+        (100, "100"),
+        (0.5, "0.5"),
+        ("128MB", "'128MB'"),
+        ("it's", "'it''s'"),
+        ("a\\b", "'a\\\\b'"),
+    ],
+)
+def test_format_value(value: object, text: str) -> None:
+    assert format_value(value) == text
+
+
+def test_forced_and_default_parameters() -> None:
+    params = effective_parameters(inputs(local={"port": 1, "listen_addresses": "*"}))
+    assert params["listen_addresses"] == "127.0.0.11"
+    assert params["port"] == 5433
+    assert params["cluster_name"] == "demo"
+    assert params["hot_standby"] is True
+    assert params["max_wal_senders"] == 10 and params["max_replication_slots"] == 10
+    assert params["wal_keep_size"] == "128MB"
+    assert "wal_log_hints" not in params
+
+
+def test_local_overrides_dynamic_except_cluster_wide() -> None:
+    params = effective_parameters(
+        inputs(
+            dynamic={"work_mem": "4MB", "max_connections": 200},
+            local={"work_mem": "8MB", "max_connections": 50, "max_wal_senders": 1},
+        )
+    )
+    assert params["work_mem"] == "8MB"  # local wins
+    assert params["max_connections"] == 200  # cluster-wide: the dynamic value wins
+    assert params["max_wal_senders"] == 2  # raised to the minimum
+
+
+def test_wal_level_and_rewind_hints() -> None:
+    params = effective_parameters(inputs(local={"wal_level": "minimal"}, use_pg_rewind=True))
+    assert params["wal_level"] == "replica"
+    assert params["wal_log_hints"] is True
+    params = effective_parameters(inputs(local={"wal_level": "logical"}))
+    assert params["wal_level"] == "logical"
+
+
+def test_synchronous_standby_names_managed_only_when_set() -> None:
+    mine = {"synchronous_standby_names": "x"}
+    assert effective_parameters(inputs(local=mine))["synchronous_standby_names"] == "x"
+    managed = inputs(local=mine, synchronous_standby_names='FIRST 1 ("a")')
+    assert effective_parameters(managed)["synchronous_standby_names"] == 'FIRST 1 ("a")'
+
+
+def test_bad_parameter_names_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="not a parameter name"):
+        effective_parameters(inputs(local={"work mem": 1}))
+    with pytest.raises(ConfigurationError, match="not an integer"):
+        effective_parameters(inputs(local={"max_wal_senders": "many"}))
+
+
+def test_primary_conf_has_no_recovery_settings() -> None:
+    text = render_conf(inputs())
+    assert text.startswith("# Managed by haagent")
+    assert "include_if_exists 'postgresql.base.conf'" in text.splitlines()[3]
+    assert "primary_conninfo" not in text and "recovery_target_timeline" not in text
+    assert "port = 5433" in text
+
+
+def test_standby_conf_points_at_the_upstream_with_a_slot() -> None:
+    up = Upstream("node2", "127.0.0.12", 5434)
+    rep = Credentials("replicator", "secret")
+    text = render_conf(inputs(standby=True, upstream=up, replication=rep, pgpass=Path("/p/pass")))
+    assert (
+        "primary_conninfo = 'host=127.0.0.12 port=5434 user=replicator passfile=/p/pass "
+        "application_name=node-1'" in text
+    )
+    assert "primary_slot_name = 'node_1'" in text
+    assert "recovery_target_timeline = 'latest'" in text
+    assert "secret" not in text
+    assert parse_upstream_marker(text) == up
+    no_slots = render_conf(inputs(standby=True, upstream=up, use_slots=False))
+    assert "primary_slot_name" not in no_slots
+    no_leader = render_conf(inputs(standby=True))
+    assert "primary_conninfo" not in no_leader and "recovery_target_timeline" in no_leader
+    assert parse_upstream_marker(no_leader) is None
+
+
+def test_conninfo_quoting() -> None:
+    assert conninfo({"host": "h", "port": 5}) == "host=h port=5"
+    assert conninfo({"a": "x y", "b": "it's", "c": ""}) == "a='x y' b='it\\'s' c=''"
+
+
+def test_hba_and_pgpass() -> None:
+    assert render_hba(("local all all trust",)).endswith("\nlocal all all trust\n")
+    text = render_pgpass(
+        [
+            Credentials("rep", "p:w\\d"),
+            Credentials("nopass"),
+            Credentials("rep", "other"),
+            Credentials("postgres", "su"),
+        ]
+    )
+    assert text == "*:*:*:rep:p\\:w\\\\d\n*:*:*:postgres:su\n"
