@@ -47,7 +47,7 @@ _RETRYABLE = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.UNKNOWN,
 }
-_TLS_WORDS = ("ssl", "handshake", "certificate", "tls")
+_TLS_WORDS = ("ssl", "handshake", "certificate", "tls", "tsi_")
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,11 @@ class EtcdChannel:
             items.append(("hasleader", "true"))
         return tuple(items)
 
+    def forget_token(self) -> None:
+        """Authenticate again before the next call (etcd said the token is invalid)."""
+        if self._username is not None:
+            self._token = None
+
     def failed(self, address: str, reason: str) -> None:
         """Move calls off `address` (if still current) to the next endpoint."""
         if len(self.addresses) < 2 or address != self.current:
@@ -267,7 +272,7 @@ class EtcdChannel:
                 text = _details(e)
                 if "auth token" in text and not reauthenticated:
                     log.info("etcd auth token expired; authenticating again")
-                    self._token = None
+                    self.forget_token()
                     reauthenticated = True
                     continue
                 if e.code() not in _RETRYABLE:
@@ -275,8 +280,9 @@ class EtcdChannel:
                 errors.append(f"{endpoint.address}: {text}")
                 tls_only = tls_only and is_tls_error(e)
                 self.failed(endpoint.address, text)
-            if tries % len(self.addresses) == 0:
-                await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+                if tries % len(self.addresses) == 0:
+                    # Every endpoint refused at once: give them a moment before the next round.
+                    await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
         last = errors[-1] if errors else "no attempt made"
         if errors and tls_only:
             raise AuthenticationFailed(

@@ -247,6 +247,8 @@ class KVDCS:
                 budget, [Compare(key, "create", 0)], [Put(key, value, lease)], [Get(key)]
             )
 
+        # Refresh the lease first, so that a key we take lives at least `ttl` from now.
+        await self._refresh_lease(budget)
         result = await self._with_lease(budget, attempt)
         if result.succeeded:
             log.info("took the leader key %s (lease %x)", key.decode(), self._lease or 0)

@@ -35,6 +35,10 @@ from haagent.dcs.kv import (
 
 log = logging.getLogger("haagent.dcs")
 
+# The watch's pause between attempts while etcd cannot be reached.
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 1.0
+
 _TARGETS = {
     "value": rpc.Compare.VALUE,
     "create": rpc.Compare.CREATE,
@@ -104,6 +108,9 @@ class EtcdKV:
 
     async def close(self) -> None:
         await self.channel.close()
+
+    async def pause_before_retry(self, failures: int) -> None:
+        await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_MIN * 2 ** max(0, failures - 1)))
 
     async def range(
         self, key: bytes, range_end: bytes | None, *, budget: float
@@ -218,13 +225,15 @@ class EtcdKV:
             self.channel.failed(endpoint.address, "watch not created in time")
             raise DCSUnavailable(f"etcd {endpoint.address} did not create the watch") from e
         except grpc.aio.AioRpcError as e:
-            self.channel.failed(endpoint.address, str(e.details()))
+            if "auth token" in str(e.details()):
+                self.channel.forget_token()
+            else:
+                self.channel.failed(endpoint.address, str(e.details()))
             raise DCSUnavailable(f"watch via etcd {endpoint.address} broke: {e.details()}") from e
         finally:
             call.cancel()
 
-    @staticmethod
-    def _check(response: Any, address: str) -> None:
+    def _check(self, response: Any, address: str) -> None:
         if response is grpc.aio.EOF:
             raise DCSUnavailable(f"etcd {address} closed the watch stream")
         if response.compact_revision:
@@ -233,6 +242,8 @@ class EtcdKV:
                 int(response.compact_revision),
             )
         if response.canceled:
+            if "auth token" in response.cancel_reason:
+                self.channel.forget_token()
             raise DCSUnavailable(f"etcd {address} cancelled the watch: {response.cancel_reason}")
 
 

@@ -134,6 +134,10 @@ class KVBackend(Protocol):
 
     async def connect(self, budget: float) -> None: ...
 
+    async def pause_before_retry(self, failures: int) -> None:
+        """Wait before the watch retries after `failures` failures in a row (a backoff)."""
+        ...
+
     async def close(self) -> None: ...
 
     async def range(

@@ -91,6 +91,7 @@ class MemoryStore:
         self._history: list[WatchEvent] = []
         self._watchers: list[_Watcher] = []
         self._partitioned: set[str] = set()
+        self._healed: dict[str, asyncio.Event] = {}
 
     # -- fault injection ---------------------------------------------------------------------
 
@@ -103,7 +104,15 @@ class MemoryStore:
 
     def heal(self, client: str) -> None:
         self._partitioned.discard(client)
+        healed = self._healed.pop(client, None)
+        if healed is not None:
+            healed.set()
         log.info("memory store: %s healed", client)
+
+    async def wait_reachable(self, client: str) -> None:
+        """Return once `client` is not (or no longer) partitioned."""
+        while client in self._partitioned:
+            await self._healed.setdefault(client, asyncio.Event()).wait()
 
     def check(self, client: str) -> None:
         """Run the lease timer, then refuse a partitioned client."""
@@ -164,16 +173,20 @@ class MemoryStore:
         for op in ops:
             if isinstance(op, Put) and op.lease and op.lease not in self._leases:
                 raise LeaseNotFound(f"etcdserver: requested lease not found ({op.lease:x})")
-        ranges = tuple(self.range(op.key, op.range_end) for op in ops if isinstance(op, Get))
-        wrote = self._commit([op for op in ops if not isinstance(op, Get)])
+        wrote, ranges = self._commit(ops)
         return TxnResult(succeeded, self.revision, ranges, wrote)
 
-    def _commit(self, ops: Sequence[Put | Delete]) -> bool:
-        """Apply writes at one new revision and notify the watchers; False if nothing changed."""
+    def _commit(self, ops: Sequence[Op]) -> tuple[bool, tuple[tuple[KeyValue, ...], ...]]:
+        """Apply `ops` in order at one new revision and notify the watchers.
+
+        Returns whether anything changed, and what each Get saw."""
         revision = self.revision + 1
         events: list[WatchEvent] = []
+        ranges: list[tuple[KeyValue, ...]] = []
         for op in ops:
-            if isinstance(op, Put):
+            if isinstance(op, Get):
+                ranges.append(self.range(op.key, op.range_end))
+            elif isinstance(op, Put):
                 old = self._kvs.get(op.key)
                 self._unlease(old)
                 kv = KeyValue(
@@ -195,7 +208,7 @@ class MemoryStore:
                     gone = KeyValue(key, b"", 0, revision, 0, 0)
                     events.append(WatchEvent("delete", gone))
         if not events:
-            return False
+            return False, tuple(ranges)
         self.revision = revision
         self._history.extend(events)
         for watcher in list(self._watchers):
@@ -206,7 +219,7 @@ class MemoryStore:
                 except Exception as e:  # a broken watcher must not fail the writer
                     log.exception("memory store: watch callback of %s failed", watcher.client)
                     self._drop(watcher, e)
-        return True
+        return True, tuple(ranges)
 
     def _unlease(self, kv: KeyValue | None) -> None:
         if kv is not None and kv.lease in self._leases:
@@ -289,6 +302,11 @@ class MemoryKV:
 
     async def close(self) -> None:
         return None
+
+    async def pause_before_retry(self, failures: int) -> None:
+        # No real-time backoff: a simulation on a manual clock must see a heal at once.
+        await asyncio.sleep(0 if failures < 3 else 0.01)
+        await self._store.wait_reachable(self._client)
 
     async def range(
         self, key: bytes, range_end: bytes | None, *, budget: float

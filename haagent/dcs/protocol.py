@@ -65,11 +65,17 @@ class DCS(Protocol):
     def set_retry_timeout(self, seconds: float) -> None: ...
 
     async def take_leader(self) -> bool:
-        """Create the leader key under our lease if absent; True if we hold it now."""
+        """Create the leader key under our lease if absent; True if we hold it now.
+
+        The lease is refreshed first, so a key we hold lives at least `ttl`
+        seconds from the moment of the call.
+        """
         ...
 
     async def renew_leader(self) -> None:
         """Keep the leader key: keepalive, re-put under a new lease if needed.
+
+        On success the key lives at least `ttl` seconds from the moment of the call.
 
         Raises `LeaderKeyLost` when the key is absent or holds another name.
         """

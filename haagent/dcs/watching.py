@@ -19,9 +19,6 @@ from haagent.dcs.view import ViewState
 
 log = logging.getLogger("haagent.dcs")
 
-BACKOFF_MIN = 0.05
-BACKOFF_MAX = 1.0
-
 
 class WatchLoop:
     def __init__(
@@ -137,4 +134,4 @@ class WatchLoop:
                     log.warning("watch on %s broke: %s; re-reading", self._prefix.decode(), e)
                 else:
                     log.debug("watch on %s still broken: %s", self._prefix.decode(), e)
-                await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (self._failures - 1)))
+                await self._backend.pause_before_retry(self._failures)
