@@ -51,7 +51,7 @@ def decode(raw: bytes, *, required: bool) -> Any:
     """The JSON value of a body; None for an empty body unless one is `required`."""
     if len(raw) > MAX_BODY_BYTES:
         raise BodyError(f"request body is larger than {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
+    if not raw:
         if required:
             raise BodyError("a JSON object body is required")
         return None
@@ -113,7 +113,7 @@ def _bool(doc: Mapping[str, Any], key: str) -> bool:
 
 def parse_schedule(value: Any, key: str, action: str, now: datetime) -> datetime | None:
     """An ISO-8601 time with a time zone, not in the past (`now` is timezone-aware)."""
-    if value is None or value == "":
+    if value is None:
         return None
     if not isinstance(value, str):
         raise BodyError(f"field {key!r} must be an ISO-8601 string, not {_json_type(value)}")
@@ -133,6 +133,13 @@ def parse_schedule(value: Any, key: str, action: str, now: datetime) -> datetime
     return when
 
 
+def _candidate(fields: Mapping[str, Any]) -> str | None:
+    """`candidate`, or `member` as older clients call it."""
+    candidate = _string(fields, "candidate")
+    member = _string(fields, "member")
+    return candidate if candidate is not None else member
+
+
 def switchover(doc: Any, now: datetime) -> SwitchoverRequest:
     """`POST /switchover`: leader required, candidate and scheduled_at optional."""
     fields = _fields(
@@ -140,7 +147,7 @@ def switchover(doc: Any, now: datetime) -> SwitchoverRequest:
     )
     leader = _string(fields, "leader", required=True)
     assert leader is not None
-    candidate = _string(fields, "candidate") or _string(fields, "member")
+    candidate = _candidate(fields)
     if candidate is not None and candidate == leader:
         raise BodyError(f"switchover target and source are the same: {leader!r}")
     scheduled_at = parse_schedule(fields.get("scheduled_at"), "scheduled_at", "switchover", now)
@@ -150,9 +157,9 @@ def switchover(doc: Any, now: datetime) -> SwitchoverRequest:
 def failover(doc: Any) -> FailoverRequest:
     """`POST /failover`: candidate required; a leader, when given, must differ."""
     fields = _fields(doc, frozenset({"leader", "candidate", "member", "scheduled_at"}), "failover")
-    if fields.get("scheduled_at"):
+    if "scheduled_at" in fields:
         raise BodyError("failover cannot be scheduled; use /switchover")
-    candidate = _string(fields, "candidate") or _string(fields, "member")
+    candidate = _candidate(fields)
     if candidate is None:
         raise BodyError("field 'candidate' is required for failover")
     leader = _string(fields, "leader")
@@ -207,7 +214,8 @@ def restart(doc: Any, now: datetime) -> RestartRequest:
 def reinitialize(doc: Any) -> ReinitializeRequest:
     """`POST /reinitialize`: `force`, and `from_leader` (Patroni spells it `from-leader`)."""
     fields = _fields(doc, frozenset({"force", "from_leader", "from-leader"}), "reinitialize")
-    from_leader = _bool(fields, "from_leader") or _bool(fields, "from-leader")
+    underscore, hyphen = _bool(fields, "from_leader"), _bool(fields, "from-leader")
+    from_leader = underscore or hyphen
     return ReinitializeRequest(force=_bool(fields, "force"), from_leader=from_leader)
 
 
@@ -217,6 +225,14 @@ def failsafe(doc: Any) -> FailsafeRequest:
         raise BodyError(f"the body of failsafe must be a JSON object, not {_json_type(doc)}")
     leader = _string(doc, "name", required=True)
     assert leader is not None
+    for key in ("conn_url", "api_url"):
+        _string(doc, key)
+    slots = doc.get("slots")
+    if slots is not None and not (
+        isinstance(slots, dict)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in slots.values())
+    ):
+        raise BodyError("field 'slots' must be an object of slot names to integer LSNs")
     return FailsafeRequest(leader=leader, body=doc)
 
 

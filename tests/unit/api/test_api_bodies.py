@@ -29,7 +29,7 @@ def _error(fn: Any, *args: Any) -> BodyError:
 def test_decode() -> None:
     assert bodies.decode(b'{"a": 1}', required=True) == {"a": 1}
     assert bodies.decode(b"", required=False) is None
-    assert bodies.decode(b"  \n", required=False) is None
+    assert "not valid JSON" in _error(lambda: bodies.decode(b"  \n", required=False)).message
     assert "required" in _error(lambda: bodies.decode(b"", required=True)).message
     assert "not valid JSON" in _error(lambda: bodies.decode(b'{"a": ', required=True)).message
     assert "UTF-8" in _error(lambda: bodies.decode(b'"\xff"', required=True)).message
