@@ -66,6 +66,14 @@ class Node:
     def resets(self) -> list[dict[str, Any]]:
         return read_events(self.events, "reset")
 
+    def wait_events(self, count: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """The events once there are `count` (of `kind`): the simulator writes them just
+        after it acted, so a test that saw the effect may be a moment early."""
+        processes.wait_for(
+            lambda: len(read_events(self.events, kind)) >= count, f"{count} events", 5
+        )
+        return read_events(self.events, kind)
+
     def start(self, name: str, argv: list[str]) -> Process:
         process = processes.start(name, argv, self.workdir / f"{name}.log")
         self.started.append(process)
@@ -161,7 +169,7 @@ def test_keepalives_keep_the_node_alive_then_silence_resets_it(node: Node) -> No
     last = time.monotonic()
     seen_dead = wait_dead(pids, TIMEOUT + SLACK + 1)
     assert seen_dead - last <= TIMEOUT + SLACK
-    [reset] = node.resets()
+    [reset] = node.wait_events(1, "reset")
     assert TIMEOUT - 0.05 <= float(reset["monotonic"]) - last <= TIMEOUT + SLACK
     assert sorted(reset["killed"]) == sorted(pids)
     assert node.simulator.alive()
@@ -179,7 +187,7 @@ def test_magic_close_stops_the_timer(node: Node) -> None:
     time.sleep(TIMEOUT + 1)
     assert all(alive(p) for p in node_pids(node))
     assert node.resets() == []
-    assert [e["event"] for e in read_events(node.events)] == ["open", "magic_close"]
+    assert [e["event"] for e in node.wait_events(2)] == ["open", "magic_close"]
 
 
 def test_close_without_magic_keeps_the_timer_running(node: Node) -> None:
@@ -191,7 +199,7 @@ def test_close_without_magic_keeps_the_timer_running(node: Node) -> None:
     closed = time.monotonic()
     wait_dead(pids, TIMEOUT + SLACK + 1)
     assert time.monotonic() - closed <= TIMEOUT + SLACK + 0.1
-    assert len(node.resets()) == 1
+    assert len(node.wait_events(1, "reset")) == 1
 
 
 def test_dropped_connection_without_magic_resets_the_node(node: Node) -> None:
@@ -201,7 +209,8 @@ def test_dropped_connection_without_magic_resets_the_node(node: Node) -> None:
     driver.set_timeout(TIMEOUT)
     driver._drop()  # the socket just goes away, as when the agent process dies
     wait_dead(pids, TIMEOUT + SLACK + 1)
-    assert [e["event"] for e in read_events(node.events)] == ["open", "unexpected_close", "reset"]
+    events = [e["event"] for e in node.wait_events(3)]
+    assert events == ["open", "unexpected_close", "reset"]
 
 
 def test_a_second_client_is_refused_while_one_holds_the_watchdog(node: Node) -> None:
@@ -223,7 +232,7 @@ def test_a_frozen_agent_holding_the_watchdog_is_killed_with_postgres(workdir: Pa
         holder.send_signal(signal.SIGSTOP)  # CPU starvation, a debugger, a stuck loop...
         pids = [holder.pid, *node_pids(node)]
         wait_dead(pids, TIMEOUT + SLACK + 1)
-        [reset] = node.resets()
+        [reset] = node.wait_events(1, "reset")
         assert holder.pid in reset["killed"]
 
 
@@ -259,4 +268,4 @@ def test_a_device_that_cannot_go_that_low_refuses_leadership(workdir: Path) -> N
         ok, reason = watchdog.can_be_leader()
         assert not ok
         assert reason is not None and "refused a timeout of 2s" in reason
-        assert [e["event"] for e in read_events(node.events)] == ["open", "magic_close"]
+        assert [e["event"] for e in node.wait_events(2)] == ["open", "magic_close"]
