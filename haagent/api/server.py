@@ -153,11 +153,15 @@ class RestApiServer:
     async def _handle(self, request: BaseRequest) -> web.StreamResponse:
         path = request.path
         method = request.method
-        kind = health.PATHS.get(path)
-        if kind is not None and method in _READ_METHODS:
-            return self._health(kind, request, method)
         if method in _READ_METHODS:
-            return self._read(path, method)
+            try:
+                kind = health.PATHS.get(path)
+                if kind is not None:
+                    return self._health(kind, request, method)
+                return self._read(path, method)
+            except Exception:  # a health check must fail closed, with a code HAProxy reads
+                log.exception("%s %s failed", method, path)
+                return text(503, "the agent's status is unavailable; see its log")
         action = ACTIONS.get((method, path))
         if action is None:
             return self._not_found(path, method)
@@ -182,7 +186,9 @@ class RestApiServer:
         entry = self._cache.get(key)
         now = self._clock()
         if entry is None or now >= entry[1]:
-            query = {k: v for k, v in request.query.items()}
+            query: dict[str, str] = {}
+            for name, value in request.query.items():
+                query.setdefault(name, value)  # the first of repeated parameters, as Patroni
             code, until = health.check(kind, status, query, now, started_at=self._started_at)
             entry = (code, until, self._status_body(status))
             if len(self._cache) >= _CACHE_LIMIT:

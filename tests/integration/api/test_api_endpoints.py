@@ -206,3 +206,21 @@ async def test_unknown_paths_and_methods(start_api: StartApi) -> None:
     options = await api.call("OPTIONS", "/restart")
     assert options.status == 200 and "DELETE" in options.headers["Allow"]
     assert (await api.call("DELETE", "/config")).status == 405
+
+
+async def test_a_status_failure_fails_closed(start_api: StartApi) -> None:
+    api = await start_api(primary_status())
+
+    def broken() -> PublishedStatus:
+        raise RuntimeError("not published yet")
+
+    api.controller.status = broken
+    for method in ("GET", "HEAD", "OPTIONS"):
+        assert (await api.call(method, "/primary")).status == 503
+    assert (await api.call("GET", "/cluster")).status == 503
+
+
+async def test_the_first_of_repeated_parameters_counts(start_api: StartApi) -> None:
+    api = await start_api(lagging_replica_status())
+    assert (await api.call("GET", "/replica?lag=1MB&lag=1GB")).status == 503
+    assert (await api.call("GET", "/replica?lag=1GB&lag=1MB")).status == 200
