@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from haagent.dcs import codec
-from haagent.dcs.errors import DCSError, DCSUnavailable, LeaderKeyLost, LeaseNotFound
+from haagent.dcs.errors import DCSError, LeaderKeyLost, LeaseNotFound
 from haagent.dcs.kv import Compare, Delete, Get, KeyValue, KVBackend, Put, TxnResult
 from haagent.dcs.kv import prefix_range_end as range_end_of
+from haagent.dcs.lease import Budget, Lease
 from haagent.dcs.model import ClusterView, HistoryEntry
 from haagent.dcs.view import ViewState
 from haagent.dcs.watching import WatchLoop
@@ -27,26 +28,6 @@ log = logging.getLogger("haagent.dcs")
 
 # How long a write waits for the watch to deliver it before falling back to a full read.
 SETTLE_TIMEOUT = 1.0
-
-
-class _Budget:
-    """The `retry_timeout` of one public call, shared by the backend calls it makes."""
-
-    def __init__(self, seconds: float, what: str, endpoint: Callable[[], str]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._seconds = seconds
-        self._deadline = self._loop.time() + seconds
-        self._what = what
-        self._endpoint = endpoint
-
-    def left(self) -> float:
-        remaining = self._deadline - self._loop.time()
-        if remaining <= 0:
-            raise DCSUnavailable(
-                f"{self._what}: etcd at {self._endpoint()} did not answer within "
-                f"retry_timeout={self._seconds:g}s; check that etcd is running and reachable"
-            )
-        return remaining
 
 
 class KVDCS:
@@ -65,11 +46,8 @@ class KVDCS:
         self.prefix = prefix
         self.changed = asyncio.Event()
         self._backend = backend
-        self._ttl = ttl
         self._retry_timeout = float(retry_timeout)
-        self._lease: int | None = None
-        self._lease_ttl = 0
-        self._lease_lock = asyncio.Lock()
+        self._lease = Lease(backend, ttl)
         self._prefix = prefix.encode("utf-8")
         self._state = ViewState(self._prefix, self.changed.set)
         self._watch = WatchLoop(
@@ -86,7 +64,7 @@ class KVDCS:
         budget = self._budget("open")
         try:
             await self._backend.connect(budget.left())
-            await self._ensure_lease(budget)
+            await self._lease.ensure(budget)
             revision, kvs = await self._backend.range(
                 self._prefix, range_end_of(self._prefix), budget=budget.left()
             )
@@ -99,7 +77,7 @@ class KVDCS:
             raise
         log.info(
             "DCS open: %s as %s via %s, lease %x ttl %ds, revision %d",
-            self.prefix, self.name, self._backend.endpoint, self._lease or 0, self._lease_ttl,
+            self.prefix, self.name, self._backend.endpoint, self._lease.id or 0, self._lease.ttl,
             self._state.revision,
         )  # fmt: skip
 
@@ -117,7 +95,7 @@ class KVDCS:
 
     @property
     def lease_id(self) -> int | None:
-        return self._lease
+        return self._lease.id
 
     @property
     def watch_live(self) -> bool:
@@ -133,9 +111,9 @@ class KVDCS:
         return self._state.view
 
     def set_ttl(self, ttl: int) -> None:
-        if ttl != self._ttl:
-            log.info("lease ttl %ds -> %ds (applied at the next renewal)", self._ttl, ttl)
-        self._ttl = int(ttl)
+        if ttl != self._lease.ttl:
+            log.info("lease ttl %ds -> %ds (applied at the next renewal)", self._lease.ttl, ttl)
+        self._lease.ttl = int(ttl)
 
     def set_retry_timeout(self, seconds: float) -> None:
         self._retry_timeout = float(seconds)
@@ -146,14 +124,14 @@ class KVDCS:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _budget(self, what: str) -> _Budget:
-        return _Budget(self._retry_timeout, what, lambda: self._backend.endpoint)
+    def _budget(self, what: str) -> Budget:
+        return Budget(self._retry_timeout, what, lambda: self._backend.endpoint)
 
     def _key(self, name: str) -> bytes:
         return self._prefix + name.encode("utf-8")
 
     async def _txn(
-        self, budget: _Budget, compare: Sequence[Compare], success: Sequence[Put | Delete | Get],
+        self, budget: Budget, compare: Sequence[Compare], success: Sequence[Put | Delete | Get],
         failure: Sequence[Get] = (),
     ) -> TxnResult:  # fmt: skip
         return await self._backend.txn(compare, success, failure, budget=budget.left())
@@ -169,45 +147,7 @@ class KVDCS:
         except DCSError as e:
             log.debug("view not refreshed after a write: %s", e)
 
-    async def _ensure_lease(self, budget: _Budget) -> int:
-        async with self._lease_lock:
-            if self._lease is None or self._lease_ttl != self._ttl:
-                old = self._lease
-                self._lease = await self._backend.grant(self._ttl, budget=budget.left())
-                self._lease_ttl = self._ttl
-                log.info(
-                    "granted lease %x (ttl %ds)%s", self._lease, self._ttl,
-                    f", replacing lease {old:x}" if old is not None else "",
-                )  # fmt: skip
-            return self._lease
-
-    def _lease_lost(self, lease: int) -> None:
-        if self._lease == lease:
-            log.warning("lease %x is gone in etcd (expired or revoked)", lease)
-            self._lease = None
-
-    async def _refresh_lease(self, budget: _Budget) -> bool:
-        """Keep the current lease alive; False when there is none (or it has an old TTL)."""
-        lease = self._lease
-        if lease is None or self._lease_ttl != self._ttl:
-            return False
-        if await self._backend.keepalive(lease, budget=budget.left()) > 0:
-            return True
-        self._lease_lost(lease)
-        return False
-
-    async def _with_lease(
-        self, budget: _Budget, write: Callable[[int], Awaitable[TxnResult]]
-    ) -> TxnResult:
-        """Run a write that names our lease; if etcd lost the lease, grant one and retry once."""
-        lease = await self._ensure_lease(budget)
-        try:
-            return await write(lease)
-        except LeaseNotFound:
-            self._lease_lost(lease)
-            return await write(await self._ensure_lease(budget))
-
-    async def _put(self, budget: _Budget, key: str, value: bytes) -> None:
+    async def _put(self, budget: Budget, key: str, value: bytes) -> None:
         result = await self._txn(budget, [], [Put(self._key(key), value)])
         await self._settle(result)
 
@@ -248,20 +188,20 @@ class KVDCS:
             )
 
         # Refresh the lease first, so that a key we take lives at least `ttl` from now.
-        await self._refresh_lease(budget)
-        result = await self._with_lease(budget, attempt)
+        await self._lease.refresh(budget)
+        result = await self._lease.write(budget, attempt)
         if result.succeeded:
-            log.info("took the leader key %s (lease %x)", key.decode(), self._lease or 0)
+            log.info("took the leader key %s (lease %x)", key.decode(), self._lease.id or 0)
             await self._settle(result)
             return True
         current = result.ranges[0][0] if result.ranges and result.ranges[0] else None
         if current is None or current.value != value:
             return False
         # Ours already (a retry after a lost answer, or a restart): make sure it is on our lease.
-        lease = await self._ensure_lease(budget)
+        lease = await self._lease.ensure(budget)
         return current.lease == lease or await self._move_leader(budget, current, lease)
 
-    async def _move_leader(self, budget: _Budget, current: KeyValue, lease: int) -> bool:
+    async def _move_leader(self, budget: Budget, current: KeyValue, lease: int) -> bool:
         """Re-put our leader key under `lease`, only if it is still exactly `current`."""
         result = await self._txn(
             budget,
@@ -278,8 +218,8 @@ class KVDCS:
         budget = self._budget("renew the leader key")
         key = self._key(codec.LEADER)
         value = codec.encode_leader(self.name)
-        await self._refresh_lease(budget)
-        lease = await self._ensure_lease(budget)
+        await self._lease.refresh(budget)
+        lease = await self._lease.ensure(budget)
         result = await self._txn(
             budget,
             [Compare(key, "value", value), Compare(key, "lease", lease)],
@@ -302,7 +242,7 @@ class KVDCS:
         try:
             moved = await self._move_leader(budget, current, lease)
         except LeaseNotFound:
-            self._lease_lost(lease)
+            self._lease.lost(lease)
             moved = False
         if not moved:
             raise LeaderKeyLost(f"the leader key {key.decode()} changed while being renewed")
@@ -328,8 +268,8 @@ class KVDCS:
 
     async def keepalive(self) -> None:
         budget = self._budget("keep the lease alive")
-        if not await self._refresh_lease(budget):
-            await self._ensure_lease(budget)
+        if not await self._lease.refresh(budget):
+            await self._lease.ensure(budget)
 
     # -- members, initialize ---------------------------------------------------------------
 
@@ -337,19 +277,15 @@ class KVDCS:
         budget = self._budget("write the member key")
         member_key = codec.MEMBERS + self.name
         value = codec.encode_member(data)
-        lease = self._lease
-        if (
-            lease is not None
-            and self._lease_ttl == self._ttl
-            and self._unchanged(member_key, value, lease)
-        ):
+        lease = self._lease.id
+        if lease is not None and self._lease.current and self._unchanged(member_key, value, lease):
             return
         key = self._key(member_key)
 
         async def put(lease: int) -> TxnResult:
             return await self._txn(budget, [], [Put(key, value, lease)])
 
-        await self._settle(await self._with_lease(budget, put))
+        await self._settle(await self._lease.write(budget, put))
 
     async def delete_member(self, name: str | None = None) -> None:
         budget = self._budget("delete a member key")

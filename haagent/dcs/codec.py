@@ -9,13 +9,14 @@ value; `decode_view` turns that into a warning and treats the key as absent.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
+from haagent.config.dynamic import parse_dynamic_config
+from haagent.config.errors import ConfigError
 from haagent.config.model import DynamicConfig
 from haagent.dcs.kv import KeyValue
 from haagent.dcs.model import (
@@ -289,26 +290,11 @@ def encode_config(config: Mapping[str, Any]) -> bytes:
     return dumps(dict(config))
 
 
-def _config_parser() -> Callable[..., DynamicConfig]:
-    # The config loader is written in parallel; find it where it lives now.
-    for module in ("haagent.config.load", "haagent.config.dynamic"):
-        try:
-            parser = getattr(importlib.import_module(module), "parse_dynamic_config", None)
-        except ImportError:
-            continue
-        if parser is not None:
-            return cast(Callable[..., DynamicConfig], parser)
-    raise RuntimeError("haagent.config has no parse_dynamic_config")
-
-
 def decode_config(value: bytes) -> DynamicConfig:
     data = _object(value, "config")
-    parse = _config_parser()
     try:
-        return parse(data, source="config")
-    except (ValueError, TypeError):
-        raise
-    except Exception as e:  # ConfigError: a value the loader rejects
+        return parse_dynamic_config(data, source="config")
+    except ConfigError as e:
         raise ValueError(str(e)) from e
 
 
