@@ -63,6 +63,7 @@ MANAGED = frozenset(
     }
 )
 UPSTREAM_MARKER = "# haagent-upstream:"
+SYNC_MARKER = "# haagent-synchronous-standby-names:"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
@@ -192,6 +193,8 @@ def render_conf(inputs: ConfInputs, base_conf: str = "postgresql.base.conf") -> 
     if inputs.upstream is not None and inputs.standby:
         up = inputs.upstream
         lines.append(f"{UPSTREAM_MARKER} {up.name} {up.host} {up.port}")
+    if inputs.synchronous_standby_names is not None:
+        lines.append(f"{SYNC_MARKER} {inputs.synchronous_standby_names}")
     lines.append("")
     params = effective_parameters(inputs)
     params.update(recovery_parameters(inputs))
@@ -206,6 +209,14 @@ def parse_upstream_marker(text: str) -> Upstream | None:
             parts = line[len(UPSTREAM_MARKER) :].split()
             if len(parts) == 3 and parts[2].isdigit():
                 return Upstream(parts[0], parts[1], int(parts[2]))
+    return None
+
+
+def parse_sync_marker(text: str) -> str | None:
+    """The synchronous_standby_names the HA loop chose last (None: not managed)."""
+    for line in text.splitlines():
+        if line.startswith(SYNC_MARKER):
+            return line[len(SYNC_MARKER) :].strip()
     return None
 
 

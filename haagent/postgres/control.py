@@ -22,7 +22,13 @@ from typing import Literal
 
 from haagent.config.model import BootstrapSettings, Credentials, DynamicConfig, PostgresqlSettings
 from haagent.postgres import conf, files
-from haagent.postgres.errors import PromoteError, StartError, StartTimeout, StopError
+from haagent.postgres.errors import (
+    PromoteError,
+    QueryError,
+    StartError,
+    StartTimeout,
+    StopError,
+)
 from haagent.postgres.layout import Layout, check_data_dir_usable
 from haagent.postgres.model import Upstream
 from haagent.postgres.proc import (
@@ -46,6 +52,7 @@ _ESCALATION: dict[str, tuple[StopMode, ...]] = {
 }
 ESCALATION_GRACE = 5.0  # seconds each harsher stop mode gets before the next one
 POLL = 0.01
+PROMOTE_RESIGNAL = 0.2
 
 
 def local_host(settings: PostgresqlSettings) -> str:
@@ -80,9 +87,11 @@ class Controller:
         # Recovery role on disk: standby.signal present, and the upstream written last time.
         self.standby = self.layout.standby_signal.exists()
         self.upstream: Upstream | None = None
+        self.sync_names: str | None = None  # managed by the HA loop when not None
         with contextlib.suppress(OSError, UnicodeDecodeError):
-            self.upstream = conf.parse_upstream_marker(self.layout.conf_file.read_text())
-        self.sync_names: str | None = None
+            written = self.layout.conf_file.read_text()
+            self.upstream = conf.parse_upstream_marker(written)
+            self.sync_names = conf.parse_sync_marker(written)
         self.bootstrap_hba = False  # while bootstrapping, bootstrap.pg_hba applies
         self.session = Session(lambda: self.local_params(statement_timeout_ms=5000))
         self.watch: PostmasterWatch | None = None
@@ -337,11 +346,18 @@ class Controller:
         if not rows[0][0]:
             self.standby = False
             return False
-        await self.sql("SELECT pg_promote(wait => false)", timeout, "promote")
+        signalled = 0.0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PromoteError(f"PostgreSQL still in recovery {timeout:g}s after pg_promote()")
+            if time.monotonic() - signalled >= PROMOTE_RESIGNAL:
+                # Signalled again while waiting: a promote request that reaches the startup
+                # process while it restarts the WAL receiver can otherwise sleep through
+                # wal_retrieve_retry_interval (5 s).
+                signalled = time.monotonic()
+                with contextlib.suppress(QueryError):  # "recovery is not in progress": done
+                    await self.sql("SELECT pg_promote(wait => false)", remaining, "promote")
             rows = await self.sql("SELECT pg_is_in_recovery()", remaining, "promote")
             if not rows[0][0]:
                 break

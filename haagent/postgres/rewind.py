@@ -142,10 +142,20 @@ async def checkpoint_end(ctl: Controller, control: ControlData, timeout: float) 
     lsns = re.findall(r"lsn: ([0-9A-F]+/[0-9A-F]+)", result.stdout)
     if len(lsns) >= 2:
         return parse_lsn(lsns[1])
-    match = re.search(
-        r"error in WAL record at [0-9A-F/]+: .* at ([0-9A-F]+/[0-9A-F]+)", result.stderr
-    )
-    return parse_lsn(match.group(1)) if match else None
+    return wal_end_from_error(result.stderr)
+
+
+def wal_end_from_error(stderr: str) -> int | None:
+    """Where pg_waldump found no next record: the last LSN of its final error message.
+
+    `invalid record length at B: wanted 24, got 0`, `record with incorrect
+    prev-link A at B`, `invalid magic number 0000 in WAL segment S, LSN B, offset 0`...
+    """
+    match = re.search(r"error in WAL record at [0-9A-F]+/[0-9A-F]+: (.*)", stderr)
+    if match is None:
+        return None
+    lsns = re.findall(r"\b([0-9A-F]{1,8}/[0-9A-F]{1,8})\b", match.group(1))
+    return parse_lsn(lsns[-1]) if lsns else None
 
 
 async def ensure_clean_shutdown(ctl: Controller, timeout: float) -> ControlData:

@@ -27,18 +27,16 @@ class PostmasterWatch:
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self.method = "pidfd"
         try:
             self._fd = os.pidfd_open(pid)
         except ProcessLookupError:
             self._loop.call_soon(self._fire)
         except (AttributeError, OSError):
+            self.method = "polling"
             self._task = self._loop.create_task(self._poll(), name=f"postmaster-watch-{pid}")
         else:
             self._loop.add_reader(self._fd, self._fire)
-
-    @property
-    def method(self) -> str:
-        return "pidfd" if self._fd is not None else "polling"
 
     def alive(self) -> bool:
         return not self.exited.is_set()

@@ -12,6 +12,7 @@ from haagent.postgres.conf import (
     conninfo,
     effective_parameters,
     format_value,
+    parse_sync_marker,
     parse_upstream_marker,
     render_conf,
     render_hba,
@@ -81,6 +82,13 @@ def test_synchronous_standby_names_managed_only_when_set() -> None:
     assert effective_parameters(inputs(local=mine))["synchronous_standby_names"] == "x"
     managed = inputs(local=mine, synchronous_standby_names='FIRST 1 ("a")')
     assert effective_parameters(managed)["synchronous_standby_names"] == 'FIRST 1 ("a")'
+
+
+def test_managed_synchronous_names_survive_an_agent_restart() -> None:
+    assert parse_sync_marker(render_conf(inputs())) is None
+    text = render_conf(inputs(synchronous_standby_names='ANY 1 ("a", "b")'))
+    assert parse_sync_marker(text) == 'ANY 1 ("a", "b")'
+    assert parse_sync_marker(render_conf(inputs(synchronous_standby_names=""))) == ""
 
 
 def test_bad_parameter_names_are_refused() -> None:

@@ -8,7 +8,12 @@ import pytest
 
 from haagent.postgres.controldata import ControlData, parse_controldata
 from haagent.postgres.errors import PostgresError
-from haagent.postgres.rewind import decide_divergence, parse_history, rewind_blocker
+from haagent.postgres.rewind import (
+    decide_divergence,
+    parse_history,
+    rewind_blocker,
+    wal_end_from_error,
+)
 from haagent.postgres.status import status_from_row
 
 CONTROLDATA = """\
@@ -75,6 +80,32 @@ def test_unknown_end_or_foreign_timeline_counts_as_diverged() -> None:
     assert div.diverged and "ahead" in div.reason
     div = decide_divergence(2, 0x100, 0x100, 3, [(1, 0x50)])
     assert div.diverged and "not in the leader's history" in div.reason
+
+
+@pytest.mark.parametrize(
+    ("stderr", "end"),
+    [
+        (
+            "pg_waldump: error: error in WAL record at 0/1511B00: invalid record length at "
+            "0/1511B78: wanted 24, got 0",
+            0x1511B78,
+        ),
+        (
+            "pg_waldump: error: error in WAL record at 0/10: record with incorrect prev-link "
+            "0/5 at 0/2A8",
+            0x2A8,
+        ),
+        (
+            "pg_waldump: error: error in WAL record at 0/3FFFF00: invalid magic number 0000 in "
+            "WAL segment 000000010000000000000004, LSN 0/4000000, offset 0",
+            0x4000000,
+        ),
+        ('pg_waldump: error: could not find file "000000010000000000000009"', None),
+        ("", None),
+    ],
+)
+def test_wal_end_from_pg_waldump_errors(stderr: str, end: int | None) -> None:
+    assert wal_end_from_error(stderr) == end
 
 
 def test_rewind_blockers() -> None:
