@@ -136,20 +136,28 @@ class KVDCS:
     ) -> TxnResult:  # fmt: skip
         return await self._backend.txn(compare, success, failure, budget=budget.left())
 
-    async def _settle(self, result: TxnResult) -> None:
-        """Let the view catch up with our own write (watch first, full read as a fallback)."""
+    async def _settle(self, result: TxnResult, budget: Budget) -> None:
+        """Let the view catch up with our own write: the watch first, a full read as a fallback.
+
+        Bounded by what is left of the call's budget; never fails the call.
+        """
         if not result.wrote or self._state.revision >= result.revision:
             return
-        if await self._state.wait_for_revision(result.revision, SETTLE_TIMEOUT):
-            return
         try:
-            await self.refresh()
+            if await self._state.wait_for_revision(
+                result.revision, min(SETTLE_TIMEOUT, budget.left())
+            ):
+                return
+            revision, kvs = await self._backend.range(
+                self._prefix, range_end_of(self._prefix), budget=budget.left()
+            )
+            self._state.replace(revision, kvs)
         except DCSError as e:
-            log.debug("view not refreshed after a write: %s", e)
+            log.debug("view not brought up to revision %d: %s", result.revision, e)
 
     async def _put(self, budget: Budget, key: str, value: bytes) -> None:
         result = await self._txn(budget, [], [Put(self._key(key), value)])
-        await self._settle(result)
+        await self._settle(result, budget)
 
     async def _cas_put(self, key: str, value: bytes, expected_revision: int | None) -> bool:
         budget = self._budget(f"write {key}")
@@ -162,7 +170,7 @@ class KVDCS:
         result = await self._txn(budget, compare, [Put(full, value)])
         if not result.succeeded:
             log.info("%s not written: it changed since revision %s", key, expected_revision)
-        await self._settle(result)
+        await self._settle(result, budget)
         return result.succeeded
 
     def _unchanged(self, key: str, value: bytes, lease: int = 0) -> bool:
@@ -192,7 +200,7 @@ class KVDCS:
         result = await self._lease.write(budget, attempt)
         if result.succeeded:
             log.info("took the leader key %s (lease %x)", key.decode(), self._lease.id or 0)
-            await self._settle(result)
+            await self._settle(result, budget)
             return True
         current = result.ranges[0][0] if result.ranges and result.ranges[0] else None
         if current is None or current.value != value:
@@ -211,7 +219,7 @@ class KVDCS:
         )  # fmt: skip
         if result.succeeded:
             log.info("leader key moved from lease %x to lease %x", current.lease, lease)
-            await self._settle(result)
+            await self._settle(result, budget)
         return result.succeeded
 
     async def renew_leader(self) -> None:
@@ -256,7 +264,7 @@ class KVDCS:
         )  # fmt: skip
         if result.succeeded:
             log.info("released the leader key %s", key.decode())
-            await self._settle(result)
+            await self._settle(result, budget)
             return True
         current = result.ranges[0][0] if result.ranges and result.ranges[0] else None
         if current is None:
@@ -285,13 +293,13 @@ class KVDCS:
         async def put(lease: int) -> TxnResult:
             return await self._txn(budget, [], [Put(key, value, lease)])
 
-        await self._settle(await self._lease.write(budget, put))
+        await self._settle(await self._lease.write(budget, put), budget)
 
     async def delete_member(self, name: str | None = None) -> None:
         budget = self._budget("delete a member key")
         key = self._key(codec.MEMBERS + (name or self.name))
         result = await self._txn(budget, [], [Delete(key)])
-        await self._settle(result)
+        await self._settle(result, budget)
 
     async def race_initialize(self, value: str = "") -> bool:
         won = await self._cas_put(codec.INITIALIZE, codec.encode_initialize(value), 0)
@@ -307,7 +315,7 @@ class KVDCS:
         budget = self._budget("delete initialize")
         result = await self._txn(budget, [], [Delete(self._key(codec.INITIALIZE))])
         log.info("initialize key deleted")
-        await self._settle(result)
+        await self._settle(result, budget)
 
     # -- cluster-wide values -----------------------------------------------------------------
 
@@ -360,4 +368,4 @@ class KVDCS:
         budget = self._budget("delete the cluster")
         result = await self._txn(budget, [], [Delete(self._prefix, range_end_of(self._prefix))])
         log.warning("deleted every key under %s", self.prefix)
-        await self._settle(result)
+        await self._settle(result, budget)

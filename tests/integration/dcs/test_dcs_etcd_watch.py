@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -100,6 +102,39 @@ async def test_an_etcd_outage_is_unavailable_then_the_view_re_syncs(etcd: EtcdCl
     finally:
         await a.close()
         await b.close()
+
+
+async def test_every_call_is_bounded_by_retry_timeout_when_etcd_hangs(etcd: EtcdCluster) -> None:
+    retry_timeout = 1.0
+    a = client(etcd, "a", ttl=20, retry_timeout=retry_timeout)
+    await a.open()
+    process = etcd.members[0].process
+    assert process is not None
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "renew_leader": a.renew_leader,
+        "keepalive": a.keepalive,
+        "take_leader": a.take_leader,
+        "refresh": a.refresh,
+        "touch_member": lambda: a.touch_member({"conn_url": "c", "api_url": "u"}),
+        "write_config": lambda: a.write_config({"ttl": 30}, expected_revision=0),
+    }
+    try:
+        assert await a.take_leader()
+        process.send_signal(signal.SIGSTOP)
+        for name, call in calls.items():
+            started = time.monotonic()
+            with pytest.raises(DCSUnavailable):
+                await call()
+            elapsed = time.monotonic() - started
+            assert elapsed <= retry_timeout + 0.3, f"{name} took {elapsed:.2f}s"
+    finally:
+        process.send_signal(signal.SIGCONT)
+    try:
+        # Writes that timed out may still be applied: etcd reads them once it runs again.
+        await a.renew_leader()
+        assert a.view().leader_name == "a"
+    finally:
+        await a.close()
 
 
 async def test_a_watch_from_a_compacted_revision_is_refused(etcd: EtcdCluster) -> None:
