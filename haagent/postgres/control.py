@@ -96,6 +96,7 @@ class Controller:
         self.session = Session(lambda: self.local_params(statement_timeout_ms=5000))
         self.watch: PostmasterWatch | None = None
         self._stopping = False
+        self._starting: int | None = None  # the pid of a postmaster start() still waits on
 
     # -- connections and files -------------------------------------------------------------
 
@@ -185,8 +186,8 @@ class Controller:
     def _postmaster_exited(self, watch: PostmasterWatch) -> None:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(watch.pid, os.WNOHANG)  # reap it when it was our child
-        if self._stopping:
-            return
+        if self._stopping or watch.pid == self._starting:
+            return  # an exit haagent asked for, or a failed start (reported by start())
         log.warning("postmaster (pid %d) died: noticed via %s", watch.pid, watch.method)
         self.postmaster_died.set()
         if self.on_postmaster_death is not None:
@@ -262,6 +263,16 @@ class Controller:
             os.close(log_fd)
         self.postmaster_died.clear()
         watch = self._ensure_watch(pid)
+        self._starting = pid
+        try:
+            return await self._wait_started(watch, wait, deadline, timeout, offset)
+        finally:
+            self._starting = None
+
+    async def _wait_started(
+        self, watch: PostmasterWatch, wait: bool, deadline: float, timeout: float, offset: int
+    ) -> bool:
+        pid, log_file = watch.pid, self.layout.log_file
         while True:
             if not watch.alive():
                 raise StartError(

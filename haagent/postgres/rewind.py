@@ -165,20 +165,27 @@ async def ensure_clean_shutdown(ctl: Controller, timeout: float) -> ControlData:
     if control.clean:
         return control
     if control.was_primary:
+        # Single-user mode: it recovers without ever accepting connections as a primary.
+        # It refuses to run with standby.signal, so the role on disk is put back after.
+        standby = ctl.standby
         ctl.standby = False
         ctl.write_config()
         postgres = ctl.layout.binary("postgres")
         argv: list[str | Path] = [postgres, "--single", "-F", "-D", ctl.layout.data_dir,
                                   f"--config-file={ctl.layout.conf_file}", "postgres"]  # fmt: skip
-        result = await run(argv, timeout=timeout)
+        try:
+            result = await run(argv, timeout=timeout)
+        finally:
+            ctl.standby = standby
+            ctl.write_config()
         how = f"single-user crash recovery: {result.tail(3)}"
         if not result.ok:
             raise RewindError(f"{how}; the data directory is kept as it is")
     else:
         ctl.standby, ctl.upstream = True, None
         ctl.write_config()
-        with contextlib.suppress(StartTimeout):
-            await ctl.start(timeout=max(1.0, deadline - time.monotonic()))
+        with contextlib.suppress(StartTimeout):  # consistent or not, a clean stop follows
+            await ctl.start(timeout=min(15.0, max(1.0, deadline - time.monotonic())))
         await ctl.stop("fast", timeout=max(1.0, deadline - time.monotonic()))
         how = "crash recovery as a standby"
     control = await read_controldata(ctl.layout, timeout)
@@ -286,9 +293,14 @@ async def become_replica(ctl: Controller, upstream: Upstream | None, timeout: fl
         if div.diverged:
             blocker = rewind_blocker(ctl.dynamic.postgresql.use_pg_rewind, control)
             if blocker is not None:
+                # Keep it from ever starting as a primary again: a standby of no one.
+                ctl.standby, ctl.upstream = True, None
+                ctl.write_config()
                 raise RewindImpossible(
                     f"cannot follow {upstream}: {div.reason}, and pg_rewind cannot be used: "
-                    f"{blocker}. Nothing was changed; re-cloning (reinit) is the way out"
+                    f"{blocker}. The data is untouched and PostgreSQL left stopped, configured "
+                    "as a standby with no upstream (a start keeps it read-only); re-cloning "
+                    "(reinit) is the way out"
                 )
             await run_rewind(ctl, upstream, deadline - time.monotonic())
             outcome = f"rewound ({div.reason}), then {outcome}"

@@ -79,10 +79,12 @@ async def test_rewind_impossible_without_checksums_or_wal_log_hints(nodes: Nodes
     assert "wal_log_hints" in str(err.value) and "checksums" in str(err.value)
     assert "not in the leader's history" in str(err.value) or "past the" in str(err.value)
 
-    # Nothing was lost: the old primary still has its own rows.
+    # Nothing was lost: the old primary still has its own rows, and starts read-only.
     assert not (await primary.pg.status()).running
     assert await primary.pg.start(timeout=60)
     assert len(await rows(primary)) == 492
+    status = await primary.pg.status()
+    assert status.in_recovery and status.timeline == 1
 
 
 async def test_switchover_needs_no_rewind(nodes: Nodes) -> None:
