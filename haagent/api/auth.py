@@ -123,6 +123,13 @@ def server_ssl_context(settings: RestApiSettings) -> ssl.SSLContext | None:
     if settings.certfile is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    reload_ssl_context(context, settings)
+    return context
+
+
+def reload_ssl_context(context: ssl.SSLContext, settings: RestApiSettings) -> None:
+    """(Re)load certificates and client verification into `context`; new connections use them."""
+    assert settings.certfile is not None
     try:
         context.load_cert_chain(
             str(settings.certfile),
@@ -146,4 +153,3 @@ def server_ssl_context(settings: RestApiSettings) -> ssl.SSLContext | None:
         "optional": ssl.CERT_OPTIONAL,
         "required": ssl.CERT_REQUIRED,
     }[settings.verify_client]
-    return context

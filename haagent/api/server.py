@@ -22,6 +22,7 @@ The engine wires it as::
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -99,24 +100,33 @@ class RestApiServer:
         self._started_at = clock()
         self._runner: web.ServerRunner | None = None
         self._allowlist: tuple[auth.Network, ...] = ()
-        self._tls = settings.certfile is not None
-        self._client_cert_needed = self._tls and settings.verify_client != "none"
+        self._ssl_context: ssl.SSLContext | None = None
         self._cache_status: PublishedStatus | None = None
         self._cache: dict[tuple[object, str], tuple[int, float, bytes]] = {}
         self._openapi = _openapi_bytes()
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        settings = self.settings
-        ssl_context = auth.server_ssl_context(settings)
-        self._allowlist = await auth.resolve_allowlist(settings.allowlist)
+    @property
+    def _client_cert_needed(self) -> bool:
+        return self.settings.certfile is not None and self.settings.verify_client != "none"
+
+    @staticmethod
+    def _warn_if_open(settings: RestApiSettings) -> None:
         if settings.authentication is None:
             log.warning(
                 "restapi.authentication is not set: the changing endpoints (switchover, failover,"
                 " restart, reinitialize, reload, config) accept requests without a password%s",
                 " from the restapi.allowlist" if settings.allowlist else " from anywhere",
             )
+
+    async def start(self) -> None:
+        """Listen on every `restapi.listen` host; raises TlsSettingsError or OSError."""
+        settings = self.settings
+        ssl_context = auth.server_ssl_context(settings)
+        self._allowlist = await auth.resolve_allowlist(settings.allowlist)
+        self._ssl_context = ssl_context
+        self._warn_if_open(settings)
         self._started_at = self._clock()
         server = web.Server(
             self._handle,
@@ -140,6 +150,32 @@ class RestApiServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    async def reconfigure(self, settings: RestApiSettings) -> None:
+        """Apply new `restapi` settings (on a reload) without dropping health checks if it can.
+
+        Authentication and the allowlist change in place.  With the same listen address
+        and TLS files, certificates are re-read into the running context (rotation); a
+        new listen address or TLS mode restarts the listeners.  Bad TLS settings raise
+        TlsSettingsError and leave the running server as it was.
+        """
+        old = self.settings
+        ssl_context = auth.server_ssl_context(settings)  # validate before changing anything
+        allowlist = await auth.resolve_allowlist(settings.allowlist)
+        same_listener = settings.listen == old.listen and (
+            (settings.certfile is None) == (old.certfile is None)
+        )
+        if same_listener and self._runner is not None:
+            if ssl_context is not None and self._ssl_context is not None:
+                auth.reload_ssl_context(self._ssl_context, settings)
+            self.settings = settings
+            self._allowlist = allowlist
+            if settings.authentication != old.authentication:
+                self._warn_if_open(settings)
+            return
+        await self.stop()
+        self.settings = settings
+        await self.start()
 
     @property
     def port(self) -> int:

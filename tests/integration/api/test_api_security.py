@@ -6,6 +6,7 @@ import base64
 import logging
 import ssl
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,45 @@ async def test_tls_settings_errors(start_api: StartApi, pki: Path) -> None:
     broken = RestApiSettings(certfile=pki / "server.crt", keyfile=pki / "client.key")
     with pytest.raises(TlsSettingsError, match="keyfile"):
         await start_api(primary_status(), broken)
+
+
+# -- reconfigure (reload) ----------------------------------------------------------------
+
+
+async def test_reconfigure_auth_and_allowlist_in_place(start_api: StartApi) -> None:
+    api = await start_api(primary_status())
+    port = api.server.port
+    assert (await api.call("POST", "/reload")).status == 200
+    listen = api.server.settings.listen
+    await api.server.reconfigure(replace(AUTH, listen=listen))
+    assert api.server.port == port
+    assert (await api.call("POST", "/reload")).status == 401
+    assert (await api.call("POST", "/reload", headers=_basic("admin", PASSWORD))).status == 200
+    await api.server.reconfigure(replace(AUTH, listen=listen, allowlist=("10.0.0.0/8",)))
+    assert (await api.call("POST", "/reload", headers=_basic("admin", PASSWORD))).status == 403
+    assert (await api.call("GET", "/primary")).status == 200
+
+
+async def test_reconfigure_switches_to_tls_and_rotates_certificates(
+    start_api: StartApi, pki: Path
+) -> None:
+    api = await start_api(primary_status())
+    listen = api.server.settings.listen
+    await api.server.reconfigure(replace(_tls_settings(pki, "none"), listen=listen))
+    https = ApiClient(f"https://127.0.0.1:{api.server.port}", _client(pki, None))
+    assert (await https.call("GET", "/primary")).status == 200
+    # rotate: the same paths now hold a certificate from another CA
+    _key_and_csr("server", "127.0.0.1", pki)
+    _sign("server", "rogue-ca", "subjectAltName=IP:127.0.0.1", pki)
+    await api.server.reconfigure(replace(_tls_settings(pki, "none"), listen=listen))
+    trusts_rogue = ssl.create_default_context(cafile=str(pki / "rogue-ca.crt"))
+    assert (await https.call("GET", "/primary", ssl_context=trusts_rogue)).status == 200
+    assert await _refused(https, "GET", "/primary", _client(pki, None))
+
+
+async def test_reconfigure_with_bad_tls_keeps_serving(start_api: StartApi, pki: Path) -> None:
+    api = await start_api(primary_status())
+    bad = replace(_tls_settings(pki, "required"), cafile=None, listen=api.server.settings.listen)
+    with pytest.raises(TlsSettingsError):
+        await api.server.reconfigure(bad)
+    assert (await api.call("GET", "/primary")).status == 200
