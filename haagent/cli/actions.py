@@ -30,6 +30,7 @@ from haagent.cli.errors import ActionFailed, BadInput
 from haagent.cli.listing import config_of, render_cluster
 from haagent.cli.rest import ApiUnreachable, RestClient
 from haagent.cli.store import Snapshot, open_store
+from haagent.config.model import DynamicConfig
 from haagent.dcs import codec
 from haagent.dcs.model import ClusterView, Member
 
@@ -162,7 +163,7 @@ def restart_command(
         nonlocal when
         if scheduled is None and not force:
             answer = click.prompt(
-                f"When should the restart take place (e.g. {example_time()}) ", default="now"
+                f"When should the restart take place (e.g. {example_time()})", default="now"
             )
             when = parse_when(answer, "restart")
 
@@ -228,6 +229,11 @@ def reload_command(ctl: Ctl, names: tuple[str, ...], role: str, force: bool) -> 
     ctl.run(_members_action(ctl, names, role, force, "reload", run))
 
 
+def _wait_timeout(config: DynamicConfig) -> float:
+    """How long the members may take to show a pause: two loops and a retry, plus margin."""
+    return 2.0 * config.loop_wait + config.retry_timeout + 10.0
+
+
 async def _set_pause(ctl: Ctl, cluster: str, pause: bool, wait: bool) -> None:
     word = "paused" if pause else "resumed"
     async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
@@ -266,7 +272,7 @@ async def _set_pause(ctl: Ctl, cluster: str, pause: bool, wait: bool) -> None:
             return
         click.echo(f"'{'pause' if pause else 'resume'}' request sent, waiting until it is "
                    "recognized by all nodes")  # fmt: skip
-        timeout = 2.0 * config.loop_wait + config.retry_timeout + 10.0
+        timeout = _wait_timeout(config)
         final = await store.wait_for(
             lambda s: all(m.pause == pause for m in s.view.members.values()), timeout
         )

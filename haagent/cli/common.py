@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import click
 
@@ -62,8 +62,8 @@ def parse_when(text: str | None, what: str, now: datetime | None = None) -> date
 
 
 def example_time() -> str:
-    soon = datetime.now().astimezone().replace(second=0, microsecond=0)
-    return soon.replace(minute=0).isoformat(timespec="minutes")
+    soon = datetime.now().astimezone() + timedelta(hours=1)
+    return soon.replace(minute=0, second=0, microsecond=0).isoformat(timespec="minutes")
 
 
 def stamp() -> str:

@@ -123,17 +123,17 @@ def _from_file(path: Path) -> Connection:
         raise BadInput(f"{e} (fix the file or point -c / HAACTL_CONFIG at another)") from None
     if not isinstance(data, Mapping):
         raise BadInput(f"{path}: not a YAML mapping; expected a haagent (Patroni) config file")
-    filled = dict(data)
     scope = data.get("scope") if isinstance(data.get("scope"), str) else None
-    filled["scope"] = scope or _PLACEHOLDER_SCOPE
-    filled.setdefault("name", "haactl")
-    filled.setdefault("postgresql", {"data_dir": "/nonexistent"})
-    filled.pop("ctl", None)
+    ctl = _ctl_section(data.get("ctl"), path)
     try:
+        if "postgresql" not in data:
+            return _short_file(data, path, scope, ctl)
+        filled = {**data, "scope": scope or _PLACEHOLDER_SCOPE}
+        filled.setdefault("name", "haactl")
+        filled.pop("ctl", None)
         settings, _ = parse_settings_with_warnings(filled, source=path)
     except ConfigError as e:
         raise BadInput(f"{e} (fix the file, or pass --dcs-url to bypass it)") from None
-    ctl = _ctl_section(data.get("ctl"), path)
     dynamic = settings.bootstrap.dcs
     return Connection(
         scope=scope or None,
@@ -148,6 +148,44 @@ def _from_file(path: Path) -> Connection:
         superuser=settings.postgresql.authentication.superuser,
         source=f"etcd3.hosts in {path}",
     )
+
+
+def _short_file(
+    data: Mapping[str, Any], path: Path, scope: str | None, ctl: Mapping[str, Any]
+) -> Connection:
+    """A haactl-only file: scope, namespace, etcd3, restapi (auth, cafile), ctl."""
+    context = Context(file=path)
+    etcd = parse_etcd3(Section(context, "etcd3", data.get("etcd3") or {}))
+    value = data.get("restapi")
+    restapi: Mapping[str, Any] = value if isinstance(value, Mapping) else {}
+    auth = restapi.get("authentication")
+    rest_auth = None
+    if isinstance(auth, Mapping) and auth.get("username"):
+        rest_auth = Credentials(str(auth["username"]), str(auth.get("password") or ""))
+    cafile = restapi.get("cafile")
+    namespace = data.get("namespace")
+    return Connection(
+        scope=scope or None,
+        namespace=namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE,
+        etcd=etcd,
+        retry_timeout=_retry_timeout(data),
+        rest_auth=ctl.get("authentication") or rest_auth,
+        rest_cacert=ctl.get("cacert") or (Path(cafile) if isinstance(cafile, str) else None),
+        rest_cert=ctl.get("certfile"),
+        rest_key=ctl.get("keyfile"),
+        insecure=bool(ctl.get("insecure", False)),
+        source=f"etcd3.hosts in {path}",
+    )
+
+
+def _retry_timeout(data: Mapping[str, Any]) -> float:
+    """`bootstrap.dcs.retry_timeout` when the file has a usable one."""
+    bootstrap = data.get("bootstrap")
+    dcs = bootstrap.get("dcs") if isinstance(bootstrap, Mapping) else None
+    value = dcs.get("retry_timeout") if isinstance(dcs, Mapping) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return DEFAULT_RETRY_TIMEOUT
 
 
 def _ctl_section(value: object, path: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ verification.  A member that does not answer is an `ApiUnreachable`, never a cra
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import ssl
@@ -85,7 +86,10 @@ class RestClient:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         auth = conn.rest_auth
-        self._auth = aiohttp.BasicAuth(auth.username, auth.password or "") if auth else None
+        self._headers: dict[str, str] = {}
+        if auth is not None:
+            token = base64.b64encode(f"{auth.username}:{auth.password or ''}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
         self._ssl: ssl.SSLContext | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -122,7 +126,7 @@ class RestClient:
                 method,
                 url,
                 json=None if body is None else dict(body),
-                auth=self._auth,
+                headers=self._headers,
                 ssl=tls,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:

@@ -198,7 +198,7 @@ async def _switchover(
             )
         if scheduled is None and not force:
             scheduled = click.prompt(
-                f"When should the switchover take place (e.g. {example_time()}) ", default="now"
+                f"When should the switchover take place (e.g. {example_time()})", default="now"
             )
         when = parse_when(scheduled, "switchover")
         if config.pause and when is not None:
