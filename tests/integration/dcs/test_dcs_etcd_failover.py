@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -37,9 +38,12 @@ def raft_leader(cluster: EtcdCluster) -> Address:
     raise AssertionError(f"no raft leader in {out!r}")
 
 
-@pytest.mark.parametrize("role", ["raft-leader", "follower"])
-async def test_stopping_the_member_in_use_keeps_the_leader_key(
-    etcd_cluster: EtcdCluster, role: str
+@pytest.mark.parametrize(
+    ("role", "fault"),
+    [("raft-leader", "killed"), ("follower", "killed"), ("follower", "hung")],
+)
+async def test_losing_the_member_in_use_keeps_the_leader_key(
+    etcd_cluster: EtcdCluster, role: str, fault: str
 ) -> None:
     ttl, retry_timeout = 8, 3.5
     leader = raft_leader(etcd_cluster)
@@ -54,10 +58,15 @@ async def test_stopping_the_member_in_use_keeps_the_leader_key(
     b = EtcdDCS(EtcdChannel(survivors), name="b", prefix=PREFIX, ttl=ttl, retry_timeout=3)
     raw = EtcdKV(EtcdChannel(survivors))
     await b.open()
+    process = etcd_cluster.members[index].process
+    assert process is not None
     try:
         assert await a.take_leader()
         lease = a.lease_id
-        etcd_cluster.stop_member(index, kill=True)
+        if fault == "killed":
+            etcd_cluster.stop_member(index, kill=True)
+        else:
+            process.send_signal(signal.SIGSTOP)  # alive but silent, like a partition
         renewals: list[float] = []
         deadline = time.monotonic() + ttl + 2
         while time.monotonic() < deadline:
@@ -68,7 +77,7 @@ async def test_stopping_the_member_in_use_keeps_the_leader_key(
             assert [(kv.value, kv.lease) for kv in kvs] == [(b"a", lease)]
             await asyncio.sleep(1.0)
         print(
-            f"\n[etcd x3] killed {used} ({role}); {len(renewals)} renewals, the first took "
+            f"\n[etcd x3] {fault} {used} ({role}); {len(renewals)} renewals, the first took "
             f"{renewals[0]:.3f}s, the slowest {max(renewals):.3f}s; calls moved to "
             f"{a.channel.current}"
         )
@@ -82,6 +91,7 @@ async def test_stopping_the_member_in_use_keeps_the_leader_key(
         assert failover is not None and failover.candidate == "b"
         assert a.watch_live
     finally:
+        process.send_signal(signal.SIGCONT)
         await a.close()
         await b.close()
         await raw.close()
