@@ -49,8 +49,8 @@ class Compare:
 
     def holds(self, kv: KeyValue | None) -> bool:
         """etcd's evaluation of this condition against the key's current state."""
-        if kv is None and self.target in ("value", "lease"):
-            # etcd: a value or lease comparison on an absent key fails.
+        if kv is None and self.target == "value":
+            # etcd: a value comparison on an absent key always fails; the others compare to 0.
             return False
         actual: bytes | int
         if self.target == "value":

@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 
 from haagent.config.model import Etcd3Settings, PostgresqlSettings, Settings
-from haagent.dcs.errors import DCSError
-from haagent.dcs.etcd import EtcdDCS, read_raw
+from haagent.dcs.channel import EtcdChannel
+from haagent.dcs.errors import DCSError, LeaseNotFound
+from haagent.dcs.etcd import EtcdDCS, EtcdKV, read_raw
+from haagent.dcs.kv import Compare, CompareOp, CompareTarget, Delete, Get, Put
+from haagent.dcs.memory import MemoryStore
 from haagent.dcs.model import HistoryEntry
 from haagent.lab.etcd import EtcdCluster
 
@@ -162,3 +165,48 @@ async def test_a_value_written_by_another_tool_is_read(etcd: EtcdCluster, workdi
             await dcs.renew_leader()
     finally:
         await dcs.close()
+
+
+COMPARES: list[tuple[str, CompareTarget, bytes | int, CompareOp]] = [
+    ("absent", "value", b"", "=="),
+    ("absent", "value", b"", "!="),
+    ("absent", "create", 0, "=="),
+    ("absent", "mod", 0, "=="),
+    ("absent", "version", 0, "=="),
+    ("absent", "lease", 0, "=="),
+    ("k", "value", b"v", "=="),
+    ("k", "value", b"w", "!="),
+    ("k", "create", 0, "=="),
+    ("k", "version", 1, "=="),
+    ("k", "lease", 0, "=="),
+]
+
+
+async def test_the_memory_store_compares_like_etcd(etcd: EtcdCluster) -> None:
+    kv = EtcdKV(EtcdChannel(etcd.hosts))
+    store = MemoryStore()
+    prefix = b"/service/compare/"
+    try:
+        await kv.txn([], [Put(prefix + b"k", b"v")], budget=5)
+        store.txn([], [Put(prefix + b"k", b"v")], [])
+        for key, target, value, op in COMPARES:
+            compare = [Compare(prefix + key.encode(), target, value, op)]
+            real = await kv.txn(compare, [], [], budget=5)
+            fake = store.txn(compare, [], [])
+            assert real.succeeded == fake.succeeded, (key, target, value, op)
+        # Ops run in order at one revision; a Get sees the Put before it; deletes report.
+        ops = [Put(prefix + b"a", b"1"), Get(prefix + b"a"), Delete(prefix + b"k")]
+        real_txn = await kv.txn([], ops, budget=5)
+        fake_txn = store.txn([], ops, [])
+        assert [[x.value for x in r] for r in real_txn.ranges] == [[b"1"]]
+        assert [[x.value for x in r] for r in fake_txn.ranges] == [[b"1"]]
+        assert real_txn.wrote and fake_txn.wrote
+        nothing = [Delete(prefix + b"absent")]
+        assert not (await kv.txn([], nothing, budget=5)).wrote
+        assert not store.txn([], nothing, []).wrote
+        with pytest.raises(LeaseNotFound):
+            await kv.txn([], [Put(prefix + b"x", b"1", 0x1234)], budget=5)
+        with pytest.raises(LeaseNotFound):
+            store.txn([], [Put(prefix + b"x", b"1", 0x1234)], [])
+    finally:
+        await kv.close()

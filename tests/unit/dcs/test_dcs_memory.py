@@ -51,7 +51,9 @@ def test_compare_follows_etcd_rules_for_absent_keys(store: MemoryStore) -> None:
     assert not store.txn([Compare(key, "create", 0)], [Put(key, b"b")], []).succeeded
     absent = P + b"nothing"
     assert not store.txn([Compare(absent, "value", b"")], [], []).succeeded
+    assert not store.txn([Compare(absent, "value", b"", "!=")], [], []).succeeded
     assert store.txn([Compare(absent, "mod", 0)], [], []).succeeded
+    assert store.txn([Compare(absent, "lease", 0)], [], []).succeeded
 
 
 def test_a_txn_writes_at_one_revision_and_reports_ranges(store: MemoryStore) -> None:
