@@ -16,7 +16,7 @@ from haagent.config.model import Etcd3Settings, PostgresqlSettings, Settings
 from haagent.dcs.channel import EtcdChannel
 from haagent.dcs.errors import DCSError, LeaseNotFound
 from haagent.dcs.etcd import EtcdDCS, EtcdKV, read_raw
-from haagent.dcs.kv import Compare, CompareOp, CompareTarget, Delete, Get, Put
+from haagent.dcs.kv import Compare, CompareOp, CompareTarget, Delete, Get, Op, Put
 from haagent.dcs.memory import MemoryStore
 from haagent.dcs.model import HistoryEntry
 from haagent.lab.etcd import EtcdCluster
@@ -195,7 +195,7 @@ async def test_the_memory_store_compares_like_etcd(etcd: EtcdCluster) -> None:
             fake = store.txn(compare, [], [])
             assert real.succeeded == fake.succeeded, (key, target, value, op)
         # Ops run in order at one revision; a Get sees the Put before it; deletes report.
-        ops = [Put(prefix + b"a", b"1"), Get(prefix + b"a"), Delete(prefix + b"k")]
+        ops: list[Op] = [Put(prefix + b"a", b"1"), Get(prefix + b"a"), Delete(prefix + b"k")]
         real_txn = await kv.txn([], ops, budget=5)
         fake_txn = store.txn([], ops, [])
         assert [[x.value for x in r] for r in real_txn.ranges] == [[b"1"]]
