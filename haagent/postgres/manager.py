@@ -27,6 +27,7 @@ from haagent.postgres.rewind import (
     Divergence,
     become_replica,
     check_divergence,
+    parse_history_entries,
     rewind_blocker,
     running_replica_divergence,
 )
@@ -70,6 +71,10 @@ class Postgres:
     def upstream(self) -> Upstream | None:
         """The member this node is configured to replicate from (None on a primary)."""
         return self._ctl.upstream if self._ctl.standby else None
+
+    @property
+    def dynamic(self) -> DynamicConfig:
+        return self._ctl.dynamic
 
     def set_dynamic_config(self, cfg: DynamicConfig) -> None:
         """Use `cfg` from now on; `apply_config()` writes and reloads it."""
@@ -139,6 +144,21 @@ class Postgres:
             outcome.append("accepting connections" if started else "already running")
         return started
 
+    async def start_as_primary(self, timeout: float | None = None) -> str:
+        """Run as a primary: start it, and promote it when it is a standby on disk (so that
+        it gets a new timeline, never ending recovery on its old one), or when running one."""
+        timeout = self._default_timeout(timeout)
+        async with self._action("start as primary", 2 * timeout) as outcome:
+            if self._ctl.postmaster() is None:
+                await self._ctl.start(timeout)
+                outcome.append("started")
+            rows = await self._ctl.sql("SELECT pg_is_in_recovery()", timeout, "start as primary")
+            if rows[0][0]:
+                await self._ctl.promote(timeout)
+                outcome.append("promoted")
+            outcome.append("running as a primary")
+        return ", ".join(outcome)
+
     async def stop(self, mode: StopMode = "fast", timeout: float | None = None) -> bool:
         """Stop (escalating past `timeout`) and wait until gone. False if not running."""
         timeout = self._default_timeout(timeout)
@@ -165,6 +185,8 @@ class Postgres:
 
         Returns whether a restart is pending (a changed parameter that needs one).
         """
+        if not self.layout.initialized():
+            return False  # nothing to configure yet (and the directory must stay empty)
         async with self._action("apply config", timeout) as outcome:
             changed = self._ctl.write_config()
             pending = False
@@ -309,6 +331,10 @@ class Postgres:
     ) -> str:
         """Set synchronous_standby_names in haagent's postgresql.conf and reload; the value."""
         value = synchronous_standby_names(names, count, method)
+        return await self.set_synchronous_standby_names_value(value, timeout)
+
+    async def set_synchronous_standby_names_value(self, value: str, timeout: float = 10.0) -> str:
+        """The same with a ready-made value (`FIRST 1 ("a")`, `*`, or empty for none)."""
         async with self._action("set synchronous_standby_names", timeout) as outcome:
             self._ctl.sync_names = value
             if self._ctl.write_config() and await self._ctl.reload(timeout):
@@ -321,6 +347,18 @@ class Postgres:
                     )
             outcome.append(repr(value))
         return value
+
+    async def last_timeline_switch(self, timeout: float = 5.0) -> tuple[int, int, str] | None:
+        """(timeline that ended, where, reason) of this node's newest switch; None on TL 1."""
+        status = await self.status(timeout)
+        if status.timeline is None or status.timeline <= 1:
+            return None
+        history = self.layout.data_dir / "pg_wal" / f"{status.timeline:08X}.history"
+        try:
+            entries = parse_history_entries(history.read_text())
+        except OSError:
+            return None
+        return entries[-1] if entries else None
 
     # -- wiping (explicit only) -------------------------------------------------------------
 

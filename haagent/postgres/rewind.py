@@ -56,14 +56,20 @@ class Divergence:
     switchpoint: int | None = None
 
 
-def parse_history(text: str) -> list[tuple[int, int]]:
-    """A timeline history file: `(parent timeline, switchpoint)` per line."""
+def parse_history_entries(text: str) -> list[tuple[int, int, str]]:
+    """A timeline history file: `(parent timeline, switchpoint, reason)` per line."""
     entries = []
     for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0].isdigit():
-            entries.append((int(fields[0]), parse_lsn(fields[1])))
+        fields = line.split("\t") if "\t" in line else line.split(None, 2)
+        if len(fields) >= 2 and fields[0].strip().isdigit():
+            reason = fields[2].strip() if len(fields) > 2 else ""
+            entries.append((int(fields[0]), parse_lsn(fields[1]), reason))
     return entries
+
+
+def parse_history(text: str) -> list[tuple[int, int]]:
+    """A timeline history file: `(parent timeline, switchpoint)` per line."""
+    return [(tli, lsn) for tli, lsn, _ in parse_history_entries(text)]
 
 
 def decide_divergence(
@@ -164,7 +170,9 @@ async def ensure_clean_shutdown(ctl: Controller, timeout: float) -> ControlData:
     control = await read_controldata(ctl.layout, timeout)
     if control.clean:
         return control
-    if control.was_primary:
+    # A base backup (or a rewound directory) carries the source's "in production" state and
+    # must only ever be recovered as a standby: ending recovery would fork its WAL.
+    if control.was_primary and not (ctl.layout.data_dir / "backup_label").exists():
         # Single-user mode: it recovers without ever accepting connections as a primary.
         # It refuses to run with standby.signal, so the role on disk is put back after.
         standby = ctl.standby
@@ -287,7 +295,10 @@ async def become_replica(ctl: Controller, upstream: Upstream | None, timeout: fl
     """
     deadline = time.monotonic() + timeout
     outcome = "started as a standby" + (f" of {upstream}" if upstream else " with no upstream")
-    if upstream is not None and ctl.layout.initialized():
+    fresh_clone = (
+        (ctl.layout.data_dir / "backup_label").exists() and ctl.standby and ctl.upstream == upstream
+    )  # just cloned from this very upstream: it cannot have diverged from it
+    if upstream is not None and ctl.layout.initialized() and not fresh_clone:
         control = await ensure_clean_shutdown(ctl, timeout)
         div = await check_divergence(ctl, upstream, deadline - time.monotonic(), control)
         if div.diverged:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from haagent.postgres.lsn import parse_lsn_or_none
 
@@ -61,16 +62,60 @@ class Slot:
     name: str
     active: bool
     restart_lsn: int | None
+    temporary: bool = False
 
 
 LIST_SQL = (
-    "SELECT slot_name, active, restart_lsn::text FROM pg_replication_slots "
+    "SELECT slot_name, active, restart_lsn::text, temporary FROM pg_replication_slots "
     "WHERE slot_type = 'physical' ORDER BY slot_name"
 )
 
 
 def slots_from_rows(rows: Iterable[tuple[object, ...]]) -> dict[str, Slot]:
     result = {}
-    for name, active, restart in rows:
-        result[str(name)] = Slot(str(name), bool(active), parse_lsn_or_none(restart))  # type: ignore[arg-type]
+    for name, active, restart, temporary in rows:
+        lsn = parse_lsn_or_none(None if restart is None else str(restart))
+        result[str(name)] = Slot(str(name), bool(active), lsn, bool(temporary))
     return result
+
+
+def permanent_physical_slots(slots: Mapping[str, Any]) -> set[str]:
+    """The dynamic config's `slots` of type physical (the default type)."""
+    return {
+        name
+        for name, spec in slots.items()
+        if not isinstance(spec, Mapping) or spec.get("type", "physical") == "physical"
+    }
+
+
+def ignored(name: str, ignore_slots: Iterable[Mapping[str, Any]]) -> bool:
+    """Matches an `ignore_slots` entry for physical slots (`name` and `type` optional)."""
+    return any(
+        entry.get("type", "physical") == "physical" and entry.get("name", name) == name
+        for entry in ignore_slots
+    )
+
+
+def plan_slots(
+    existing: Mapping[str, Slot],
+    members: Iterable[str],
+    own_name: str,
+    permanent: Iterable[str] = (),
+    ignore_slots: Iterable[Mapping[str, Any]] = (),
+) -> tuple[set[str], set[str]]:
+    """(to create, to drop) so that the primary has exactly the slots it should.
+
+    Wanted: one per member (but this one) and the permanent ones.  Like Patroni,
+    other physical slots are dropped unless `ignore_slots` names them; temporary
+    slots (pg_basebackup's) and slots in use are never dropped.
+    """
+    wanted = {slot_name(m) for m in members if m != own_name} | set(permanent)
+    ignore = list(ignore_slots)
+    create = wanted - set(existing)
+    drop = {
+        name
+        for name, slot in existing.items()
+        if name not in wanted and not slot.temporary and not slot.active
+        and not ignored(name, ignore)
+    }  # fmt: skip
+    return create, drop

@@ -10,6 +10,7 @@ import time
 import pytest
 from pgnodes import Nodes, wait_status
 
+from haagent.postgres.model import Upstream
 from haagent.postgres.slots import slot_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -85,3 +86,21 @@ async def test_bootstrap_then_a_replica_streams_with_its_slot(nodes: Nodes) -> N
 
     mode = stat.S_IMODE(os.stat(replica.settings.pgpass).st_mode)
     assert mode == 0o600
+
+
+async def test_a_fresh_clone_checked_against_its_leader_is_never_forked(nodes: Nodes) -> None:
+    """A base backup's pg_control says "in production": it must recover as a standby only."""
+    primary = nodes.make("node1", "127.0.0.11")
+    replica = nodes.make("node2", "127.0.0.12")
+    await primary.pg.bootstrap(timeout=120)
+    await primary.pg.ensure_slots({"node2"})
+    await replica.pg.create_replica([primary.upstream], timeout=300)
+    # Another name for the same server: no shortcut, the full divergence check runs.
+    alias = Upstream("node1-alias", primary.host, primary.port)
+    outcome = await replica.pg.follow(alias, timeout=60)
+    assert "rewound" not in outcome
+    await wait_status(replica, lambda s: s.receiver_streaming, "streaming")
+    await primary.sql("CREATE TABLE t AS SELECT 1 AS id")
+    await primary.pg.stop("fast")
+    assert await replica.pg.promote(timeout=30)
+    assert await replica.sql("SELECT id FROM t") == [(1,)]

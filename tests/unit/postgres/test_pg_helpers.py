@@ -124,3 +124,26 @@ def test_read_pid_file(tmp_path: Path) -> None:
     assert info is not None and info.status is None
     path.write_text("garbage")
     assert read_pid_file(path) is None
+
+
+def test_plan_slots_like_patroni() -> None:
+    from haagent.postgres.slots import Slot, ignored, permanent_physical_slots, plan_slots
+
+    existing = {
+        "node2": Slot("node2", True, 1),
+        "gone": Slot("gone", False, 1),
+        "busy_stray": Slot("busy_stray", True, 1),
+        "pg_basebackup_1": Slot("pg_basebackup_1", True, 1, temporary=True),
+        "kept_by_user": Slot("kept_by_user", False, 1),
+        "archiver": Slot("archiver", False, 1),
+    }
+    permanent = permanent_physical_slots(
+        {"archiver": {"type": "physical"}, "l": {"type": "logical"}}
+    )
+    assert permanent == {"archiver"}
+    create, drop = plan_slots(
+        existing, ["node1", "node2", "Node-3"], "node1", permanent, [{"name": "kept_by_user"}]
+    )
+    assert create == {"node_3"}
+    assert drop == {"gone"}
+    assert ignored("x", [{"type": "physical"}]) and not ignored("x", [{"type": "logical"}])
