@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from haagent.engine.requests import (
@@ -128,6 +128,10 @@ def parse_schedule(value: Any, key: str, action: str, now: datetime) -> datetime
         raise BodyError(
             f"field {key!r}: timezone information is mandatory for the scheduled {action}"
         )
+    try:
+        when.astimezone(UTC)
+    except OverflowError:
+        raise BodyError(f"field {key!r}: {value!r} is out of range") from None
     if when < now:
         raise BodyError(f"cannot schedule {action} in the past", status=422)
     return when

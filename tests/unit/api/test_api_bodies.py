@@ -65,6 +65,8 @@ def test_switchover() -> None:
         ({"leader": "node1", "scheduled_at": "tomorrow"}, 400, "cannot parse"),
         ({"leader": "node1", "scheduled_at": 12}, 400, "ISO-8601 string"),
         ({"leader": "node1", "scheduled_at": "2020-01-01T12:00+00:00"}, 422, "in the past"),
+        ({"leader": "node1", "scheduled_at": "9999-12-31T23:59:59-23:59"}, 400, "out of range"),
+        ({"leader": "node1", "scheduled_at": ""}, 400, "cannot parse"),
         (["node1"], 400, "must be a JSON object, not an array"),
         ("node1", 400, "must be a JSON object, not a string"),
     ],
