@@ -45,7 +45,7 @@ def raft_leader(cluster: EtcdCluster) -> Address:
 async def test_losing_the_member_in_use_keeps_the_leader_key(
     etcd_cluster: EtcdCluster, role: str, fault: str
 ) -> None:
-    ttl, retry_timeout = 8, 3.5
+    ttl, retry_timeout = 10, 4.5
     leader = raft_leader(etcd_cluster)
     others = [h for h in etcd_cluster.hosts if h != leader]
     # The client uses the first host: the raft leader itself, or a follower.
