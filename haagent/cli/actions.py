@@ -180,7 +180,7 @@ def restart_command(
     ctl.run(_members_action(ctl, names, role, force, "restart", run, ask))
 
 
-@click.command(name="reinit")
+@click.command(name="reinit", short_help="Copy a replica's data again from the cluster.")
 @_NAMES
 @click.option("--from-leader", is_flag=True, help="Copy from the leader, not any member.")
 @click.option("--wait", is_flag=True, help="Wait until the new copy runs.")
@@ -215,7 +215,7 @@ def reinit_command(
     ctl.run(_members_action(ctl, names, "any", force, "reinitialize", run))
 
 
-@click.command(name="reload")
+@click.command(name="reload", short_help="Make members reload their config.")
 @_NAMES
 @_ROLE
 @_FORCE
@@ -286,7 +286,7 @@ async def _set_pause(ctl: Ctl, cluster: str, pause: bool, wait: bool) -> None:
         click.echo(f"Success: cluster management is {word}")
 
 
-@click.command(name="pause")
+@click.command(name="pause", short_help="Maintenance mode: no automatic failover.")
 @click.argument("cluster_name", required=False)
 @click.option("--wait", is_flag=True, help="Wait until every member shows the pause.")
 @click.pass_obj

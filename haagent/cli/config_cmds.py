@@ -219,7 +219,7 @@ async def _edit(
     click.echo("Configuration changed")
 
 
-@click.command(name="edit-config")
+@click.command(name="edit-config", short_help="Change the cluster-wide config in etcd.")
 @click.argument("cluster_name", required=False)
 @click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a key.")
 @click.option("-p", "--pg", "params", multiple=True, metavar="NAME=VALUE", help="PG parameter.")

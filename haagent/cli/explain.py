@@ -269,7 +269,7 @@ async def _explain(ctl: Ctl, cluster: str, fmt: str, ask_api: bool) -> None:
         click.echo(render(table, fmt))
 
 
-@click.command(name="explain")
+@click.command(name="explain", short_help="Why each member could (not) become leader now.")
 @click.argument("cluster_name", required=False)
 @format_option()
 @click.option("--no-api", is_flag=True, help="Do not ask the members' REST APIs (etcd only).")

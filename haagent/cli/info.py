@@ -36,7 +36,7 @@ async def _history(ctl: Ctl, cluster: str, fmt: str) -> None:
     click.echo(render(table, fmt))
 
 
-@click.command(name="history")
+@click.command(name="history", short_help="Show the timeline history.")
 @click.argument("cluster_name", required=False)
 @format_option()
 @click.pass_obj
@@ -102,7 +102,7 @@ _DSN_ROLE = click.option(
 _MEMBER = click.option("-m", "--member", help="This member, whatever its role.")
 
 
-@click.command(name="dsn")
+@click.command(name="dsn", short_help="Print a libpq connection string.")
 @click.argument("cluster_name", required=False)
 @_DSN_ROLE
 @_MEMBER
@@ -113,6 +113,14 @@ def dsn_command(ctl: Ctl, cluster_name: str | None, role: str, member: str | Non
 
 
 # -- query -----------------------------------------------------------------------------
+
+
+def sql_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)
 
 
 def run_query(
@@ -132,7 +140,7 @@ def run_query(
         raise ActionFailed(f"query on {dsn['host']}:{dsn['port']} failed: {message}") from None
 
 
-@click.command(name="query")
+@click.command(name="query", short_help="Run SQL on the leader or a replica.")
 @click.argument("cluster_name", required=False)
 @_DSN_ROLE
 @_MEMBER
@@ -185,6 +193,8 @@ def query_command(
     if not columns:
         click.echo(status)
         return
+    if fmt in ("pretty", "tsv"):  # as psql shows them: t/f, NULL as nothing
+        rows = [[sql_text(v) for v in row] for row in rows]
     click.echo(render(Table(columns=columns, rows=rows), fmt))
 
 
@@ -220,7 +230,7 @@ async def _versions(ctl: Ctl, cluster: str, wanted: Sequence[str]) -> None:
         click.echo(f"{member.name}: {text}")
 
 
-@click.command(name="version")
+@click.command(name="version", short_help="Show haactl's and the members' versions.")
 @click.argument("names", nargs=-1, metavar="[CLUSTER_NAME] [MEMBER]...")
 @click.pass_obj
 def version_command(ctl: Ctl, names: tuple[str, ...]) -> None:
@@ -268,7 +278,7 @@ async def _remove(ctl: Ctl, cluster: str) -> None:
         )
 
 
-@click.command(name="remove")
+@click.command(name="remove", short_help="Delete every key of the cluster from etcd.")
 @click.argument("cluster_name", required=False)
 @click.pass_obj
 def remove_command(ctl: Ctl, cluster_name: str | None) -> None:

@@ -28,6 +28,11 @@ from haagent.dcs.model import ClusterView, Member
 MIB = 1024 * 1024
 
 
+async def pause(seconds: float) -> None:
+    """The wait between two refreshes of a watch."""
+    await asyncio.sleep(seconds)
+
+
 def config_of(view: ClusterView) -> DynamicConfig:
     return view.config if view.config is not None else DynamicConfig()
 
@@ -211,7 +216,7 @@ async def _watch(
             click.echo(text)
             if not every:
                 return
-            await asyncio.sleep(every)
+            await pause(every)
 
 
 def _list_options(command: Any) -> Any:

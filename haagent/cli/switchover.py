@@ -261,7 +261,7 @@ _MASTER = click.option("--master", "master", hidden=True, help="Old name of --le
 _FORCE = click.option("--force", is_flag=True, help="Do not ask; use defaults for the rest.")
 
 
-@click.command(name="switchover")
+@click.command(name="switchover", short_help="Hand the leader role to another member.")
 @click.argument("cluster_name", required=False)
 @_LEADER
 @_MASTER
@@ -285,7 +285,7 @@ def switchover_command(
     ctl.run(_switchover(ctl, ctl.cluster(cluster_name), leader, candidate, scheduled, force))
 
 
-@click.command(name="failover")
+@click.command(name="failover", short_help="Promote a chosen member now.")
 @click.argument("cluster_name", required=False)
 @_LEADER
 @_MASTER

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 import yaml
 from haactl_memory import MIB, SYSID, Cli, edit_member, put
 
@@ -139,3 +140,28 @@ def test_timestamp_option_prints_the_time_first(cli: Cli) -> None:
     assert result.exit_code == 0
     first = result.output.splitlines()[0]
     assert first[:2] == "20" and first.count(":") == 2
+
+
+def test_watch_refreshes_and_keeps_going_when_etcd_is_away(
+    cli: Cli, store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pauses: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            put(store, "leader", "node2")
+        elif len(pauses) == 2:
+            store.partition("haactl")
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("haagent.cli.listing.pause", fake_sleep)
+    result = cli("list", "-w", "5")
+    assert result.exit_code == 0, result.output
+    assert pauses == [5.0, 5.0, 5.0]
+    tables = result.output.split("+ Cluster: ")
+    assert len(tables) == 3
+    assert "node1  | 127.0.0.11 | Leader" in tables[1]
+    assert "node2  | 127.0.0.12 | Leader" in tables[2]
+    assert "Error: etcd at 127.0.0.1:2379 cannot be reached" in tables[2]
