@@ -39,7 +39,16 @@ class LabNode:
     api_port: int
     base: Path
     agent: Process | None = None
+    watchdog_sim: Process | None = None
     tags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def watchdog_socket(self) -> Path:
+        return self.base / "watchdog.sock"
+
+    @property
+    def watchdog_events(self) -> Path:
+        return self.base / "watchdog-events.jsonl"
 
     @property
     def data_dir(self) -> Path:
@@ -95,6 +104,8 @@ class LabCluster:
     dynamic: Mapping[str, Any] = field(default_factory=dict)
     watchdog: Mapping[str, Any] = field(default_factory=lambda: {"mode": "off"})
     user: str | None = "postgres"
+    # Run haagent's watchdog simulator per node (watchdog `driver: testing`, mode required).
+    watchdog_simulator: bool = False
     haproxy_ports: tuple[int, int, int] | None = None  # (write, read, stats)
     haproxy_host: str = "127.0.0.1"
     python: str = sys.executable
@@ -183,10 +194,40 @@ class LabCluster:
                 },
                 "parameters": {"unix_socket_directories": str(node.base)},
             },
-            "watchdog": dict(self.watchdog),
+            "watchdog": self.watchdog_settings(node),
             "tags": dict(node.tags),
             "log": {"level": "INFO"},
         }
+
+    def watchdog_settings(self, node: LabNode) -> dict[str, Any]:
+        if not self.watchdog_simulator:
+            return dict(self.watchdog)
+        return {
+            "mode": "required",
+            "driver": "testing",
+            "device": str(node.watchdog_socket),
+            "safety_margin": 5,
+            **self.watchdog,
+        }
+
+    def start_watchdog_simulator(self, name: str) -> Process:
+        from haagent.watchdog.harness import start_simulator
+
+        node = self.nodes[name]
+        if node.watchdog_sim is not None and node.watchdog_sim.alive():
+            return node.watchdog_sim
+        node.watchdog_socket.unlink(missing_ok=True)
+        node.watchdog_sim = start_simulator(
+            node.watchdog_socket,
+            node.base / "watchdog-simulator.log",
+            user=self.user,
+            node=name,
+            kill_peer=True,
+            pgdata=[node.data_dir],
+            events=node.watchdog_events,
+            python=self.python,
+        )
+        return node.watchdog_sim
 
     def write_configs(self) -> None:
         for node in self.nodes.values():
@@ -204,6 +245,8 @@ class LabCluster:
         node = self.nodes[name]
         if node.agent is not None and node.agent.alive():
             return node.agent
+        if self.watchdog_simulator:
+            self.start_watchdog_simulator(name)
         node.agent = processes.start(
             f"haagent {name}",
             [self.python, "-m", "haagent", str(node.config_path)],
@@ -290,6 +333,9 @@ class LabCluster:
             self.stop_postgres(name)
         if self.haproxy is not None:
             self.haproxy.stop()
+        for node in self.nodes.values():
+            if node.watchdog_sim is not None:
+                node.watchdog_sim.stop()
         self.etcd.stop()
         if errors:
             raise ProcessError("; ".join(errors))
