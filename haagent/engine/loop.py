@@ -102,6 +102,7 @@ class HaLoop:
             role=published_role(role, pg),
             state=postgres_state(pg, role),
             holds_leader_key=holds_key,
+            leader_expires_at=self.state.leader_lease_expires if holds_key else None,
             postgres=pg,
             cluster=self.dcs.view(),
             config=self.config,
