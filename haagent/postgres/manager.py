@@ -73,6 +73,10 @@ class Postgres:
         return self._ctl.upstream if self._ctl.standby else None
 
     @property
+    def settings(self) -> PostgresqlSettings:
+        return self._ctl.settings
+
+    @property
     def dynamic(self) -> DynamicConfig:
         return self._ctl.dynamic
 

@@ -12,14 +12,18 @@ maps each call onto `Postgres`:
   member plus the permanent ones of the dynamic `slots`, dropping others unless
   `ignore_slots` names them (as Patroni does); the loop handles the retention;
 - `set_dynamic_config` rewrites and reloads the config in the background when
-  the cluster-wide parameters change.
+  the cluster-wide parameters change;
+- a failed rewind re-clones from the upstream only when the matching flag is on
+  (`postgresql.remove_data_directory_on_rewind_failure`, or
+  `remove_data_directory_on_diverged_timelines` when pg_rewind cannot be used);
+  otherwise the error goes up and the data directory is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 
 from haagent.config.model import DynamicConfig, Settings
@@ -27,7 +31,7 @@ from haagent.engine.ports import PostgresControl, TimelineSwitch
 from haagent.engine.ports import Upstream as PortUpstream
 from haagent.postgres import slots
 from haagent.postgres.control import log
-from haagent.postgres.errors import PostgresError
+from haagent.postgres.errors import PostgresError, RewindError, RewindImpossible
 from haagent.postgres.manager import Postgres
 from haagent.postgres.model import PostgresStatus, Upstream
 
@@ -74,11 +78,29 @@ class PostgresPort:
         assert upstream is not None
         await self.pg.create_replica([upstream])
 
+    async def _reinit_policy(
+        self, upstream: PortUpstream | None, step: Callable[[], Awaitable[object]]
+    ) -> None:
+        try:
+            await step()
+        except RewindError as exc:
+            settings = self.pg.settings
+            flag = (
+                settings.remove_data_directory_on_diverged_timelines
+                if isinstance(exc, RewindImpossible)
+                else settings.remove_data_directory_on_rewind_failure
+            )
+            source = _up(upstream)
+            if not flag or source is None:
+                raise
+            log.warning("re-cloning from %s as configured, after: %s", source, exc)
+            await self.pg.reinit([source])
+
     async def start(self, role: Role, upstream: PortUpstream | None) -> None:
         if role == "primary":
             await self.pg.start_as_primary()
         else:
-            await self.pg.follow(_up(upstream))
+            await self._reinit_policy(upstream, lambda: self.pg.follow(_up(upstream)))
 
     async def stop(self, mode: Mode) -> None:
         await self.pg.stop(mode)
@@ -91,10 +113,10 @@ class PostgresPort:
         await self.pg.promote()
 
     async def demote(self, mode: Mode, upstream: PortUpstream | None) -> None:
-        await self.pg.demote(_up(upstream), mode)
+        await self._reinit_policy(upstream, lambda: self.pg.demote(_up(upstream), mode))
 
     async def follow(self, upstream: PortUpstream) -> None:
-        await self.pg.follow(_up(upstream))
+        await self._reinit_policy(upstream, lambda: self.pg.follow(_up(upstream)))
 
     async def checkpoint(self) -> None:
         await self.pg.checkpoint()

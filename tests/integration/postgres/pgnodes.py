@@ -122,3 +122,31 @@ async def wait_status(
         if time.monotonic() > deadline:
             raise AssertionError(f"{node.name}: timed out waiting for {what}; last {status}")
         await asyncio.sleep(0.1)
+
+
+async def pair(nodes: Nodes, use_pg_rewind: bool = True, **changes: Any) -> tuple[Node, Node]:
+    """node1 primary and node2 streaming from it through its slot, with table t."""
+    dyn = dynamic(use_pg_rewind=use_pg_rewind)
+    primary = nodes.make("node1", "127.0.0.11", dyn=dyn, **changes)
+    replica = nodes.make("node2", "127.0.0.12", dyn=dyn)
+    await primary.pg.bootstrap(timeout=120)
+    await primary.pg.ensure_slots({"node2"})
+    await primary.sql("CREATE TABLE t (id int, origin text); INSERT INTO t VALUES (1, 'both')")
+    await replica.pg.create_replica([primary.upstream], timeout=300)
+    await replica.pg.start(timeout=60)
+    await wait_status(replica, lambda s: s.receiver_streaming, "streaming")
+    await primary.sql("CHECKPOINT")
+    return primary, replica
+
+
+async def rows(node: Node) -> list[tuple[object, ...]]:
+    return await node.sql("SELECT id, origin FROM t ORDER BY id")
+
+
+async def diverge(primary: Node, replica: Node) -> None:
+    """Promote the replica while the primary keeps running, and write on both."""
+    await wait_status(replica, lambda s: s.replay_lsn is not None, "replaying")
+    assert await replica.pg.promote()
+    await replica.pg.ensure_slots({"node1"})
+    await primary.sql("INSERT INTO t SELECT g, 'old primary alone' FROM generate_series(10, 500) g")
+    await replica.sql("INSERT INTO t VALUES (2, 'new primary')")

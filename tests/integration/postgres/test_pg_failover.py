@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
 
 import pytest
-from pgnodes import Node, Nodes, dynamic, wait_status
+from pgnodes import AUTH, Nodes, diverge, dynamic, pair, rows, wait_status
 
 from haagent.postgres.errors import RewindImpossible
 from haagent.postgres.manager import Postgres
@@ -17,35 +18,10 @@ from haagent.postgres.proc import data_dir_processes
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-async def pair(nodes: Nodes, use_pg_rewind: bool = True) -> tuple[Node, Node]:
-    """node1 primary and node2 streaming from it through its slot, with table t."""
-    dyn = dynamic(use_pg_rewind=use_pg_rewind)
-    primary = nodes.make("node1", "127.0.0.11", dyn=dyn)
-    replica = nodes.make("node2", "127.0.0.12", dyn=dyn)
-    await primary.pg.bootstrap(timeout=120)
-    await primary.pg.ensure_slots({"node2"})
-    await primary.sql("CREATE TABLE t (id int, origin text); INSERT INTO t VALUES (1, 'both')")
-    await replica.pg.create_replica([primary.upstream], timeout=300)
-    await replica.pg.start(timeout=60)
-    await wait_status(replica, lambda s: s.receiver_streaming, "streaming")
-    await primary.sql("CHECKPOINT")
-    return primary, replica
-
-
-async def rows(node: Node) -> list[tuple[object, ...]]:
-    return await node.sql("SELECT id, origin FROM t ORDER BY id")
-
-
-async def diverge(primary: Node, replica: Node) -> None:
-    """Promote the replica while the primary keeps running, and write on both."""
-    await wait_status(replica, lambda s: s.replay_lsn is not None, "replaying")
-    assert await replica.pg.promote()
-    await replica.pg.ensure_slots({"node1"})
-    await primary.sql("INSERT INTO t SELECT g, 'old primary alone' FROM generate_series(10, 500) g")
-    await replica.sql("INSERT INTO t VALUES (2, 'new primary')")
-
-
-async def test_old_primary_is_rewound_and_streams_from_the_new_one(nodes: Nodes) -> None:
+async def test_old_primary_is_rewound_and_streams_from_the_new_one(
+    nodes: Nodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="haagent.postgres")
     primary, replica = await pair(nodes)
     await diverge(primary, replica)
 
@@ -66,6 +42,17 @@ async def test_old_primary_is_rewound_and_streams_from_the_new_one(nodes: Nodes)
     # Our own config survived pg_rewind's copy of the source's files.
     conf = (primary.settings.data_dir / "postgresql.conf").read_text()
     assert f"port = {primary.port}" in conf and "member node1" in conf
+
+    # Passwords appear in no log and no file but the pgpass files.
+    secrets = [c.password for c in (AUTH.superuser, AUTH.replication, AUTH.rewind) if c]
+    texts = [caplog.text]
+    for node in (primary, replica):
+        for path in node.settings.data_dir.glob("*.conf"):
+            texts.append(path.read_text())
+        texts.append((node.settings.data_dir / "haagent-postmaster.log").read_text())
+    assert "rewound" in caplog.text
+    for secret in secrets:
+        assert secret is not None and not any(secret in text for text in texts)
 
 
 async def test_rewind_impossible_without_checksums_or_wal_log_hints(nodes: Nodes) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pgnodes import Nodes, wait_status
+from pgnodes import Nodes, diverge, pair, rows, wait_status
 
 from haagent.engine.ports import TimelineSwitch, Upstream
 from haagent.postgres.port import PostgresPort
@@ -55,3 +55,15 @@ async def test_the_loop_port_drives_a_failover(nodes: Nodes) -> None:
     assert not status.in_recovery and status.timeline == 3
     await p1.close()
     await p2.close()
+
+
+async def test_reinit_after_impossible_rewind_only_when_configured(nodes: Nodes) -> None:
+    primary, replica = await pair(
+        nodes, use_pg_rewind=False, remove_data_directory_on_diverged_timelines=True
+    )
+    await diverge(primary, replica)
+    port = PostgresPort(primary.pg, "node1")
+    await port.demote("fast", Upstream("node2", replica.host, replica.port))
+    status = await wait_status(primary, lambda s: s.receiver_streaming, "streaming after reinit")
+    assert status.timeline == 2
+    assert await rows(primary) == [(1, "both"), (2, "new primary")]
