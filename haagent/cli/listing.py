@@ -50,7 +50,7 @@ def host_of(member: Member) -> str:
 def role_label(view: ClusterView, config: DynamicConfig, member: Member) -> str:
     if member.name == view.leader_name:
         return "Standby Leader" if member.role == "standby_leader" else "Leader"
-    if member.role in ("primary", "master"):
+    if member.role in ("primary", "master") and member.state == "running":
         return "Primary (no leader key)"
     if config.synchronous_mode and view.sync is not None and view.sync.is_sync(member.name):
         return "Sync Standby"

@@ -116,13 +116,7 @@ async def handover(
             click.echo(f"{stamp()} {kind} scheduled at {when.isoformat()} (written to etcd)")
             return
 
-    def finished(s: Snapshot) -> bool:
-        now = s.view.leader_name
-        if now is not None and now != leader and candidate in (None, now):
-            return True
-        return s.view.failover is None and now is not None and now == leader
-
-    final = await store.wait_for(finished, _timeout(view))
+    final = await store.wait_for(lambda s: _moved(s, leader, candidate), _timeout(view))
     new = final.view.leader_name if final else None
     if final is None or new is None or new == leader or candidate not in (None, new):
         why = await _last_decision(rest, final or snap, leader)
@@ -130,9 +124,34 @@ async def handover(
             f"{kind} did not happen within {clock.seconds:.1f}s: the leader is "
             f"{new or 'nobody'}{why}; see `haactl list` and `haactl explain`"
         )
+    running = await store.wait_for(lambda s: _runs_as_primary(s, new), _timeout(view))
+    if running is None:
+        why = await _last_decision(rest, final, new)
+        raise ActionFailed(
+            f"{new} took the leader key but does not run as primary after "
+            f"{clock.seconds:.1f}s{why}; see `haactl list` and `haactl explain`"
+        )
     verb = "switched over" if kind == "switchover" else "failed over"
     click.echo(f'{stamp()} Successfully {verb} to "{new}" in {clock.seconds:.1f}s')
-    click.echo(render_cluster(final))
+    click.echo(render_cluster(running))
+
+
+def _moved(s: Snapshot, leader: str | None, candidate: str | None) -> bool:
+    """The leader key moved as asked, or the old leader refused (cleared the request)."""
+    now = s.view.leader_name
+    if now is not None and now != leader and candidate in (None, now):
+        return True
+    return s.view.failover is None and now is not None and now == leader
+
+
+def _runs_as_primary(s: Snapshot, name: str) -> bool:
+    member = s.view.members.get(name)
+    return (
+        s.view.leader_name == name
+        and member is not None
+        and member.role == "primary"
+        and member.state == "running"
+    )
 
 
 def _check_fit(view: ClusterView, candidate: str | None, leader: str, strict: bool) -> None:

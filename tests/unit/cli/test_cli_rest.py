@@ -108,6 +108,7 @@ def test_switchover_through_the_api_waits_for_etcd_to_agree(
 
     async def submit(request: object) -> RequestResult:
         put(store, "leader", "node2")  # what the agents do before answering 200
+        edit_member(store, "node2", role="primary")
         return RequestResult(200, 'Successfully switched over to "node2"')
 
     api.controller.submit = submit  # type: ignore[method-assign]
