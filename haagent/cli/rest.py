@@ -134,12 +134,24 @@ class RestClient:
                 return Reply(response.status, text)
         except TimeoutError:
             raise ApiUnreachable(f"no answer from {url} within {timeout:g}s") from None
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise ApiUnreachable(
+                f"TLS with {e.host}:{e.port} failed: {e.certificate_error} "
+                "(pass --cacert CA_FILE, or -k to skip the check)"
+            ) from None
+        except aiohttp.ClientSSLError as e:
+            raise ApiUnreachable(
+                f"TLS with {e.host}:{e.port} failed: {e.os_error} (check --cacert / --cert / --key)"
+            ) from None
         except aiohttp.ClientConnectorError as e:
             code = e.os_error.errno
             why = os.strerror(code) if code else str(e.os_error) or "refused"
             raise ApiUnreachable(f"cannot connect to {e.host}:{e.port} ({why})") from None
         except aiohttp.ClientError as e:
-            raise ApiUnreachable(f"{url}: {e or type(e).__name__}") from None
+            hint = ""
+            if tls and isinstance(e, aiohttp.ServerDisconnectedError):
+                hint = " (does it require a client certificate? pass --cert and --key)"
+            raise ApiUnreachable(f"{url}: {e or type(e).__name__}{hint}") from None
         except (OSError, ValueError) as e:
             raise ApiUnreachable(f"{url}: {e}") from None
 

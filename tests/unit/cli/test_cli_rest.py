@@ -7,9 +7,12 @@ and how it reports the answers: auth, status codes, the `haagent` block of /patr
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from haactl_memory import CONFIG, Cli, edit_member, get, put
@@ -42,14 +45,17 @@ def start_api(store: MemoryStore) -> Iterator[StartApi]:
     thread.start()
     servers: list[RestApiServer] = []
 
-    def start(auth: Credentials | None = None) -> Api:
+    def start(auth: Credentials | None = None, **tls: Any) -> Api:
         controller = FakeController(primary_status())
-        settings = RestApiSettings(listen=ListenAddress(("127.0.0.1",), 0), authentication=auth)
+        settings = RestApiSettings(
+            listen=ListenAddress(("127.0.0.1",), 0), authentication=auth, **tls
+        )
         server = RestApiServer(settings, controller, scope="stampede", name="node1")
         asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
         servers.append(server)
+        url = f"{settings.scheme}://127.0.0.1:{server.port}/patroni"
         for name in ("node1", "node2", "node3"):
-            edit_member(store, name, api_url=f"http://127.0.0.1:{server.port}/patroni")
+            edit_member(store, name, api_url=url)
         return Api(controller, server.port)
 
     yield start
@@ -163,3 +169,68 @@ def test_version_asks_the_members(cli: Cli, start_api: StartApi) -> None:
     result = cli("version")
     assert result.exit_code == 0
     assert "node1: haagent 4.1.0 PostgreSQL 15.6" in result.output.splitlines()
+
+
+def _openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl."""
+    days = ["-days", "2"]
+    _openssl(tmp_path, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+             "-out", "ca.crt", "-subj", "/CN=haactl test CA", *days)  # fmt: skip
+    (tmp_path / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    (tmp_path / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        _openssl(tmp_path, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", "-subj", f"/CN={name}")  # fmt: skip
+        _openssl(tmp_path, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey",
+                 "ca.key", "-CAcreateserial", "-out", f"{name}.crt", "-extfile", f"{name}.ext",
+                 *days)  # fmt: skip
+    return tmp_path
+
+
+def test_tls_with_a_client_certificate(cli: Cli, start_api: StartApi, pki: Path) -> None:
+    start_api(
+        certfile=pki / "server.crt",
+        keyfile=pki / "server.key",
+        cafile=pki / "ca.crt",
+        verify_client="required",
+    )
+    tls = ["--cacert", str(pki / "ca.crt")]
+    client = ["--cert", str(pki / "client.crt"), "--key", str(pki / "client.key")]
+    result = cli(*tls, *client, "version")
+    assert result.exit_code == 0
+    assert "node1: haagent 4.1.0 PostgreSQL 15.6" in result.output.splitlines()
+    unverified = cli("version")  # the system CAs do not know this server
+    assert "node1: REST API unreachable" in unverified.output
+    assert "certificate verify failed" in unverified.output.lower()
+    result = cli(*tls, *client, "reload", "node2", "--force")
+    assert result.exit_code == 0 and "Success: reload on member node2" in result.output
+
+
+def test_insecure_skips_verification(cli: Cli, start_api: StartApi, pki: Path) -> None:
+    start_api(certfile=pki / "server.crt", keyfile=pki / "server.key")
+    result = cli("-k", "version")
+    assert "node1: haagent 4.1.0 PostgreSQL 15.6" in result.output.splitlines()
+
+
+def test_unreadable_tls_files_are_bad_input(cli: Cli, start_api: StartApi, pki: Path) -> None:
+    start_api(certfile=pki / "server.crt", keyfile=pki / "server.key")
+    result = cli("--cacert", str(pki / "missing.crt"), "reload", "--force")
+    assert result.exit_code == 2
+    assert "cannot load the REST API TLS files" in result.output
+
+
+def test_missing_client_certificate_is_named(cli: Cli, start_api: StartApi, pki: Path) -> None:
+    start_api(
+        certfile=pki / "server.crt",
+        keyfile=pki / "server.key",
+        cafile=pki / "ca.crt",
+        verify_client="required",
+    )
+    result = cli("--cacert", str(pki / "ca.crt"), "version")
+    assert "node1: REST API unreachable" in result.output
+    assert "pass --cert and --key" in result.output
