@@ -11,13 +11,15 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from haagent.lab import etcd as lab_etcd
 from haagent.lab import processes
+from haagent.lab.cluster import LabCluster
 from support.postgres_instance import PostgresInstance
 
 TEST_USER = "postgres"
@@ -89,3 +91,30 @@ def postgres(workdir: Path) -> Iterator[PostgresInstance]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture
+def lab_factory(workdir: Path) -> Iterator[Callable[..., LabCluster]]:
+    """Make three-node clusters (etcd, agents, PostgreSQL on 127.0.0.11-13, free ports).
+
+    Fast timings by default (ttl 10, loop_wait 2, retry_timeout 3); every process
+    is stopped afterwards, by pid.
+    """
+    made: list[LabCluster] = []
+
+    def make(**kw: Any) -> LabCluster:
+        kw.setdefault("dynamic", {"ttl": 10, "loop_wait": 2, "retry_timeout": 3})
+        lab = LabCluster(
+            workdir / f"lab{len(made)}",
+            pg_port=None,
+            api_port=None,
+            etcd_ports=None,
+            user=None,
+            **kw,
+        )
+        made.append(lab)
+        return lab
+
+    yield make
+    for lab in made:
+        lab.stop()

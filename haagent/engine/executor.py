@@ -78,6 +78,7 @@ class Executor:
         self.clock = clock
         self.version = version
         self.config = DynamicConfig()
+        self._role = state.role
         self._handlers: dict[type, Callable[[Any, Snapshot], Awaitable[None]]] = {
             a.ObservePeers: self._observe_peers,
             a.RaceInitialize: self._race_initialize,
@@ -115,6 +116,7 @@ class Executor:
     async def run(self, decision: Decision, snapshot: Snapshot) -> Outcome:
         started = self.clock()
         done: list[a.Action] = []
+        self._role = decision.role
         for action in decision.actions:
             try:
                 await self._handlers[type(action)](action, snapshot)
@@ -296,12 +298,13 @@ class Executor:
         now = self.clock()
         for name in action.members:
             self.state.slot_last_seen[name] = now
-        keep = [
+        for name in [
             n
             for n, seen in self.state.slot_last_seen.items()
-            if now - seen <= self.config.member_slots_ttl
-        ]
-        await self.pg.ensure_slots(sorted(keep))
+            if now - seen > self.config.member_slots_ttl
+        ]:
+            del self.state.slot_last_seen[name]
+        await self.pg.ensure_slots(sorted(self.state.slot_last_seen))
 
     async def _set_sync_standbys(self, action: a.SetSyncStandbys, s: Snapshot) -> None:
         value = render_synchronous_standby_names(action.members, action.count, action.strict)
@@ -321,13 +324,16 @@ class Executor:
         if s.postgres.write_lsn is None:
             return
         slots = await self.pg.slot_positions()
-        await self._bounded(self.dcs.write_status(s.postgres.write_lsn, slots), "status key")
+        retain = sorted(self.state.slot_last_seen)
+        await self._bounded(
+            self.dcs.write_status(s.postgres.write_lsn, slots, retain), "status key"
+        )
 
     async def _update_member(self, action: a.UpdateMember, s: Snapshot) -> None:
         data = member_data(
             self.settings,
             await self.pg.status(),
-            self.state.role,
+            self._role,
             paused=self.config.pause,
             version=self.version,
         )

@@ -114,25 +114,34 @@ class LabCluster:
     haproxy: Process | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        taken: set[tuple[str, int]] = set()
+
+        def port(host: str, fixed: int | None) -> int:
+            if fixed is not None:
+                return fixed
+            while True:
+                candidate = processes.free_port(host)
+                if (host, candidate) not in taken:
+                    taken.add((host, candidate))
+                    return candidate
+
         self.nodes = {}
         for name, host in zip(self.names, self.hosts, strict=True):
             self.nodes[name] = LabNode(
                 name=name,
                 host=host,
-                pg_port=self.pg_port or processes.free_port(host),
-                api_port=self.api_port or processes.free_port(host),
+                pg_port=port(host, self.pg_port),
+                api_port=port(host, self.api_port),
                 base=self.base / name,
             )
-        etcd_kwargs: dict[str, Any] = {}
-        if self.etcd_ports is not None:
-            etcd_kwargs["client_ports"] = [self.etcd_ports[0]] * len(self.hosts)
-            etcd_kwargs["peer_ports"] = [self.etcd_ports[1]] * len(self.hosts)
+        fixed = self.etcd_ports or (None, None)
         self.etcd = make_cluster(
             self.base / "etcd",
             list(self.hosts),
             user=self.user,
             names=[f"etcd-{n}" for n in self.names],
-            **etcd_kwargs,
+            client_ports=[port(h, fixed[0]) for h in self.hosts],
+            peer_ports=[port(h, fixed[1]) for h in self.hosts],
         )
 
     # --- configuration

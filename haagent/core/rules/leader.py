@@ -38,7 +38,10 @@ def renew(s: Snapshot) -> RenewLeaderKey:
 def slot_members(s: Snapshot) -> tuple[str, ...]:
     if not s.config.postgresql.use_slots:
         return ()
-    return tuple(sorted(n for n in s.cluster.members if n != s.name))
+    # Members seen now, and those the previous leader kept slots for (`retain_slots`):
+    # a member that is down right now still finds its slot when it comes back.
+    names = set(s.cluster.members) | set(s.cluster.status.retain_slots)
+    return tuple(sorted(n for n in names if n != s.name))
 
 
 def switchover(s: Snapshot) -> Decision | None:

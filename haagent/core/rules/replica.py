@@ -39,7 +39,9 @@ def decide_replica(s: Snapshot) -> Decision:
                 Role.STOPPED,
             )
         return decision(
-            [StartPostgres("replica", leader), KeepaliveLease(), UpdateMember()],
+            # The member key first: the leader creates our slot from it, and a rewound
+            # replica cannot reach a consistent state without streaming from that slot.
+            [KeepaliveLease(), UpdateMember(), StartPostgres("replica", leader)],
             Code.STARTING_REPLICA,
             f"PostgreSQL is not running: starting it as a replica of {leader}",
             Role.REPLICA,
