@@ -222,3 +222,44 @@ def test_unreachable_etcd_fails_within_retry_timeout(ready: LabCluster, haactl: 
         assert f"etcd at 127.0.0.1:{port} cannot be reached" in run.err
         assert "or that etcd runs" in run.err
         assert elapsed < DYNAMIC["retry_timeout"] + 3.0, elapsed
+
+
+def test_topology_and_version(ready: LabCluster, haactl: Haactl) -> None:
+    leader = ready.leader()
+    run = haactl("topology")
+    assert run.code == 0, run.text
+    names = [line.split("|")[1].strip() for line in run.out.splitlines()[3:6]]
+    assert names == [leader, *(f"+ {n}" for n in other_members(ready, str(leader)))]
+    version = haactl("version")
+    assert version.code == 0, version.text
+    lines = version.out.splitlines()
+    assert lines[0].startswith("haactl version ")
+    assert [line.split(":")[0] for line in lines[1:]] == ["node1", "node2", "node3"]
+    assert all(" PostgreSQL 15." in line and "haagent" in line for line in lines[1:])
+
+
+def test_restart_and_reload(ready: LabCluster, haactl: Haactl) -> None:
+    leader = ready.leader()
+    replica = other_members(ready, str(leader))[0]
+    before = ready.nodes[replica].postmaster_pid()
+    run = haactl("restart", replica, "--force")
+    assert run.code == 0, run.text
+    assert f"Success: restart on member {replica}" in run.out
+    assert ready.nodes[replica].postmaster_pid() not in (None, before)
+    ready.wait_healthy(120)
+    reload = haactl("reload", "--force")
+    assert reload.code == 0, reload.text
+    assert reload.out.count("Success: reload on member") == 3
+
+
+def test_reinit_a_replica(ready: LabCluster, haactl: Haactl) -> None:
+    leader = ready.leader()
+    replica = other_members(ready, str(leader))[-1]
+    refused = haactl("reinit", str(leader), "--force")
+    assert refused.code == 1 and "is the leader" in refused.err
+    before = ready.nodes[replica].postmaster_pid()
+    run = haactl("reinit", replica, "--force", "--wait")
+    assert run.code == 0, run.text
+    assert f"Success: reinitialize on member {replica}" in run.out
+    assert ready.nodes[replica].postmaster_pid() not in (None, before)
+    ready.wait_healthy(120)
