@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from haagent import __version__
-from haagent.cli import actions, config_cmds, explain, info, listing, switchover
+from haagent.cli import actions, config_cmds, explain, flush, info, listing, switchover
 from haagent.cli.context import Ctl, Options
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -104,6 +104,7 @@ for command in (
     actions.reload_command,
     actions.pause_command,
     actions.resume_command,
+    flush.flush_command,
     config_cmds.show_config_command,
     config_cmds.edit_config_command,
     info.history_command,

@@ -154,3 +154,25 @@ def test_remove_refuses_on_any_wrong_answer(cli: Cli, store: MemoryStore, answer
     assert result.exit_code == 1
     assert "nothing was removed" in result.output
     assert get(store, "leader") == b"node1"
+
+
+def test_flush_a_scheduled_switchover_in_etcd(cli: Cli, store: MemoryStore) -> None:
+    assert cli("flush", "switchover", "--force").output.strip() == "No switchover is scheduled"
+    put(store, "failover", {"leader": "node1", "member": "node2",
+                            "scheduled_at": "2099-01-01T00:00:00+00:00"})  # fmt: skip
+    result = cli("flush", "switchover", input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "Cancel the switchover scheduled at 2099-01-01T00:00:00+00:00 from node1?" in (
+        result.output
+    )
+    assert "Success: scheduled switchover deleted (in etcd)" in result.output
+    assert get(store, "failover") == {}
+    assert "Switchover scheduled" not in cli("list").output
+
+
+def test_flush_needs_a_target(cli: Cli) -> None:
+    assert cli("flush").exit_code == 2
+    assert cli("flush", "node2", "switchover").exit_code == 2
+    result = cli("flush", "node2", "restart", "--force")
+    assert result.exit_code == 1
+    assert "Failed: flush scheduled restart for member node2" in result.output

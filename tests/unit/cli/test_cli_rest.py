@@ -22,6 +22,8 @@ from haagent.api.testing import FakeController, primary_status
 from haagent.config.model import Credentials, ListenAddress, RestApiSettings
 from haagent.dcs.memory import MemoryStore
 from haagent.engine.requests import (
+    CancelRestartRequest,
+    CancelSwitchoverRequest,
     ReinitializeRequest,
     RequestResult,
     RestartRequest,
@@ -234,3 +236,17 @@ def test_missing_client_certificate_is_named(cli: Cli, start_api: StartApi, pki:
     result = cli("--cacert", str(pki / "ca.crt"), "version")
     assert "node1: REST API unreachable" in result.output
     assert "pass --cert and --key" in result.output
+
+
+def test_flush_through_the_api(cli: Cli, store: MemoryStore, start_api: StartApi) -> None:
+    api = start_api()
+    put(store, "failover", {"leader": "node1", "member": "node2",
+                            "scheduled_at": "2099-01-01T00:00:00+00:00"})  # fmt: skip
+    result = cli("flush", "switchover", "--force")
+    assert result.exit_code == 0, result.output
+    assert api.controller.requests == [CancelSwitchoverRequest()]
+    api.controller.results[CancelRestartRequest] = RequestResult(404, "no restart is scheduled")
+    result = cli("flush", "stampede", "node2", "node3", "restart", "--force")
+    assert result.exit_code == 0, result.output
+    assert "No scheduled restart for member node2" in result.output
+    assert api.controller.requests[1:] == [CancelRestartRequest(), CancelRestartRequest()]
