@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from haagent.config import dynamic_config_to_dict
 from haagent.config.model import DynamicConfig, Settings
 from haagent.core import actions as a
 from haagent.core.rules.sync import render_synchronous_standby_names
@@ -181,6 +182,11 @@ class Executor:
             raise ActionFailed(action, "PostgreSQL did not report its system identifier")
         await self._bounded(self.dcs.set_initialize(status.system_identifier), "set initialize")
         self.state.bootstrapping = False
+        if s.cluster.config is None:
+            # Seed the cluster-wide config from bootstrap.dcs, as Patroni does.
+            dynamic = self.settings.bootstrap.dcs
+            seed = dict(dynamic.raw) if dynamic.raw else dynamic_config_to_dict(dynamic)
+            await self._bounded(self.dcs.write_config(seed, expected_revision=0), "config key")
 
     async def _take_leader(self, action: a.TakeLeaderKey, s: Snapshot) -> None:
         sent = self.clock()

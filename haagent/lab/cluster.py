@@ -377,8 +377,20 @@ class LabCluster:
         )
 
     def healthy(self) -> bool:
+        """One primary, every other node streaming from it, and the DCS showing them caught up."""
         leader = self.leader()
-        return leader is not None and len(self.streaming_replicas()) == len(self.nodes) - 1
+        if leader is None or len(self.streaming_replicas()) != len(self.nodes) - 1:
+            return False
+        code, body = self.nodes[leader].api("/cluster")
+        if code != 200 or not isinstance(body, dict):
+            return False
+        members = [m for m in body.get("members", []) if m.get("name") != leader]
+        return len(members) == len(self.nodes) - 1 and all(
+            m.get("state") in ("running", "streaming")
+            and isinstance(m.get("lag"), int)
+            and m["lag"] <= 1048576
+            for m in members
+        )
 
     def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float) -> float:
         """Poll until `predicate()`; returns the seconds it took.  Raises with agents' log tails."""

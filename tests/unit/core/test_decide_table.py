@@ -160,7 +160,7 @@ CASES: list[tuple[str, Snapshot, list[str], Code, Role]] = [
     ("replica follows a new leader", snapshot("node2", local=LocalFacts(following="node3")),
      ["Follow", "KeepaliveLease", "UpdateMember"], Code.FOLLOW_NEW_LEADER, Role.REPLICA),
     ("stopped replica starts", snapshot("node2", stopped_pg()),
-     ["StartPostgres", "KeepaliveLease", "UpdateMember"], Code.STARTING_REPLICA, Role.REPLICA),
+     ["KeepaliveLease", "UpdateMember", "StartPostgres"], Code.STARTING_REPLICA, Role.REPLICA),
     ("primary without key demotes", snapshot("node2", primary_pg()),
      ["Demote", "DisarmWatchdog", "KeepaliveLease", "UpdateMember"], Code.DEMOTING_NOT_LEADER,
      Role.DEMOTED),

@@ -1,0 +1,133 @@
+"""End to end on real etcd and PostgreSQL: three agents on 127.0.0.11-13 under a writer.
+
+The writer inserts a row every 20 ms through a libpq multi-host connection
+string with target_session_attrs=read-write.  After each fault: one primary,
+every other node streaming, no acknowledged write lost, the old primary back as
+a replica when it returns.  Timing targets are measured by bench/failover.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from haagent.config.model import Address
+from haagent.lab.cluster import LAB_PASSWORD, LabCluster
+from haagent.lab.workload import Writer, multi_host_dsn
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster(lab_factory: Callable[..., LabCluster]) -> LabCluster:
+    lab = lab_factory()
+    lab.start(timeout=120)
+    return lab
+
+
+@pytest.fixture
+def writer(cluster: LabCluster) -> Iterator[Writer]:
+    dsn = multi_host_dsn(
+        [Address(n.host, n.pg_port) for n in cluster.nodes.values()], "postgres", LAB_PASSWORD
+    )
+    w = Writer(dsn)
+    w.start()
+    time.sleep(0.5)
+    yield w
+    w.stop()
+
+
+def post(cluster: LabCluster, node: str, path: str, body: dict[str, Any]) -> tuple[int, str]:
+    request = urllib.request.Request(
+        cluster.nodes[node].api_url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def settle(cluster: LabCluster, writer: Writer, old: str, timeout: float = 60.0) -> str:
+    """Wait for a healthy cluster and check writes: returns the (new) leader."""
+    cluster.wait_healthy(timeout)
+    leader = cluster.leader()
+    assert leader is not None
+    assert cluster.streaming_replicas() == sorted(n for n in cluster.nodes if n != leader)
+    time.sleep(0.5)
+    assert writer.acked[-1][1] > time.monotonic() - 1.0, "writes did not resume"
+    return leader
+
+
+def test_bootstrap_gives_one_primary_and_two_streaming_replicas(cluster: LabCluster) -> None:
+    leader = cluster.leader()
+    assert leader is not None
+    assert cluster.streaming_replicas() == sorted(n for n in cluster.nodes if n != leader)
+    code, body = cluster.nodes[leader].api("/")
+    assert code == 200 and body["role"] == "primary"
+    assert body["haagent"]["reason_code"] == "leader_renewed"
+    for name in cluster.nodes:
+        if name != leader:
+            assert cluster.nodes[name].api("/primary")[0] == 503
+            assert cluster.nodes[name].api("/replica")[0] == 200
+
+
+def test_switchover_moves_the_primary_and_the_old_one_follows(
+    cluster: LabCluster, writer: Writer
+) -> None:
+    old = cluster.leader()
+    assert old is not None
+    candidate = next(n for n in cluster.nodes if n != old)
+    t0 = time.monotonic()
+    code, text = post(cluster, old, "/switchover", {"leader": old, "candidate": candidate})
+    assert code == 200, text
+    assert settle(cluster, writer, old) == candidate
+    print(f"switchover write downtime {writer.downtime_since(t0):.3f}s")
+    writer.stop()
+    assert writer.lost(writer.dsn) == []
+
+
+def test_postmaster_killed_on_the_leader_restarts_in_place(
+    cluster: LabCluster, writer: Writer
+) -> None:
+    old = cluster.leader()
+    assert old is not None
+    t0 = time.monotonic()
+    assert cluster.kill_postmaster(old) is not None
+    assert settle(cluster, writer, old) == old
+    print(f"postmaster crash write downtime {writer.downtime_since(t0):.3f}s")
+
+
+def test_node_loss_fails_over_and_the_node_rejoins_as_replica(
+    cluster: LabCluster, writer: Writer
+) -> None:
+    old = cluster.leader()
+    assert old is not None
+    t0 = time.monotonic()
+    cluster.kill_agent(old)
+    cluster.kill_postmaster(old)
+    cluster.wait_for(lambda: cluster.leader() not in (None, old), "a new leader", 60)
+    new = cluster.leader()
+    print(f"node loss write downtime {writer.downtime_since(t0):.3f}s")
+    cluster.start_agent(old)
+    assert settle(cluster, writer, old, timeout=90) == new
+    assert old in cluster.streaming_replicas()
+
+
+def test_agent_killed_and_restarted_keeps_the_primary(cluster: LabCluster, writer: Writer) -> None:
+    old = cluster.leader()
+    assert old is not None
+    pid = cluster.nodes[old].postmaster_pid()
+    cluster.kill_agent(old)
+    time.sleep(1.0)
+    cluster.start_agent(old)  # as systemd's Restart=on-failure would
+    assert settle(cluster, writer, old) == old
+    assert cluster.nodes[old].postmaster_pid() == pid, "PostgreSQL was restarted"
