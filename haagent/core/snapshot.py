@@ -54,6 +54,8 @@ class LocalFacts:
     replica_clone_failures: int = 0
     # failsafe: every member listed in `failsafe` confirmed over the REST API.
     failsafe_confirmed: bool = False
+    # A leader in failsafe mode asked us to confirm it within ttl: do not race.
+    failsafe_leader_seen: bool = False
     shutdown_requested: bool = False
     manual: ManualRequest | None = None
     # The leader our PostgreSQL currently follows (as configured by the engine).

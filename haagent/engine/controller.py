@@ -252,6 +252,9 @@ class LoopController:
         known = view.leader_name
         if known is not None and known != request.leader:
             return RequestResult(409, f"{known} is the leader known here, not {request.leader}")
+        if self.loop.status().is_primary:
+            return RequestResult(409, "this node runs as the primary itself")
+        self.loop.state.failsafe_heard_at = self._clock()
         return RequestResult(200, "Accepted")
 
     # --- dynamic config

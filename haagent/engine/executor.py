@@ -334,6 +334,11 @@ class Executor:
         await self._bounded(
             self.dcs.write_status(s.postgres.write_lsn, slots, retain), "status key"
         )
+        if self.config.failsafe_mode:
+            # The members the leader will ask to confirm it while etcd is away.
+            members = {n: m.api_url for n, m in s.cluster.members.items()}
+            if dict(s.cluster.failsafe or {}) != members:
+                await self._bounded(self.dcs.write_failsafe(members), "failsafe key")
 
     async def _update_member(self, action: a.UpdateMember, s: Snapshot) -> None:
         data = member_data(

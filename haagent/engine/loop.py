@@ -57,6 +57,7 @@ class HaLoop:
         self.version = version
         self.on_decision = on_decision
         self.state = LoopState()
+        self.peers = peers
         self.executor = Executor(
             settings, dcs, pg, watchdog, peers, self.state, clock=clock, version=version
         )
@@ -113,6 +114,7 @@ class HaLoop:
             loop_finished_at=self.clock(),
             loop_count=self.loop_count,
             loop_duration=previous.loop_duration,
+            failsafe_active=self.state.failsafe_confirmed and not self.state.dcs_ok,
             reason_code=str(decision.reason.code) if decision else previous.reason_code,
             reason_text=decision.reason.text if decision else previous.reason_text,
             pending_restart=pg.pending_restart,
@@ -158,6 +160,7 @@ class HaLoop:
             except (DCSError, TimeoutError) as e:
                 self.state.dcs_error = str(e) or "etcd did not answer within retry_timeout"
         self._apply_config()
+        await self._check_failsafe()
         pg = await self.pg.status()
         now = self.clock()
         view = self.dcs.view()
@@ -176,12 +179,28 @@ class HaLoop:
             cluster=view,
             dcs_ok=self.state.dcs_ok,
             postgres=pg,
-            local=self.state.facts(),
+            local=self.state.facts(now, self.config.ttl),
             watchdog_ok=ok,
             watchdog_reason=why,
             peers=self.state.peers,
             dcs_error=self.state.dcs_error,
         )
+
+    async def _check_failsafe(self) -> None:
+        """With etcd away and failsafe_mode on, a leader asks every member listed in
+        `failsafe` to confirm it (POST /failsafe); it stays primary only if all do."""
+        self.state.failsafe_confirmed = False
+        view = self.dcs.view()
+        was_leader = self.state.role == Role.PRIMARY or view.leader_name == self.settings.name
+        if self.state.dcs_ok or not self.config.failsafe_mode or not was_leader:
+            return
+        members = dict(view.failsafe or {})
+        if not members:
+            return
+        timeout = min(2.0, self.config.retry_timeout / 2)
+        confirmed = await self.peers.confirm_failsafe(members, self.settings.name, timeout)
+        self.state.failsafe_confirmed = confirmed
+        log.info("failsafe: %s", "every member confirmed" if confirmed else "not confirmed")
 
     async def cycle(self) -> tuple[Decision, Outcome]:
         started = self.clock()

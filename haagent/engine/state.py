@@ -22,6 +22,8 @@ class LoopState:
     rewind_failed: str | None = None
     replica_clone_failures: int = 0
     failsafe_confirmed: bool = False
+    # Monotonic time a leader last asked us to confirm it in failsafe mode (POST /failsafe).
+    failsafe_heard_at: float | None = None
     shutdown_requested: bool = False
     manual: ManualRequest | None = None
     following: str | None = None
@@ -31,8 +33,10 @@ class LoopState:
     dcs_last_seen_wall: float | None = None
     slot_last_seen: dict[str, float] = field(default_factory=dict)
 
-    def facts(self) -> LocalFacts:
+    def facts(self, now: float = 0.0, ttl: float = 30.0) -> LocalFacts:
+        heard = self.failsafe_heard_at
         return LocalFacts(
+            failsafe_leader_seen=heard is not None and now - heard <= ttl,
             role=self.role,
             leader_lease_expires=self.leader_lease_expires,
             renew_failed=self.renew_failed,

@@ -79,11 +79,16 @@ class Simulation:
             node.dcs,
             node.pg,
             node.watchdog,
-            FakePeers(self.world, name),
+            FakePeers(self.world, name, self._failsafe_heard),
             clock=self.clock,
             wall=self.wall,
         )
         node.alive, node.frozen, node.next_due = True, False, self.clock()
+
+    def _failsafe_heard(self, name: str) -> None:
+        loop = self.nodes[name].loop
+        if loop is not None:
+            loop.state.failsafe_heard_at = self.clock()
 
     async def start_all(self) -> None:
         for name in self.nodes:
@@ -104,6 +109,10 @@ class Simulation:
     def partition(self, name: str) -> None:
         self.store.partition(name)
         self.world.partitioned.add(name)
+
+    def etcd_unreachable(self, name: str) -> None:
+        """Cut `name` off etcd only; it still reaches the other nodes."""
+        self.store.partition(name)
 
     def heal(self, name: str) -> None:
         self.store.heal(name)

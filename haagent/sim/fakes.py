@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from haagent.core.snapshot import PeerPosition
@@ -39,9 +39,12 @@ class FakeWatchdog:
 
 
 class FakePeers:
-    def __init__(self, world: FakeWorld, me: str) -> None:
+    def __init__(
+        self, world: FakeWorld, me: str, on_failsafe: Callable[[str], None] | None = None
+    ) -> None:
         self.world = world
         self.me = me
+        self.on_failsafe = on_failsafe
 
     async def positions(self, members: Sequence[Member], timeout: float) -> dict[str, PeerPosition]:
         result = {}
@@ -65,4 +68,10 @@ class FakePeers:
     async def confirm_failsafe(
         self, members: Mapping[str, str], leader: str, timeout: float
     ) -> bool:
-        return all(self.world.reachable(self.me, n) for n in members if n != leader)
+        others = [n for n in members if n != leader]
+        if not all(self.world.reachable(self.me, n) for n in others):
+            return False
+        if self.on_failsafe is not None:
+            for name in others:
+                self.on_failsafe(name)
+        return True

@@ -32,6 +32,10 @@ def ineligible(s: Snapshot) -> tuple[Code, str] | None:
         return Code.WATCHDOG_UNAVAILABLE, (
             f"watchdog mode is required but the watchdog is unusable: {s.watchdog_reason}"
         )
+    if cfg.failsafe_mode and s.local.failsafe_leader_seen:
+        return Code.FAILSAFE_ACTIVE, (
+            "a leader running in failsafe mode asked this node to confirm it within ttl"
+        )
     fo = s.cluster.failover
     if fo is not None and fo.candidate not in (None, s.name) and fo.candidate in s.cluster.members:
         return Code.WAITING_FOR_CANDIDATE, f"waiting for the chosen candidate {fo.candidate}"

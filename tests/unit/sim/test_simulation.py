@@ -152,3 +152,43 @@ async def test_repeated_random_faults_never_split_brain() -> None:
     await sim.run_for(90)
     assert sim.primary() is not None
     assert len(sim.streaming_replicas()) == 2
+
+
+async def test_failsafe_mode_keeps_the_primary_while_etcd_is_away_and_members_confirm() -> None:
+    config = DynamicConfig(ttl=30, loop_wait=10, retry_timeout=10, failsafe_mode=True)
+    sim = await healthy_cluster(config)
+    await sim.run_for(15)  # the leader publishes the failsafe key
+    old = sim.primary()
+    for name in sim.nodes:
+        sim.etcd_unreachable(name)
+    await sim.run_for(60)
+    assert sim.primary() == old
+    codes = {code for _, name, code in sim.log[-20:] if name == old}
+    assert "failsafe_active" in codes
+
+
+async def test_failsafe_mode_demotes_when_a_member_does_not_confirm() -> None:
+    config = DynamicConfig(ttl=30, loop_wait=10, retry_timeout=10, failsafe_mode=True)
+    sim = await healthy_cluster(config)
+    await sim.run_for(15)
+    old = sim.primary()
+    assert old is not None
+    replica = next(n for n in sim.nodes if n != old)
+    sim.etcd_unreachable(old)
+    sim.partition(replica)
+    await sim.run_for(40)
+    assert sim.primary() != old
+
+
+async def test_failsafe_leader_cut_off_etcd_alone_keeps_replicas_from_racing() -> None:
+    config = DynamicConfig(ttl=30, loop_wait=10, retry_timeout=10, failsafe_mode=True)
+    sim = await healthy_cluster(config)
+    await sim.run_for(15)
+    old = sim.primary()
+    assert old is not None
+    sim.etcd_unreachable(old)  # the replicas still reach etcd and see the key expire
+    await sim.run_for(60)
+    assert sim.primary() == old  # checked after every cycle: never two writable nodes
+    sim.heal(old)
+    await sim.run_for(30)
+    assert sim.primary() == old
