@@ -67,6 +67,28 @@ def settle(cluster: LabCluster, writer: Writer, old: str, timeout: float = 60.0)
     return leader
 
 
+PRIMARY_CODES = {
+    "/": 200, "/primary": 200, "/master": 200, "/read-write": 200, "/leader": 200,
+    "/standby-leader": 503, "/replica": 503, "/read-only": 200, "/health": 200,
+    "/sync": 503, "/async": 503, "/liveness": 200, "/readiness": 200, "/patroni": 200,
+    "/cluster": 200, "/history": 200, "/config": 200, "/metrics": 200,
+}  # fmt: skip
+REPLICA_CODES = {
+    "/": 503, "/primary": 503, "/master": 503, "/read-write": 503, "/leader": 503,
+    "/standby-leader": 503, "/replica": 200, "/replica?lag=16MB": 200,
+    "/replica?tag_nosuchtag=yes": 503, "/read-only": 200, "/health": 200, "/sync": 503,
+    "/async": 200, "/liveness": 200, "/readiness": 200, "/patroni": 200, "/cluster": 200,
+}  # fmt: skip
+
+
+def code_of(url: str, method: str) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
 def test_bootstrap_gives_one_primary_and_two_streaming_replicas(cluster: LabCluster) -> None:
     leader = cluster.leader()
     assert leader is not None
@@ -74,10 +96,15 @@ def test_bootstrap_gives_one_primary_and_two_streaming_replicas(cluster: LabClus
     code, body = cluster.nodes[leader].api("/")
     assert code == 200 and body["role"] == "primary"
     assert body["haagent"]["reason_code"] == "leader_renewed"
-    for name in cluster.nodes:
-        if name != leader:
-            assert cluster.nodes[name].api("/primary")[0] == 503
-            assert cluster.nodes[name].api("/replica")[0] == 200
+    replica = next(n for n in cluster.nodes if n != leader)
+    for node, expected in ((leader, PRIMARY_CODES), (replica, REPLICA_CODES)):
+        url = cluster.nodes[node].api_url
+        for path, want in expected.items():
+            for method in ("GET", "HEAD", "OPTIONS"):
+                reads = ("/patroni", "/cluster", "/history", "/config", "/metrics")
+                if path in reads and method != "GET":
+                    continue
+                assert code_of(url + path, method) == want, (node, path, method)
 
 
 def test_switchover_moves_the_primary_and_the_old_one_follows(
