@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from haagent.lab.cluster import LAB_PASSWORD, LabCluster
+from haagent.lab.haproxy import routes_match, server_states
 from haagent.lab.processes import ProcessError
 
 DEFAULT_DIR = Path(os.environ.get("HAAGENT_LAB_DIR", "/var/tmp/haagent-lab"))
@@ -64,15 +65,43 @@ def lab_running(base: Path) -> bool:
     return bool(state) and any(pid_matches(int(str(p)), str(n)) for p, n in state.values())
 
 
+def stats_url(lab: LabCluster) -> str:
+    assert lab.haproxy_ports is not None
+    return f"http://{lab.haproxy_host}:{lab.haproxy_ports[2]}/"
+
+
+def wait_for_haproxy(lab: LabCluster, timeout: float = 30.0) -> None:
+    """Wait until HAProxy's health checks send writes to the leader and reads to the others."""
+    leader = lab.leader()
+    if leader is None:
+        return
+    try:
+        lab.wait_for(lambda: routes_match(stats_url(lab), leader, lab.nodes), "HAProxy", timeout)
+    except ProcessError:
+        print(f"warning: HAProxy does not route writes to {leader} yet", file=sys.stderr)
+
+
+def show_haproxy(lab: LabCluster) -> None:
+    try:
+        states = server_states(stats_url(lab))
+    except (OSError, ValueError) as e:
+        print(f"HAProxy: no answer from {stats_url(lab)} ({e})")
+        return
+    for proxy, port in (("primary", "writes"), ("replicas", "reads")):
+        up = [server for server, status in states.get(proxy, {}).items() if status == "UP"]
+        print(f"HAProxy {port} go to: {', '.join(up) or 'nobody'}")
+
+
 def show(base: Path) -> int:
     config = base / "node1" / "haagent.yml"
     cmd = [sys.executable, "-m", "haagent.cli.main", "-c", str(config), "list"]
     result = subprocess.run(cmd, check=False)
+    lab = make_lab(base)
     if result.returncode != 0:
-        lab = make_lab(base)
         for name, (code, body) in lab.statuses().items():
             role = body.get("role") if isinstance(body, dict) else body
             print(f"{name}: {role} ({code})")
+    show_haproxy(lab)
     return 0
 
 
@@ -100,6 +129,7 @@ def up(base: Path) -> int:
         if lab.haproxy is not None:
             state["haproxy"] = [lab.haproxy.pid, "haproxy"]
         (base / STATE).write_text(json.dumps(state, indent=1))
+    wait_for_haproxy(lab)
     print(
         f"""
 The lab is up.  Connect (password {LAB_PASSWORD}):
