@@ -120,7 +120,7 @@ def test_the_unit_runs_the_agent_as_postgres_under_notify(unit: str, config: str
 
 
 @pytest.mark.parametrize("unit", UNITS)
-def test_stopping_the_agent_never_kills_postgresql(unit: str) -> None:
+def test_systemd_signals_the_agent_never_postgresql(unit: str) -> None:
     assert one(unit, "KillMode") == "process"
     assert one(unit, "KillSignal") == "SIGTERM"
     # The agent's clean handover takes up to max(30 s, ttl), plus closing.
