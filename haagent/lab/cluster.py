@@ -102,7 +102,8 @@ class LabCluster:
     api_port: int | None = 8008
     etcd_ports: tuple[int, int] | None = (2379, 2380)
     dynamic: Mapping[str, Any] = field(default_factory=dict)
-    watchdog: Mapping[str, Any] = field(default_factory=lambda: {"mode": "off"})
+    # Watchdog settings: merged over mode off, or over the simulator's settings.
+    watchdog: Mapping[str, Any] = field(default_factory=dict)
     user: str | None = "postgres"
     # Run haagent's watchdog simulator per node (watchdog `driver: testing`, mode required).
     watchdog_simulator: bool = False
@@ -210,7 +211,7 @@ class LabCluster:
 
     def watchdog_settings(self, node: LabNode) -> dict[str, Any]:
         if not self.watchdog_simulator:
-            return dict(self.watchdog)
+            return {"mode": "off", **self.watchdog}
         return {
             "mode": "required",
             "driver": "testing",
