@@ -74,6 +74,8 @@ def node_status(status: PublishedStatus) -> dict[str, Any]:
     if status.failsafe_active:
         doc["failsafe_mode_is_active"] = True
     doc["pause"] = status.paused
+    if status.watchdog_failed:
+        doc["watchdog_failed"] = True
     if status.dcs_last_seen is not None:
         doc["dcs_last_seen"] = int(status.dcs_last_seen)
     doc["tags"] = dict(status.tags)

@@ -119,6 +119,7 @@ class HaLoop:
             reason_text=decision.reason.text if decision else previous.reason_text,
             pending_restart=pg.pending_restart,
             watchdog=self.watchdog.describe(),
+            watchdog_failed=not self.watchdog.can_be_leader()[0],
             api_url=self.settings.restapi.api_url,
             conn_url=self.settings.postgresql.conn_url,
             version=self.version,

@@ -39,7 +39,8 @@ def position_from_status(name: str, body: Mapping[str, Any]) -> PeerPosition:
         running=body.get("state") == "running",
         in_recovery=role not in ("primary", "master"),
         failover_priority=priority,
-        nofailover=bool(tags.get("nofailover", False)),
+        # A peer whose required watchdog is unusable cannot lead: it never counts as ahead.
+        nofailover=bool(tags.get("nofailover", False)) or bool(body.get("watchdog_failed")),
     )
 
 

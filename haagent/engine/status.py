@@ -45,6 +45,8 @@ class PublishedStatus:
     pending_restart: bool = False
     scheduled_restart: Mapping[str, Any] | None = None
     watchdog: str = "off"
+    # watchdog mode is required and the watchdog is unusable: this node may not lead.
+    watchdog_failed: bool = False
     api_url: str = ""
     conn_url: str = ""
     version: str = ""

@@ -30,7 +30,7 @@ def ineligible(s: Snapshot) -> tuple[Code, str] | None:
         return Code.NOFAILOVER, "tagged nofailover (or failover_priority 0): never races"
     if not s.watchdog_ok:
         return Code.WATCHDOG_UNAVAILABLE, (
-            f"watchdog mode is required but the watchdog is unusable: {s.watchdog_reason}"
+            s.watchdog_reason or "watchdog mode is required but the watchdog is unusable"
         )
     if cfg.failsafe_mode and s.local.failsafe_leader_seen:
         return Code.FAILSAFE_ACTIVE, (

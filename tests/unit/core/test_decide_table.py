@@ -188,6 +188,11 @@ CASES: list[tuple[str, Snapshot, list[str], Code, Role]] = [
               peers={"node3": replace(peers(node3=5000)["node3"], reachable=False)}),
      ["TakeLeaderKey", "ArmWatchdog", "Promote", "AppendHistory", "UpdateMember"],
      Code.RACE_WON, Role.PRIMARY),
+    ("free key: a peer that cannot lead never counts as ahead",
+     snapshot("node2", view=no_leader_view,
+              peers={"node3": replace(peers(node3=5000)["node3"], nofailover=True)}),
+     ["TakeLeaderKey", "ArmWatchdog", "Promote", "AppendHistory", "UpdateMember"],
+     Code.RACE_WON, Role.PRIMARY),
     ("free key: nofailover never races", snapshot("node2", view=no_leader_view,
      tags=Tags(nofailover=True)),
      ["KeepaliveLease", "UpdateMember"], Code.NOFAILOVER, Role.REPLICA),
@@ -302,3 +307,12 @@ def test_sync_names_rendered_for_postgres() -> None:
     )
     assert render_synchronous_standby_names((), 1, True) == "*"
     assert SYSID
+
+
+def test_peer_with_failed_required_watchdog_is_not_a_candidate() -> None:
+    from haagent.engine.peers import position_from_status
+
+    body = {"role": "replica", "state": "running", "xlog": {"received_location": 9000},
+            "watchdog_failed": True}  # fmt: skip
+    assert position_from_status("node3", body).nofailover
+    assert not position_from_status("node3", {**body, "watchdog_failed": False}).nofailover
