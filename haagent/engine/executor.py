@@ -24,8 +24,9 @@ from haagent.dcs.errors import DCSError, DCSUnavailable
 from haagent.dcs.model import HistoryEntry
 from haagent.dcs.protocol import DCS
 from haagent.engine.member import member_data
-from haagent.engine.ports import PeerClient, PostgresControl, Upstream, WatchdogControl
+from haagent.engine.ports import PeerClient, PostgresControl, WatchdogControl
 from haagent.engine.state import LoopState
+from haagent.postgres.model import Upstream
 
 log = logging.getLogger("haagent.engine")
 
@@ -50,11 +51,10 @@ def upstream_of(snapshot: Snapshot, name: str | None) -> Upstream | None:
     member = snapshot.cluster.members.get(name)
     if member is None:
         return None
-    rest = member.conn_url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
-    host, _, port = rest.rpartition(":")
-    if not host:
-        host, port = rest, "5432"
-    return Upstream(name=name, host=host.strip("[]"), port=int(port or 5432))
+    try:
+        return Upstream.from_conn_url(name, member.conn_url)
+    except ValueError:
+        return None
 
 
 class Executor:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from haagent.config.model import DynamicConfig, Settings
@@ -226,7 +227,7 @@ class HaLoop:
         self.loop_count += 1
         self._publish(pg, role, holds and role == Role.PRIMARY, decision)
         duration = self.clock() - started
-        self._status = _with_duration(self._status, duration)
+        self._status = replace(self._status, loop_duration=duration)
         if self.on_decision is not None:
             self.on_decision(decision, duration)
         self.cycle_done.set()
@@ -287,9 +288,3 @@ class HaLoop:
             await self.cycle()
         finally:
             self.watchdog.disarm()
-
-
-def _with_duration(status: PublishedStatus, seconds: float) -> PublishedStatus:
-    from dataclasses import replace
-
-    return replace(status, loop_duration=seconds)

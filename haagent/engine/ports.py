@@ -14,16 +14,7 @@ from typing import Literal, Protocol
 from haagent.config.model import DynamicConfig
 from haagent.core.snapshot import PeerPosition
 from haagent.dcs.model import Member
-from haagent.postgres.model import PostgresStatus
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """Where a replica streams from: a member's name and its PostgreSQL address."""
-
-    name: str
-    host: str
-    port: int
+from haagent.postgres.model import PostgresStatus, Upstream
 
 
 @dataclass(frozen=True)

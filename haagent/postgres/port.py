@@ -1,6 +1,6 @@
 """`Postgres` as the HA loop's `PostgresControl` port (haagent.engine.ports).
 
-The loop calls without timeouts and with its own `Upstream` type; this adapter
+The loop calls without timeouts; this adapter
 supplies the timeouts (from `postgresql.pg_ctl_timeout` for start/stop) and
 maps each call onto `Postgres`:
 
@@ -28,7 +28,6 @@ from typing import Literal
 
 from haagent.config.model import DynamicConfig, Settings
 from haagent.engine.ports import PostgresControl, TimelineSwitch
-from haagent.engine.ports import Upstream as PortUpstream
 from haagent.postgres import slots
 from haagent.postgres.control import log
 from haagent.postgres.errors import PostgresError, RewindError, RewindImpossible
@@ -37,10 +36,6 @@ from haagent.postgres.model import PostgresStatus, Upstream
 
 Role = Literal["primary", "replica"]
 Mode = Literal["smart", "fast", "immediate"]
-
-
-def _up(upstream: PortUpstream | None) -> Upstream | None:
-    return None if upstream is None else Upstream(upstream.name, upstream.host, upstream.port)
 
 
 class PostgresPort:
@@ -73,13 +68,13 @@ class PostgresPort:
     async def bootstrap(self) -> None:
         await self.pg.bootstrap()
 
-    async def create_replica(self, source: PortUpstream) -> None:
-        upstream = _up(source)
+    async def create_replica(self, source: Upstream) -> None:
+        upstream = source
         assert upstream is not None
         await self.pg.create_replica([upstream])
 
     async def _reinit_policy(
-        self, upstream: PortUpstream | None, step: Callable[[], Awaitable[object]]
+        self, upstream: Upstream | None, step: Callable[[], Awaitable[object]]
     ) -> None:
         try:
             await step()
@@ -90,33 +85,33 @@ class PostgresPort:
                 if isinstance(exc, RewindImpossible)
                 else settings.remove_data_directory_on_rewind_failure
             )
-            source = _up(upstream)
+            source = upstream
             if not flag or source is None:
                 raise
             log.warning("re-cloning from %s as configured, after: %s", source, exc)
             await self.pg.reinit([source])
 
-    async def start(self, role: Role, upstream: PortUpstream | None) -> None:
+    async def start(self, role: Role, upstream: Upstream | None) -> None:
         if role == "primary":
             await self.pg.start_as_primary()
         else:
-            await self._reinit_policy(upstream, lambda: self.pg.follow(_up(upstream)))
+            await self._reinit_policy(upstream, lambda: self.pg.follow(upstream))
 
     async def stop(self, mode: Mode) -> None:
         await self.pg.stop(mode)
 
-    async def restart(self, role: Role, upstream: PortUpstream | None) -> None:
+    async def restart(self, role: Role, upstream: Upstream | None) -> None:
         await self.pg.stop("fast")
         await self.start(role, upstream)
 
     async def promote(self) -> None:
         await self.pg.promote()
 
-    async def demote(self, mode: Mode, upstream: PortUpstream | None) -> None:
-        await self._reinit_policy(upstream, lambda: self.pg.demote(_up(upstream), mode))
+    async def demote(self, mode: Mode, upstream: Upstream | None) -> None:
+        await self._reinit_policy(upstream, lambda: self.pg.demote(upstream, mode))
 
-    async def follow(self, upstream: PortUpstream) -> None:
-        await self._reinit_policy(upstream, lambda: self.pg.follow(_up(upstream)))
+    async def follow(self, upstream: Upstream) -> None:
+        await self._reinit_policy(upstream, lambda: self.pg.follow(upstream))
 
     async def checkpoint(self) -> None:
         await self.pg.checkpoint()

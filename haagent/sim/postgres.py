@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from haagent.config.model import DynamicConfig
-from haagent.engine.ports import TimelineSwitch, Upstream
-from haagent.postgres.model import PostgresStatus, ReplicationConnection
+from haagent.engine.ports import TimelineSwitch
+from haagent.postgres.model import PostgresStatus, ReplicationConnection, Upstream
 
 SYSID = "7000000000000000001"
 

@@ -37,16 +37,24 @@ def current(s: Snapshot) -> Role:
     return Role.REPLICA
 
 
-def lag_behind_leader(s: Snapshot) -> int | None:
-    """Bytes between the last known primary position and ours; None if either is unknown."""
-    optime = s.cluster.status.optime
-    leader = s.cluster.members.get(s.cluster.leader_name or "")
+def primary_position(view: ClusterView) -> int | None:
+    """The last known primary WAL position: the `status` key or the leader's member key."""
+    optime = view.status.optime
+    leader = view.members.get(view.leader_name or "")
     if leader is not None and leader.xlog_location is not None:
         optime = max(optime or 0, leader.xlog_location)
-    mine = s.postgres.lsn
-    if optime is None or mine is None:
+    return optime
+
+
+def lag_between(primary: int | None, position: int | None) -> int | None:
+    if primary is None or position is None:
         return None
-    return max(0, optime - mine)
+    return max(0, primary - position)
+
+
+def lag_behind_leader(s: Snapshot) -> int | None:
+    """Bytes between the last known primary position and ours; None if either is unknown."""
+    return lag_between(primary_position(s.cluster), s.postgres.lsn)
 
 
 def unfit_reason(view: ClusterView, config: DynamicConfig, member: Member) -> str | None:
@@ -70,13 +78,7 @@ def unfit_reason(view: ClusterView, config: DynamicConfig, member: Member) -> st
 
 def lag_of(view: ClusterView, member: Member) -> int | None:
     """Bytes `member` is behind the last known primary position; None if unknown."""
-    optime = view.status.optime
-    leader = view.members.get(view.leader_name or "")
-    if leader is not None and leader.xlog_location is not None:
-        optime = max(optime or 0, leader.xlog_location)
-    if optime is None or member.lsn is None:
-        return None
-    return max(0, optime - member.lsn)
+    return lag_between(primary_position(view), member.lsn)
 
 
 def healthy_replica(s: Snapshot, member: Member) -> bool:
