@@ -7,22 +7,34 @@ HA cycles the leader ran meanwhile (read from its own /metrics).
     .venv/bin/python bench/api_real_node.py [--duration 10]
 
 Run as root or as the postgres OS user.  A measurement, never a test failure.
+`measure_api` is also used by bench/suite.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import pwd
 import re
 import subprocess
 import sys
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from haagent.lab.cluster import LabCluster, LabNode
+from bench.failover import new_lab
+from haagent.lab.cluster import LabNode
+
+WRK_CONNECTIONS = 8
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+@dataclass(frozen=True)
+class ApiResult:
+    requests_per_second: float | None
+    p99_ms: float | None
+    ha_cycles: float  # HA loop cycles the node ran while wrk ran
+    mean_cycle_ms: float  # their mean duration
+    wrk_output: str
 
 
 def loop_totals(node: LabNode) -> tuple[float, float]:
@@ -32,37 +44,45 @@ def loop_totals(node: LabNode) -> tuple[float, float]:
     return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
 
 
+def parse_wrk(out: str) -> tuple[float | None, float | None]:
+    """Requests per second and the p99 latency in ms from `wrk --latency` output."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.MULTILINE)
+    return (
+        float(rps.group(1)) if rps else None,
+        float(p99.group(1)) * _UNITS_MS[p99.group(2)] if p99 else None,
+    )
+
+
+def measure_api(node: LabNode, duration: int = 10, path: str = "/primary") -> ApiResult:
+    """`wrk -t1 -c8 --latency` on `node`'s REST API `path` for `duration` seconds."""
+    before = loop_totals(node)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{duration}s", "--latency", node.api_url + path],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    after = loop_totals(node)
+    rps, p99 = parse_wrk(out)
+    cycles = after[1] - before[1]
+    mean_ms = 1000 * (after[0] - before[0]) / max(1.0, cycles)
+    return ApiResult(rps, p99, cycles, mean_ms, out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10)
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="haagent-apibench-"))
-    user = "postgres" if os.geteuid() == 0 else None
-    if user:
-        entry = pwd.getpwnam(user)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    lab = LabCluster(
-        base, pg_port=None, api_port=None, etcd_ports=None, user=user,
-        dynamic={"ttl": 10, "loop_wait": 2, "retry_timeout": 3},
-    )  # fmt: skip
+    lab = new_lab(prefix="haagent-apibench-")
     try:
         lab.start(timeout=120)
         leader = lab.leader()
         assert leader is not None
-        node = lab.nodes[leader]
-        before = loop_totals(node)
-        out = subprocess.run(
-            ["wrk", "-t1", "-c8", f"-d{args.duration}s", "--latency", node.api_url + "/primary"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        after = loop_totals(node)
-        rps = re.search(r"Requests/sec:\s+(\S+)", out)
-        p99 = re.search(r"99%\s+(\S+)", out)
-        cycles = after[1] - before[1]
-        mean_ms = 1000 * (after[0] - before[0]) / max(1.0, cycles)
-        print(f"GET /primary on a running leader: {rps.group(1) if rps else '?'} req/s, "
-              f"p99 {p99.group(1) if p99 else '?'}; HA cycles meanwhile: {cycles:.0f} "
-              f"(mean {mean_ms:.1f} ms), still the leader: {lab.leader() == leader}")  # fmt: skip
+        result = measure_api(lab.nodes[leader], args.duration)
+        rps = "?" if result.requests_per_second is None else f"{result.requests_per_second:.2f}"
+        p99 = "?" if result.p99_ms is None else f"{result.p99_ms:.2f}ms"
+        print(f"GET /primary on a running leader: {rps} req/s, p99 {p99}; HA cycles meanwhile: "
+              f"{result.ha_cycles:.0f} (mean {result.mean_cycle_ms:.1f} ms), "
+              f"still the leader: {lab.leader() == leader}")  # fmt: skip
     finally:
         lab.stop()
     return 0

@@ -10,6 +10,9 @@ with target_session_attrs=read-write.  For each scenario it prints the longest
 gap between acknowledged writes (write downtime), the acknowledged writes
 missing at the end (lost), and the time until the cluster is fully healthy
 again.  This is a measurement, not a test: it never fails on a slow machine.
+
+The pieces (`new_lab`, `start_writer`, `fault_round`, `lost_ids`, `SCENARIOS`)
+are also used by bench/suite.py.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -62,45 +67,107 @@ SCENARIOS: dict[str, Callable[[LabCluster, str], None]] = {
 }
 
 
-def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
-    base = Path(tempfile.mkdtemp(prefix="haagent-bench-"))
+def new_lab(
+    *,
+    ttl: int = 10,
+    loop_wait: int = 2,
+    retry_timeout: int = 3,
+    sync: bool = False,
+    prefix: str = "haagent-bench-",
+) -> LabCluster:
+    """A three-node lab (not started) on free ports in a new temporary directory.
+
+    As root, the directory belongs to the postgres OS user, who runs the agents.
+    """
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     user = "postgres" if os.geteuid() == 0 else None
     if user:
-        os.chown(base, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+        entry = pwd.getpwnam(user)
+        os.chown(base, entry.pw_uid, entry.pw_gid)
     dynamic = {
-        "ttl": args.ttl,
-        "loop_wait": args.loop_wait,
-        "retry_timeout": args.retry_timeout,
-        "synchronous_mode": args.sync,
+        "ttl": ttl,
+        "loop_wait": loop_wait,
+        "retry_timeout": retry_timeout,
+        "synchronous_mode": sync,
     }
-    lab = LabCluster(base, pg_port=None, api_port=None, etcd_ports=None, user=user, dynamic=dynamic)
+    return LabCluster(
+        base, pg_port=None, api_port=None, etcd_ports=None, user=user, dynamic=dynamic
+    )
+
+
+def start_writer(lab: LabCluster) -> tuple[Writer, str]:
+    """A running Writer through every node (libpq finds the primary) and its DSN."""
+    dsn = multi_host_dsn(
+        [Address(n.host, n.pg_port) for n in lab.nodes.values()], "postgres", LAB_PASSWORD
+    )
+    writer = Writer(dsn)
+    writer.start()
+    return writer, dsn
+
+
+def lost_ids(writer: Writer, dsn: str, attempts: int = 5) -> set[int]:
+    """Acknowledged ids missing from the current primary's table, while the writer runs.
+
+    The acknowledged ids are taken before the query, so a write acknowledged
+    meanwhile is not counted as lost.
+    """
+    acked = [i for i, _ in list(writer.acked)]
+    for attempt in range(attempts):
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                rows = conn.execute(f"SELECT id FROM {writer.table}").fetchall()
+            break
+        except psycopg.Error:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    present = {int(str(r[0])) for r in rows}
+    return {i for i in acked if i not in present}
+
+
+def fault_round(
+    lab: LabCluster, writer: Writer, fault: Callable[[LabCluster, str], None]
+) -> dict[str, float]:
+    """One fault on the current leader: write downtime and time until healthy again."""
+    time.sleep(1.0)
+    old = lab.leader()
+    if old is None:
+        lab.wait_for(lambda: lab.leader() is not None, "a leader before the fault", 60)
+        old = lab.leader()
+    assert old is not None
+    t0 = time.monotonic()
+    fault(lab, old)
+    lab.wait_healthy(180)
+    to_healthy = time.monotonic() - t0
+    time.sleep(1.0)
+    return {"write_downtime": writer.downtime_since(t0), "time_to_healthy": to_healthy}
+
+
+def run(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
+    lab = new_lab(
+        ttl=args.ttl, loop_wait=args.loop_wait, retry_timeout=args.retry_timeout, sync=args.sync
+    )
     results: dict[str, list[dict[str, float]]] = {}
     try:
         started = time.monotonic()
         lab.start(timeout=180)
         results["bootstrap"] = [{"seconds": time.monotonic() - started}]
-        dsn = multi_host_dsn(
-            [Address(n.host, n.pg_port) for n in lab.nodes.values()], "postgres", LAB_PASSWORD
-        )
-        writer = Writer(dsn)
-        writer.start()
-        for name, fault in SCENARIOS.items():
-            for _ in range(args.rounds):
-                time.sleep(1.0)
-                old = lab.leader()
-                assert old is not None
-                t0 = time.monotonic()
-                fault(lab, old)
-                lab.wait_healthy(180)
-                to_healthy = time.monotonic() - t0
-                time.sleep(1.0)
-                results.setdefault(name, []).append(
-                    {"write_downtime": writer.downtime_since(t0), "time_to_healthy": to_healthy}
-                )
-                print(f"  {name}: {results[name][-1]}", file=sys.stderr)
-        writer.stop()
-        lost = writer.lost(dsn)
-        results["lost_writes"] = [{"acknowledged": len(writer.acked), "lost": len(lost)}]
+        writer, dsn = start_writer(lab)
+        try:
+            lost: set[int] = set()
+            for name, fault in SCENARIOS.items():
+                for _ in range(args.rounds):
+                    row = fault_round(lab, writer, fault)
+                    now_lost = lost_ids(writer, dsn)
+                    row["lost"] = len(now_lost - lost)
+                    lost |= now_lost
+                    results.setdefault(name, []).append(row)
+                    print(f"  {name}: {row}", file=sys.stderr)
+        finally:
+            writer.stop()
+        results["lost_writes"] = [
+            {"acknowledged": len(writer.acked), "lost": len(writer.lost(dsn))}
+        ]
     finally:
         lab.stop()
     return results
@@ -118,17 +185,19 @@ def main() -> int:
     results = run(args)
     print(f"\nttl={args.ttl} loop_wait={args.loop_wait} retry_timeout={args.retry_timeout} "
           f"synchronous_mode={'on' if args.sync else 'off'}")  # fmt: skip
-    print(f"{'scenario':<18} {'write downtime (max / median)':>30} {'healthy again (median)':>24}")
+    print(f"{'scenario':<18} {'write downtime (max / median)':>30} {'healthy again (median)':>24}"
+          f" {'lost':>5}")  # fmt: skip
     for name in SCENARIOS:
         rows = results.get(name, [])
         down = [r["write_downtime"] for r in rows]
         heal = [r["time_to_healthy"] for r in rows]
+        lost = sum(int(r["lost"]) for r in rows)
         print(f"{name:<18} {max(down):>14.3f}s / {statistics.median(down):.3f}s "
-              f"{statistics.median(heal):>22.1f}s")  # fmt: skip
+              f"{statistics.median(heal):>22.1f}s {lost:>5}")  # fmt: skip
     boot = results["bootstrap"][0]["seconds"]
-    lost = results["lost_writes"][0]
-    print(f"bootstrap to healthy: {boot:.1f}s; acknowledged writes: {lost['acknowledged']}, "
-          f"lost: {lost['lost']}")  # fmt: skip
+    total = results["lost_writes"][0]
+    print(f"bootstrap to healthy: {boot:.1f}s; acknowledged writes: {total['acknowledged']}, "
+          f"lost: {total['lost']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
