@@ -330,7 +330,9 @@ class Executor:
         if s.postgres.write_lsn is None:
             return
         slots = await self.pg.slot_positions()
-        retain = sorted(self.state.slot_last_seen)
+        # Our own name too: after a failover the new leader keeps a slot for us, so we can
+        # stream from it as soon as we come back, before our member key reappears.
+        retain = sorted({*self.state.slot_last_seen, s.name})
         await self._bounded(
             self.dcs.write_status(s.postgres.write_lsn, slots, retain), "status key"
         )

@@ -25,6 +25,7 @@ from haagent.config.model import Address
 from haagent.lab import processes
 from haagent.lab.etcd import EtcdCluster, make_cluster
 from haagent.lab.haproxy import haproxy_config
+from haagent.lab.netfault import node_group
 from haagent.lab.processes import Process, ProcessError
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -109,6 +110,9 @@ class LabCluster:
     watchdog_simulator: bool = False
     haproxy_ports: tuple[int, int, int] | None = None  # (write, read, stats)
     haproxy_host: str = "127.0.0.1"
+    # Run each node's processes with its own OS group so haagent.lab.netfault can cut
+    # its network (needs dev/setup as root and NetworkFaults.prepare() before start).
+    node_groups: bool = False
     python: str = sys.executable
     nodes: dict[str, LabNode] = field(init=False)
     etcd: EtcdCluster = field(init=False)
@@ -143,7 +147,16 @@ class LabCluster:
             names=[f"etcd-{n}" for n in self.names],
             client_ports=[port(h, fixed[0]) for h in self.hosts],
             peer_ports=[port(h, fixed[1]) for h in self.hosts],
+            groups=[self.group_of(n) for n in self.names],
         )
+
+    def group_of(self, name: str) -> str | None:
+        """The OS group node `name` runs with (None unless `node_groups`)."""
+        return node_group(list(self.names).index(name) + 1) if self.node_groups else None
+
+    def index_of(self, name: str) -> int:
+        """1-based node number, as the network fault helper counts nodes."""
+        return list(self.names).index(name) + 1
 
     # --- configuration
 
@@ -187,6 +200,7 @@ class LabCluster:
                 "dcs": self.dynamic_config(),
                 "initdb": [{"encoding": "UTF8"}, "data-checksums"],
                 "pg_hba": [
+                    "local all all scram-sha-256",
                     "host replication replicator 127.0.0.0/8 scram-sha-256",
                     "host all all 127.0.0.0/8 scram-sha-256",
                 ],
@@ -263,6 +277,7 @@ class LabCluster:
             node.base / "haagent.log",
             user=self.user,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            group=self.group_of(name),
         )
         return node.agent
 

@@ -36,6 +36,7 @@ class EtcdMember:
     log_path: Path
     tls: EtcdTls | None = None
     extra_args: tuple[str, ...] = ()
+    group: str | None = None  # the lab node's OS group (network faults), None: the user's
     process: Process | None = None
 
     @property
@@ -124,7 +125,11 @@ class EtcdCluster:
             return member
         processes.make_dir(member.data_dir, self.user)
         member.process = processes.start(
-            f"etcd {member.name}", self._argv(member), member.log_path, user=self.user
+            f"etcd {member.name}",
+            self._argv(member),
+            member.log_path,
+            user=self.user,
+            group=member.group,
         )
         return member
 
@@ -178,6 +183,7 @@ def make_cluster(
     tls: EtcdTls | None = None,
     extra_args: Sequence[str] = (),
     names: Sequence[str] | None = None,
+    groups: Sequence[str | None] | None = None,
 ) -> EtcdCluster:
     """Describe (not start) an etcd cluster with one member per host.
 
@@ -197,6 +203,7 @@ def make_cluster(
                 log_path=base_dir / f"{name}.log",
                 tls=tls,
                 extra_args=tuple(extra_args),
+                group=groups[i] if groups else None,
             )
         )
     return EtcdCluster(members, user=user)

@@ -7,6 +7,7 @@ started as another OS user (PostgreSQL refuses to run as root).
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import signal
@@ -92,11 +93,14 @@ def start(
     user: str | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    group: str | None = None,
 ) -> Process:
     """Start `argv` in its own session with output to `log_path`.
 
     `user` switches to that OS user when running as root; otherwise it must be
-    the current user (or None).
+    the current user (or None).  `group` runs the process (and everything it
+    starts) with that OS group, as lab nodes do so that network faults can
+    tell their connections apart (see haagent.lab.netfault).
     """
     kwargs: dict[str, object] = {}
     if user is not None and user != current_user():
@@ -104,6 +108,13 @@ def start(
             raise ProcessError(f"cannot start {name} as {user}: only root can switch users")
         uid, gid = user_ids(user)
         kwargs.update(user=uid, group=gid, extra_groups=[])
+    if group is not None:
+        if os.geteuid() == 0:
+            kwargs["group"] = grp.getgrnam(group).gr_gid
+        else:
+            from haagent.lab.netfault import group_argv
+
+            argv = group_argv(group, list(argv))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = dict(os.environ if env is None else env)
     if user is not None:

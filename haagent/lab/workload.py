@@ -17,13 +17,20 @@ import psycopg
 
 from haagent.config.model import Address
 
+# A client that notices a dead or cut-off server within about two seconds: a connection
+# attempt gives up after 1 s, unacknowledged data after 2 s, an idle connection after 3 s.
+CLIENT_TIMEOUTS = (
+    "connect_timeout=1 tcp_user_timeout=2000 keepalives=1 keepalives_idle=1 "
+    "keepalives_interval=1 keepalives_count=2"
+)
+
 
 def multi_host_dsn(addresses: Sequence[Address], user: str, password: str) -> str:
     hosts = ",".join(a.host for a in addresses)
     ports = ",".join(str(a.port) for a in addresses)
     return (
         f"host={hosts} port={ports} user={user} password={password} dbname=postgres "
-        "target_session_attrs=read-write connect_timeout=1"
+        f"target_session_attrs=read-write {CLIENT_TIMEOUTS}"
     )
 
 
