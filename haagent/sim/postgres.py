@@ -52,6 +52,7 @@ class FakePostgres:
     lsn: int = 0
     upstream: str | None = None
     sync_names: str = ""
+    slots: frozenset[str] = frozenset()  # replication slots for these members
     switches: list[TimelineSwitch] = field(default_factory=list)
     postmaster_died: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -167,7 +168,7 @@ class FakePostgres:
         pass
 
     async def ensure_slots(self, members: Sequence[str]) -> None:
-        pass
+        self.slots = frozenset(members)
 
     async def set_synchronous_standby_names(self, value: str) -> None:
         self.sync_names = value

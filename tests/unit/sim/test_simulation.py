@@ -33,6 +33,9 @@ async def test_primary_partitioned_demotes_and_a_replica_takes_over() -> None:
     await sim.run_for(45)
     new = sim.primary()
     assert new is not None and new != old
+    # The old primary's member key is gone, yet the new primary keeps a slot for it
+    # (the old leader listed itself in the status key's retain_slots).
+    assert old in sim.nodes[new].pg.slots
     sim.heal(old)
     await sim.run_for(30)
     assert sim.primary() == new
