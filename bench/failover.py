@@ -25,7 +25,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
@@ -37,20 +39,44 @@ from haagent.lab.cluster import LAB_PASSWORD, LabCluster
 from haagent.lab.workload import Writer, multi_host_dsn
 
 
-def switchover(lab: LabCluster, old: str) -> None:
-    import urllib.request
+class FaultError(RuntimeError):
+    """A fault could not be caused (for example the leader refused the switchover)."""
 
+
+def switchover(lab: LabCluster, old: str, patience: float = 30.0) -> None:
+    """POST /switchover to `old` for another node; retries while the leader answers 412.
+
+    A 412 means the leader sees no fit candidate yet (its answer says why);
+    every refusal is printed, and after `patience` seconds it is an error.
+    """
     candidate = next(n for n in lab.nodes if n != old)
     body = json.dumps({"leader": old, "candidate": candidate}).encode()
-    request = urllib.request.Request(
-        lab.nodes[old].api_url + "/switchover", data=body, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        response.read()
+    deadline = time.monotonic() + patience
+    while True:
+        request = urllib.request.Request(
+            lab.nodes[old].api_url + "/switchover", data=body, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                response.read()
+            return
+        except urllib.error.HTTPError as e:
+            reason = e.read().decode(errors="replace").strip()
+            if e.code != 412 or time.monotonic() > deadline:
+                raise FaultError(f"switchover {old} -> {candidate}: {e.code} {reason}") from e
+            print(f"  switchover refused, retrying: {e.code} {reason}", file=sys.stderr)
+            time.sleep(0.5)
 
 
 def postmaster_crash(lab: LabCluster, old: str) -> None:
-    lab.kill_postmaster(old)
+    """SIGKILL the primary's postmaster; returns once a new one runs on that node.
+
+    (Until then the agents' REST API may still report the old, healthy state.)
+    """
+    killed = lab.kill_postmaster(old)
+    lab.wait_for(
+        lambda: lab.nodes[old].postmaster_pid() not in (None, killed), "a new postmaster", 120
+    )
 
 
 def node_loss(lab: LabCluster, old: str) -> None:
@@ -74,6 +100,7 @@ def new_lab(
     retry_timeout: int = 3,
     sync: bool = False,
     prefix: str = "haagent-bench-",
+    hosts: Sequence[str] = ("127.0.0.11", "127.0.0.12", "127.0.0.13"),
 ) -> LabCluster:
     """A three-node lab (not started) on free ports in a new temporary directory.
 
@@ -91,8 +118,9 @@ def new_lab(
         "synchronous_mode": sync,
     }
     return LabCluster(
-        base, pg_port=None, api_port=None, etcd_ports=None, user=user, dynamic=dynamic
-    )
+        base, hosts=tuple(hosts), pg_port=None, api_port=None, etcd_ports=None, user=user,
+        dynamic=dynamic,
+    )  # fmt: skip
 
 
 def start_writer(lab: LabCluster) -> tuple[Writer, str]:
