@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from haagent.chaos.result import Result, markdown, table, to_json
-from haagent.chaos.runner import run_scenario
+from haagent.chaos.runner import COMMAND_HOSTS, run_scenario
 from haagent.chaos.scenarios import FAST, SCENARIOS
 from haagent.lab.netfault import unavailable_reason
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     base = args.dir or Path(tempfile.mkdtemp(prefix="haagent-chaos-", dir="/var/tmp"))
     results: list[Result] = []
     for scenario in chosen:
-        results.append(run_scenario(scenario, base, user, keep=args.keep))
+        results.append(run_scenario(scenario, base, user, keep=args.keep, hosts=COMMAND_HOSTS))
         print(table(results[-1:]), flush=True)
         if args.json is not None:
             args.json.write_text(to_json(results))

@@ -26,7 +26,8 @@ class Expect:
     no_primary_during_fault: bool = False
     # A node accepts writes in every sample of the fault (failsafe mode keeps the primary).
     primary_throughout: bool = False
-    # The old primary comes back as a replica through pg_rewind.
+    # The old primary comes back as a replica: through pg_rewind when its WAL diverged
+    # (it usually has), by just following the new primary when it had not.
     rewind: bool = False
     # The old primary stops accepting writes before its leader key can expire (ttl).
     demote_within_ttl: bool = False

@@ -200,8 +200,13 @@ class HaLoop:
         if not members:
             return
         timeout = min(2.0, self.config.retry_timeout / 2)
+        asked = self.clock()
         confirmed = await self.peers.confirm_failsafe(members, self.settings.name, timeout)
         self.state.failsafe_confirmed = confirmed
+        if confirmed:
+            # Every member promised not to race for ttl: that is our lease now, so when
+            # etcd comes back the leader key is renewed rather than left to expire.
+            self.state.leader_lease_expires = asked + self.config.ttl
         log.info("failsafe: %s", "every member confirmed" if confirmed else "not confirmed")
 
     async def cycle(self) -> tuple[Decision, Outcome]:

@@ -73,6 +73,10 @@ def peer_ahead(s: Snapshot) -> str | None:
     for peer in sorted(s.peers.values(), key=lambda p: p.name):
         if peer.name == s.name or not peer.reachable or not peer.running:
             continue
+        if not peer.in_recovery and s.postgres.in_recovery:
+            # Still a running primary (failsafe, or not yet demoted): it takes the key
+            # back or demotes itself first; promoting now would make two primaries.
+            return peer.name
         if peer.nofailover or peer.failover_priority <= 0:
             continue
         if sync is not None and sync.sync_standby and not sync.is_sync(peer.name):
@@ -121,7 +125,7 @@ def decide_race(s: Snapshot) -> Decision:
             )
         ahead = peer_ahead(s)
         if ahead is not None:
-            return idle(s, Code.PEER_AHEAD, f"{ahead} is further ahead (or preferred): not racing")
+            return idle(s, Code.PEER_AHEAD, f"{ahead} is further ahead, preferred or still a primary: not racing")
     actions: list[Action] = [TakeLeaderKey(), ArmWatchdog()]
     if pg.in_recovery:
         actions += [Promote(), AppendHistory("switchover" if chosen else "failover")]
