@@ -63,6 +63,11 @@ class RewindImpossible(RewindError):
     """
 
 
+class UpstreamNotReady(PostgresError):
+    """The node to follow is still in recovery (its promotion is under way): its timeline
+    says nothing yet, so following it is postponed to the next cycle."""
+
+
 class StatusError(PostgresError):
     """A query to the local PostgreSQL failed or timed out."""
 

@@ -36,6 +36,7 @@ from haagent.postgres.errors import (
     RewindError,
     RewindImpossible,
     StartTimeout,
+    UpstreamNotReady,
 )
 from haagent.postgres.lsn import format_lsn, parse_lsn
 from haagent.postgres.model import Upstream
@@ -132,6 +133,15 @@ async def leader_timeline(
     async with connection(params, timeout, f"reading {upstream}'s timeline") as conn:
         row = (await query(conn, "IDENTIFY_SYSTEM", timeout, "IDENTIFY_SYSTEM"))[0]
         sysid, tli = _text(row[0]), int(_text(row[1]))
+        # A new leader takes the key a moment before its promotion ends: until then its
+        # timeline is the old one, and a replica already past its switch point would look
+        # fine, follow it, and be stuck once it promotes.  Ask again next cycle.
+        standby = await query(conn, "SHOW in_hot_standby", timeout, "SHOW in_hot_standby")
+        if _text(standby[0][0]) == "on":
+            raise UpstreamNotReady(
+                f"{upstream} is still in recovery (its promotion is not finished): "
+                "following it is postponed to the next cycle"
+            )
         history = ""
         if tli > 1:
             rows = await query(conn, f"TIMELINE_HISTORY {tli}", timeout, "TIMELINE_HISTORY")

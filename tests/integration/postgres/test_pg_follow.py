@@ -10,6 +10,8 @@ import time
 import pytest
 from pgnodes import Node, Nodes, wait_status
 
+from haagent.postgres.errors import UpstreamNotReady
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
@@ -43,6 +45,9 @@ async def test_replicas_follow_the_new_leader_after_a_crash(nodes: Nodes) -> Non
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     await asyncio.wait_for(node1.pg.postmaster_died.wait(), 5)
+    # node2 holds the key but is not promoted yet: following it is postponed, nothing changes.
+    with pytest.raises(UpstreamNotReady, match="still in recovery"):
+        await node3.pg.follow(node2.upstream, timeout=30)
     assert await node2.pg.promote(timeout=30)
     await node2.pg.ensure_slots({"node1", "node3"})
     await node2.sql("INSERT INTO t SELECT generate_series(101, 150)")
