@@ -172,6 +172,9 @@ class WatchdogSettings:
     # `testing` talks to haagent's watchdog simulator instead of a kernel device:
     # for tests only, never for production.
     driver: WatchdogDriver = "linux"
+    # haagent only: a helper process that stops PostgreSQL when this agent dies while
+    # it leads (haagent/watchdog/guard.py); independent of `mode`.
+    agent_death_guard: bool = True
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,7 @@ def parse_watchdog(section: Section) -> WatchdogSettings:
         device=section.get_str("device", "/dev/watchdog") or "/dev/watchdog",
         safety_margin=margin,
         driver=cast(WatchdogDriver, driver),
+        agent_death_guard=section.get_bool("agent_death_guard", True),
     )
     section.finish()
     return result

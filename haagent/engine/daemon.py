@@ -1,8 +1,9 @@
 """The agent process: wires etcd, PostgreSQL, the watchdog, the REST API and the HA loop.
 
-Lifecycle: open etcd (retrying until it answers), start the REST API, run the
-loop; SIGTERM/SIGINT hand over cleanly (a leader stops PostgreSQL with a
-checkpoint and deletes its key), SIGHUP re-reads the config file.
+Lifecycle: open etcd (retrying until it answers), start the agent-death guard,
+start the REST API, run the loop; SIGTERM/SIGINT hand over cleanly (a leader
+stops PostgreSQL with a checkpoint and deletes its key, then the guard is
+disarmed and let go), SIGHUP re-reads the config file.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from haagent.dcs.protocol import DCS
 from haagent.engine.controller import LoopController
 from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient
+from haagent.engine.ports import WatchdogControl
 from haagent.engine.postgres_adapter import make_postgres
 from haagent.engine.sdnotify import notify
+from haagent.watchdog.guard_client import GuardedWatchdog, start_guard
 from haagent.watchdog.manager import Watchdog
 
 log = logging.getLogger("haagent")
@@ -87,6 +90,12 @@ class Daemon:
         watchdog = Watchdog(s.watchdog)
         dynamic = dcs.view().config or s.bootstrap.dcs
         watchdog.configure(dynamic.ttl, dynamic.loop_wait)
+        guard = await start_guard(s)
+        control: WatchdogControl = watchdog
+        if guard is not None:
+            control = GuardedWatchdog(
+                watchdog, guard, paused=lambda: (dcs.view().config or s.bootstrap.dcs).pause
+            )
         auth = s.restapi.authentication
         peers = HttpPeerClient(
             auth=aiohttp.BasicAuth(auth.username, auth.password or "") if auth else None,
@@ -98,7 +107,7 @@ class Daemon:
             metrics.record_decision(str(decision.reason.code))
             metrics.observe_loop(seconds)
 
-        loop = HaLoop(s, dcs, pg, watchdog, peers, version=__version__, on_decision=on_decision)
+        loop = HaLoop(s, dcs, pg, control, peers, version=__version__, on_decision=on_decision)
         self.loop = loop
         api = RestApiServer(
             s.restapi,
@@ -128,6 +137,8 @@ class Daemon:
                 await asyncio.wait_for(loop.shutdown(), max(30.0, float(dynamic.ttl)))
             except (TimeoutError, DCSError) as e:
                 log.error("clean shutdown did not finish: %s", e)
+            if guard is not None:
+                await guard.close()  # disarmed by the last cycle: it exits, PostgreSQL untouched
             await api.stop()
             await peers.close()
             await dcs.close()

@@ -136,7 +136,9 @@ class LeaderWatcher:
 
 @pytest.fixture
 def lab(lab_factory: Callable[..., LabCluster]) -> LabCluster:
-    cluster = lab_factory(watchdog_simulator=True)
+    # The watchdog alone: without the agent-death guard, which would stop a killed
+    # agent's PostgreSQL before the reset (test_agent_death_guard.py covers it).
+    cluster = lab_factory(watchdog_simulator=True, watchdog={"agent_death_guard": False})
     cluster.start(timeout=120)
     return cluster
 

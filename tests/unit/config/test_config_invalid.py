@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from haagent.config import load_settings_with_warnings
 from haagent.main import main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -221,6 +222,18 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "not below bootstrap.dcs.ttl 30",
     ),
     (
+        "agent-death-guard-word",
+        setting("watchdog.agent_death_guard", "sometimes"),
+        "watchdog.agent_death_guard",
+        "'sometimes' is not a boolean; expected true or false",
+    ),
+    (
+        "agent-death-guard-number",
+        setting("watchdog.agent_death_guard", 2),
+        "watchdog.agent_death_guard",
+        "is not a boolean",
+    ),
+    (
         "bin-dir-missing",
         setting("postgresql.bin_dir", "/nonexistent/pg/bin"),
         "postgresql.bin_dir",
@@ -337,6 +350,22 @@ def test_yaml_off_is_a_watchdog_mode_but_a_number_is_not(
     status, _, err = validate(path, capsys)
     assert status == 2
     assert f"{path}: watchdog.mode: 3 is not a watchdog mode" in err
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("", True), ("  agent_death_guard: false\n", False), ("  agent_death_guard: on\n", True)],
+)
+def test_the_agent_death_guard_is_on_unless_turned_off(
+    tmp_path: Path, line: str, expected: bool
+) -> None:
+    data = valid_config(tmp_path)
+    del data["watchdog"]
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(data) + "watchdog:\n  mode: off\n" + line)
+    settings, warnings = load_settings_with_warnings(path, {})
+    assert settings.watchdog.agent_death_guard is expected
+    assert warnings == []
 
 
 def test_bad_environment_value_names_the_variable(

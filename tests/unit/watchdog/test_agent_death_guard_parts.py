@@ -1,0 +1,521 @@
+"""The agent-death guard: its pure parts, its stop sequence on a stand-in postmaster, and
+the guard process driven through its pipe as the agent drives it.
+
+The stand-in "postmaster" is a Python interpreter started through a symlink named
+`postgres`, with `-D <data dir>` on its command line, so /proc/PID/cmdline looks like a
+real postmaster's; it writes its pid to `<data dir>/postmaster.pid`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from haagent.config.model import (
+    LogSettings,
+    PostgresqlSettings,
+    Settings,
+    WatchdogSettings,
+)
+from haagent.engine.ports import WatchdogControl
+from haagent.watchdog.guard import (
+    GuardProtocol,
+    parse_postmaster_pid,
+    postmaster_mismatch,
+    process_alive,
+    stop_postgres,
+    verified_postmaster,
+)
+from haagent.watchdog.guard_client import (
+    AgentDeathGuard,
+    GuardedWatchdog,
+    GuardError,
+    guard_argv,
+    guard_pids,
+    start_guard,
+)
+
+
+@pytest.fixture(autouse=True)
+def _log_everything(caplog: pytest.LogCaptureFixture) -> None:
+    # haactl's tests leave the `haagent` logger at ERROR.
+    caplog.set_level(logging.INFO, "haagent")
+
+
+# --- postmaster.pid
+
+
+@pytest.mark.parametrize(
+    ("text", "pid"),
+    [
+        ("4242\n/var/lib/postgresql/15/main\n1700000000\n5432\n", 4242),
+        ("4242", 4242),
+        ("  4242  \n", 4242),
+        ("", None),
+        ("\n4242\n", None),
+        ("abc\n", None),
+        ("-5\n", None),
+        ("1\n", None),  # never init
+        ("0\n", None),
+        ("42.5\n", None),
+    ],
+)
+def test_postmaster_pid_is_the_first_line(text: str, pid: int | None) -> None:
+    assert parse_postmaster_pid(text) == pid
+
+
+# --- the command line check
+
+
+def cmdline(*args: str) -> bytes:
+    return b"".join(a.encode() + b"\0" for a in args)
+
+
+PG = "/usr/lib/postgresql/15/bin/postgres"
+
+
+def test_a_postmaster_of_the_data_dir_matches(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    conf = f"--config-file={data}/postgresql.conf"
+    assert postmaster_mismatch(cmdline(PG, "-D", str(data), conf), data, None) is None
+    assert postmaster_mismatch(cmdline(PG, f"-D{data}"), data, None) is None
+    assert postmaster_mismatch(cmdline("postgres", "-D", f"{data}/"), data, None) is None
+    assert (
+        postmaster_mismatch(cmdline("/opt/pg/bin/postmaster", "-D", str(data)), data, None) is None
+    )
+    link = tmp_path / "link"
+    link.symlink_to(data)
+    assert postmaster_mismatch(cmdline(PG, "-D", str(link)), data, None) is None
+
+
+def test_without_an_absolute_data_dir_the_working_directory_decides(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    assert postmaster_mismatch(cmdline(PG), data, str(data)) is None  # PGDATA from the env
+    assert postmaster_mismatch(cmdline(PG, "-D", "data"), data, str(data)) is None
+    why = postmaster_mismatch(cmdline(PG, "-D", "data"), data, "/somewhere/else")
+    assert why is not None and "not one running in" in why
+    why = postmaster_mismatch(cmdline(PG), data, None)
+    assert why is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), "no command line"),
+        (("/usr/bin/python3", "-m", "http.server"), "is not a PostgreSQL server"),
+        (("/bin/sleep", "100"), "is not a PostgreSQL server"),
+        (("postgres: 15/main: checkpointer ",), "is not a PostgreSQL server"),
+        (("/usr/bin/postgresql-thing", "-D", "/x"), "is not a PostgreSQL server"),
+        ((PG, "-D", "/var/lib/postgresql/15/other"), "not of"),
+    ],
+)
+def test_anything_else_is_left_alone(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    why = postmaster_mismatch(cmdline(*args), tmp_path, None)
+    assert why is not None and expected in why, why
+
+
+# --- the armed/disarmed protocol
+
+
+def armed(protocol: GuardProtocol) -> bool:
+    return protocol.armed
+
+
+def test_the_guard_starts_disarmed_and_follows_the_agent() -> None:
+    protocol = GuardProtocol()
+    assert protocol.verdict()[0] is False
+    [message] = protocol.feed(b"ARM\n")
+    assert armed(protocol) and message.startswith("armed: ")
+    assert protocol.feed(b"ARM\n") == []  # no change, nothing to log
+    stop, why = protocol.verdict()
+    assert stop and "held the leader key" in why
+    [message] = protocol.feed(b"DISARM\n")
+    assert not armed(protocol) and message.startswith("disarmed: ")
+    stop, why = protocol.verdict()
+    assert not stop and "left alone" in why
+
+
+def test_lines_may_arrive_in_pieces_and_together() -> None:
+    protocol = GuardProtocol()
+    assert protocol.feed(b"AR") == []
+    assert not armed(protocol)
+    assert len(protocol.feed(b"M\nDISARM\nARM\n")) == 3
+    assert armed(protocol)
+
+
+def test_a_partial_last_line_changes_nothing() -> None:
+    protocol = GuardProtocol()
+    protocol.feed(b"ARM\nDISAR")  # the agent died in the middle of a write
+    assert protocol.verdict()[0] is True
+    protocol = GuardProtocol()
+    protocol.feed(b"ARM")
+    assert protocol.verdict()[0] is False
+
+
+def test_unknown_lines_are_reported_and_ignored() -> None:
+    protocol = GuardProtocol()
+    [message] = protocol.feed(b"ARM\nSELF-DESTRUCT\n\n")[1:]
+    assert "unknown request 'SELF-DESTRUCT'" in message
+    assert armed(protocol)
+
+
+# --- a stand-in postmaster
+
+FAKE_POSTMASTER = """
+import os, signal, sys, time
+data = sys.argv[sys.argv.index("-D") + 1]
+mode = sys.argv[-1]
+if mode == "stubborn":  # ignores the fast shutdown, obeys the immediate one
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+elif mode == "deaf":  # ignores both
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+with open(os.path.join(data, "postmaster.pid.tmp"), "w") as f:
+    f.write(f"{os.getpid()}\\n{data}\\n")
+os.rename(os.path.join(data, "postmaster.pid.tmp"), os.path.join(data, "postmaster.pid"))
+while True:
+    time.sleep(0.05)
+"""
+
+
+class FakePostmaster:
+    def __init__(self, base: Path, mode: str = "obedient") -> None:
+        self.data_dir = base / "data"
+        self.data_dir.mkdir(exist_ok=True)
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        bin_dir = base / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        postgres = bin_dir / "postgres"
+        if not postgres.exists():
+            postgres.symlink_to(sys.executable)
+        self.process = subprocess.Popen(
+            [str(postgres), "-c", FAKE_POSTMASTER, "-D", str(self.data_dir), mode],
+            cwd=self.data_dir,
+        )
+        deadline = time.monotonic() + 10
+        while not (self.data_dir / "postmaster.pid").exists():
+            assert time.monotonic() < deadline, "the stand-in postmaster did not start"
+            assert self.process.poll() is None, "the stand-in postmaster exited"
+            time.sleep(0.01)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def gone(self) -> bool:
+        return self.process.poll() is not None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def postmasters(tmp_path: Path) -> Iterator[list[FakePostmaster]]:
+    made: list[FakePostmaster] = []
+    yield made
+    for p in made:
+        p.stop()
+
+
+def fake(postmasters: list[FakePostmaster], base: Path, mode: str = "obedient") -> FakePostmaster:
+    postmaster = FakePostmaster(base, mode)
+    postmasters.append(postmaster)
+    return postmaster
+
+
+def test_the_stand_in_passes_the_check(tmp_path: Path, postmasters: list[FakePostmaster]) -> None:
+    postmaster = fake(postmasters, tmp_path)
+    assert verified_postmaster(postmaster.data_dir) == (postmaster.pid, "")
+
+
+def test_fast_shutdown_first(tmp_path: Path, postmasters: list[FakePostmaster]) -> None:
+    postmaster = fake(postmasters, tmp_path)
+    started = time.monotonic()
+    assert stop_postgres(postmaster.data_dir, fast_grace=5.0, immediate_grace=5.0)
+    assert time.monotonic() - started < 4.0
+    postmaster.process.wait(5)
+    assert postmaster.process.returncode == -signal.SIGINT
+
+
+def test_immediate_shutdown_when_the_fast_one_does_not_end_it(
+    tmp_path: Path, postmasters: list[FakePostmaster], caplog: pytest.LogCaptureFixture
+) -> None:
+    postmaster = fake(postmasters, tmp_path, "stubborn")
+    assert stop_postgres(postmaster.data_dir, fast_grace=0.5, immediate_grace=5.0)
+    postmaster.process.wait(5)
+    assert postmaster.process.returncode == -signal.SIGQUIT
+    assert "immediate shutdown (SIGQUIT)" in caplog.text
+
+
+def test_a_postmaster_that_ignores_both_is_reported(
+    tmp_path: Path, postmasters: list[FakePostmaster], caplog: pytest.LogCaptureFixture
+) -> None:
+    postmaster = fake(postmasters, tmp_path, "deaf")
+    assert not stop_postgres(postmaster.data_dir, fast_grace=0.3, immediate_grace=0.3)
+    assert not postmaster.gone()
+    assert "giving up" in caplog.text
+
+
+def test_a_recycled_pid_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (data / "postmaster.pid").write_text(f"{other.pid}\n{data}\n")
+        pid, why = verified_postmaster(data)
+        assert pid is None and "is not a PostgreSQL server" in why
+        assert stop_postgres(data, fast_grace=0.2, immediate_grace=0.2)
+        assert other.poll() is None, "a process that is not the postmaster was signalled"
+        assert "nothing to stop" in caplog.text
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_no_postmaster_nothing_to_do(tmp_path: Path) -> None:
+    assert verified_postmaster(tmp_path)[0] is None
+    (tmp_path / "postmaster.pid").write_text("999999999\n")
+    pid, why = verified_postmaster(tmp_path)
+    assert pid is None and "does not run" in why
+    assert stop_postgres(tmp_path, fast_grace=0.1, immediate_grace=0.1)
+
+
+def test_a_zombie_is_not_alive() -> None:
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 5
+    while process_alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not process_alive(child.pid)  # exited, not reaped yet
+    child.wait()
+
+
+# --- the guard process, driven as the agent drives it
+
+
+def settings_for(data_dir: Path, **watchdog: object) -> Settings:
+    return Settings(
+        scope="test",
+        name="node1",
+        postgresql=PostgresqlSettings(data_dir=data_dir),
+        watchdog=WatchdogSettings(mode="off", **watchdog),  # type: ignore[arg-type]
+        log=LogSettings(level="INFO"),
+    )
+
+
+def guard_fds(pid: int) -> dict[int, str]:
+    fds = {}
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            fds[int(entry.name)] = os.readlink(entry)
+        except OSError:
+            continue
+    return fds
+
+
+def environ_of(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def settled_fds(pid: int) -> dict[int, str]:
+    """The guard's descriptors once it let go of stdout (right after its READY)."""
+    deadline = time.monotonic() + 10
+    while guard_fds(pid).get(1) != os.devnull and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return guard_fds(pid)
+
+
+async def started_guard(data_dir: Path) -> AgentDeathGuard:
+    return await AgentDeathGuard.start(guard_argv(settings_for(data_dir), agent_pid=os.getpid()))
+
+
+async def wait_exit(guard: AgentDeathGuard, timeout: float = 15.0) -> int:
+    return await asyncio.wait_for(guard.process.wait(), timeout)
+
+
+async def test_the_guard_holds_only_its_pipe_and_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HAAGENT_SUPERUSER_PASSWORD", "s3cret")
+    monkeypatch.setenv("PGPASSWORD", "s3cret")
+    guard = await started_guard(tmp_path)
+    try:
+        assert b"s3cret" not in environ_of(guard.pid)
+        fds = settled_fds(guard.pid)
+        assert set(fds) == {0, 1, 2}, fds
+        assert fds[0].startswith("pipe:") and fds[1] == os.devnull
+        assert os.getsid(guard.pid) == guard.pid  # its own session
+        assert guard_pids(tmp_path) == [guard.pid]
+    finally:
+        await guard.close()
+    assert guard.process.returncode == 0
+    assert guard_pids(tmp_path) == []
+
+
+async def test_armed_guard_stops_postgres_when_the_pipe_closes(
+    tmp_path: Path, postmasters: list[FakePostmaster]
+) -> None:
+    postmaster = fake(postmasters, tmp_path)
+    guard = await started_guard(postmaster.data_dir)
+    assert guard.set_armed(True) and guard.armed
+    await asyncio.sleep(0.2)
+    # The agent dies: its end of the pipe is closed without a DISARM.
+    assert guard.process.stdin is not None
+    guard.process.stdin.close()
+    assert await wait_exit(guard) == 0
+    postmaster.process.wait(10)
+    assert postmaster.process.returncode == -signal.SIGINT
+
+
+async def test_disarmed_guard_leaves_postgres_alone(
+    tmp_path: Path, postmasters: list[FakePostmaster]
+) -> None:
+    postmaster = fake(postmasters, tmp_path)
+    guard = await started_guard(postmaster.data_dir)
+    guard.set_armed(True)
+    guard.set_armed(False)
+    assert guard.process.stdin is not None
+    guard.process.stdin.close()
+    assert await wait_exit(guard) == 0
+    await asyncio.sleep(0.3)
+    assert not postmaster.gone()
+
+
+async def test_a_clean_close_disarms_first(
+    tmp_path: Path, postmasters: list[FakePostmaster]
+) -> None:
+    postmaster = fake(postmasters, tmp_path)
+    guard = await started_guard(postmaster.data_dir)
+    guard.set_armed(True)
+    await guard.close()
+    assert guard.process.returncode == 0
+    await asyncio.sleep(0.3)
+    assert not postmaster.gone()
+
+
+async def test_a_dead_guard_is_noticed_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    guard = await started_guard(tmp_path)
+    guard.process.kill()
+    await wait_exit(guard)
+    assert not guard.set_armed(True)
+    assert not guard.set_armed(True)
+    assert caplog.text.count("agent-death guard (pid") == 1
+    await guard.close()
+
+
+async def test_a_guard_that_cannot_start_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(GuardError, match="exited at once"):
+        await AgentDeathGuard.start([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(GuardError, match="unexpected answer"):
+        await AgentDeathGuard.start([sys.executable, "-c", "print('hello')"])
+    with pytest.raises(GuardError, match="cannot run"):
+        await AgentDeathGuard.start([str(tmp_path / "no-such-python")])
+
+
+async def test_start_guard_warns_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    assert await start_guard(settings_for(tmp_path)) is None
+    assert "agent-death guard could not be started" in caplog.text
+    assert await start_guard(settings_for(tmp_path, agent_death_guard=False)) is None
+    assert "agent-death guard disabled" in caplog.text
+
+
+def test_the_command_line_carries_the_log_settings(tmp_path: Path) -> None:
+    s = settings_for(tmp_path / "data")
+    argv = guard_argv(s, agent_pid=1234, python="/usr/bin/python3")
+    assert argv[:3] == ["/usr/bin/python3", "-m", "haagent.watchdog.guard"]
+    assert argv[argv.index("--data-dir") + 1] == str(tmp_path / "data")
+    assert argv[argv.index("--agent-pid") + 1] == "1234"
+    assert "--log-file" not in argv
+    logged = Settings(
+        scope=s.scope, name=s.name, postgresql=s.postgresql, log=LogSettings(dir=tmp_path)
+    )
+    argv = guard_argv(logged, agent_pid=1234)
+    assert argv[argv.index("--log-file") + 1] == str(tmp_path / "haagent.log")
+
+
+# --- the watchdog the HA loop gets
+
+
+class FakeWatchdog:
+    def __init__(self, arms: bool = True) -> None:
+        self.arms = arms
+        self.calls: list[str] = []
+
+    def can_be_leader(self) -> tuple[bool, str | None]:
+        return True, None
+
+    def arm(self) -> bool:
+        self.calls.append("arm")
+        return self.arms
+
+    def keepalive(self) -> bool:
+        self.calls.append("keepalive")
+        return False
+
+    def disarm(self) -> None:
+        self.calls.append("disarm")
+
+    def reconfigure(self, ttl: int, loop_wait: int) -> None:
+        self.calls.append(f"reconfigure {ttl} {loop_wait}")
+
+    def describe(self) -> str:
+        return "off"
+
+
+class FakeGuard:
+    def __init__(self) -> None:
+        self.states: list[bool] = []
+
+    def set_armed(self, armed: bool) -> bool:
+        self.states.append(armed)
+        return True
+
+
+def guarded(arms: bool = True, paused: bool = False) -> tuple[GuardedWatchdog, FakeGuard]:
+    guard = FakeGuard()
+    return GuardedWatchdog(FakeWatchdog(arms), guard, paused=lambda: paused), guard
+
+
+def test_the_guard_is_armed_with_the_watchdog_and_on_each_renewal() -> None:
+    control, guard = guarded()
+    protocol_view: WatchdogControl = control  # mypy checks the protocol
+    assert protocol_view.arm() is True
+    assert protocol_view.keepalive() is False  # the watchdog's answer (mode off)
+    protocol_view.disarm()
+    assert guard.states == [True, True, False]
+    protocol_view.reconfigure(10, 2)
+    assert protocol_view.describe() == "off"
+    assert protocol_view.can_be_leader() == (True, None)
+    assert isinstance(control.watchdog, FakeWatchdog)
+    assert control.watchdog.calls == ["arm", "keepalive", "disarm", "reconfigure 10 2"]
+
+
+def test_no_guard_when_the_watchdog_refuses_to_arm() -> None:
+    control, guard = guarded(arms=False)
+    assert control.arm() is False
+    assert guard.states == []
+
+
+def test_never_armed_in_maintenance_mode() -> None:
+    control, guard = guarded(paused=True)
+    control.arm()
+    control.keepalive()
+    control.disarm()
+    assert guard.states == [False, False, False]
