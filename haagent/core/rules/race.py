@@ -125,7 +125,8 @@ def decide_race(s: Snapshot) -> Decision:
             )
         ahead = peer_ahead(s)
         if ahead is not None:
-            return idle(s, Code.PEER_AHEAD, f"{ahead} is further ahead, preferred or still a primary: not racing")
+            text = f"{ahead} is further ahead, preferred or still a primary: not racing"
+            return idle(s, Code.PEER_AHEAD, text)
     actions: list[Action] = [TakeLeaderKey(), ArmWatchdog()]
     if pg.in_recovery:
         actions += [Promote(), AppendHistory("switchover" if chosen else "failover")]
