@@ -176,6 +176,10 @@ FAKE_POSTMASTER = """
 import os, signal, sys, time
 data = sys.argv[sys.argv.index("-D") + 1]
 mode = sys.argv[-1]
+# Like PostgreSQL, set our own handlers: a shell's background job inherits SIGINT and
+# SIGQUIT ignored, and Python keeps an ignored SIGINT ignored.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 if mode == "stubborn":  # ignores the fast shutdown, obeys the immediate one
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 elif mode == "deaf":  # ignores both
