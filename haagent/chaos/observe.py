@@ -58,6 +58,42 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(10)
 
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- reading the samples
+
+    def overlaps(self) -> list[Sample]:
+        """Samples in which more than one node accepted writes (split brain)."""
+        return [s for s in self.samples if len(s.writable) > 1]
+
+    def seen(self, writable: set[str], times: int = 3) -> bool:
+        """True once exactly `writable` accepted writes in at least `times` samples."""
+        return sum(1 for s in self.samples if s.writable == writable) >= times
+
+    def writable_times(self, name: str, after: float = 0.0) -> list[float]:
+        return [s.at for s in self.samples if s.at >= after and name in s.writable]
+
+    def first_writable(self, name: str, after: float) -> float | None:
+        return next(iter(self.writable_times(name, after)), None)
+
+    def last_writable(self, name: str) -> float | None:
+        return max(self.writable_times(name), default=None)
+
+    def changes(self, since: float) -> str:
+        """Each change of the writable set, timed from `since` (for failure messages)."""
+        lines: list[str] = []
+        previous: frozenset[str] | None = None
+        for s in self.samples:
+            if s.writable != previous:
+                lines.append(f"{s.at - since:+.2f}s {sorted(s.writable)}")
+                previous = s.writable
+        return "\n".join(lines)
+
     def _ask(self, node: LabNode, conns: dict[str, psycopg.Connection[Any] | None]) -> bool | None:
         conn = conns.get(node.name)
         try:

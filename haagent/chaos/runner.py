@@ -189,7 +189,7 @@ def run_scenario(
                 failures.append(f"{name}'s data directory was replaced (PG_VERSION inode changed)")
         logs = {n: log_since(lab.nodes[n].base / "haagent.log", offsets[n]) for n in lab.nodes}
         samples = observers.sampler.samples
-        split = [s for s in samples if len(s.writable) > 1]
+        split = observers.sampler.overlaps()
         if split:
             failures.append(
                 f"{len(split)} samples saw several nodes accepting writes, first at "

@@ -18,100 +18,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from haagent.lab.cluster import LAB_PASSWORD, LabCluster, LabNode
+from haagent.chaos.observe import Sampler, socket_dsn
+from haagent.lab.cluster import LabCluster, LabNode
 from haagent.watchdog.guard import process_alive
 from haagent.watchdog.guard_client import guard_pids
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TTL, LOOP_WAIT = 10, 2  # lab_factory's timings
-SAMPLE_EVERY = 0.1
 ARMED, DISARMED = "): armed: ", "): disarmed: "  # the guard's lines, after its pid
-
-
-def socket_dsn(node: LabNode) -> str:
-    """The node's unix socket (its unix_socket_directories is its base directory)."""
-    return (
-        f"host={node.base} port={node.pg_port} user=postgres password={LAB_PASSWORD} "
-        "dbname=postgres connect_timeout=1"
-    )
-
-
-@dataclass
-class Sampler:
-    """Every 100 ms: which nodes' PostgreSQL accept writes (over their unix sockets)."""
-
-    nodes: Sequence[LabNode]
-    samples: list[tuple[float, frozenset[str]]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> Sampler:
-        self._thread = threading.Thread(target=self._run, name="writable-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        conns: dict[str, psycopg.Connection[Any] | None] = {n.name: None for n in self.nodes}
-        while not self._stop.is_set():
-            started = time.monotonic()
-            writable: set[str] = set()
-            for node in self.nodes:
-                conn = conns[node.name]
-                try:
-                    if conn is None or conn.closed:
-                        conn = psycopg.connect(
-                            socket_dsn(node), autocommit=True, options="-c statement_timeout=1000"
-                        )
-                        conns[node.name] = conn
-                    row = conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()
-                    if row is not None and row[0] is True:
-                        writable.add(node.name)
-                except psycopg.Error:
-                    if conn is not None:
-                        conn.close()
-                    conns[node.name] = None
-            self.samples.append((started, frozenset(writable)))
-            self._stop.wait(max(0.0, SAMPLE_EVERY - (time.monotonic() - started)))
-        for conn in conns.values():
-            if conn is not None:
-                conn.close()
-
-    def seen(self, writable: set[str], times: int = 3) -> bool:
-        return sum(1 for _, s in self.samples if s == writable) >= times
-
-    def changes(self, since: float) -> str:
-        """Each change of the writable set, timed from `since` (for failure messages)."""
-        lines, previous = [], None
-        for t, nodes in self.samples:
-            if nodes != previous:
-                lines.append(f"{t - since:+.2f}s {sorted(nodes)}")
-                previous = nodes
-        return "\n".join(lines)
-
-    def overlaps(self) -> list[tuple[float, frozenset[str]]]:
-        return [(t, s) for t, s in self.samples if len(s) > 1]
-
-    def first_writable(self, name: str, after: float) -> float | None:
-        return next((t for t, s in self.samples if t >= after and name in s), None)
-
-    def last_writable(self, name: str) -> float | None:
-        return max((t for t, s in self.samples if name in s), default=None)
 
 
 def make_lab(lab_factory: Callable[..., LabCluster], **watchdog: Any) -> LabCluster:

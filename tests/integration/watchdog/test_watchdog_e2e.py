@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 
+from haagent.chaos.observe import Sampler
 from haagent.lab.cluster import LabCluster, LabNode
 from haagent.watchdog.harness import read_events
 
@@ -38,60 +38,6 @@ TTL = 10
 DEVICE_TIMEOUT = 5  # ttl - safety_margin
 SAMPLE_EVERY = 0.1
 REQUIRED_UNAVAILABLE = "watchdog_required_unavailable"
-
-
-@dataclass
-class Sampler:
-    """Every 100 ms: which nodes' PostgreSQL accept writes (persistent connections)."""
-
-    nodes: Sequence[LabNode]
-    samples: list[tuple[float, frozenset[str]]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="writable-sampler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        conns: dict[str, psycopg.Connection[Any] | None] = {n.name: None for n in self.nodes}
-        while not self._stop.is_set():
-            started = time.monotonic()
-            writable: set[str] = set()
-            for node in self.nodes:
-                conn = conns[node.name]
-                try:
-                    if conn is None or conn.closed:
-                        conn = psycopg.connect(
-                            node.dsn,
-                            connect_timeout=1,
-                            autocommit=True,
-                            options="-c statement_timeout=1000",
-                        )
-                        conns[node.name] = conn
-                    row = conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()
-                    if row is not None and row[0] is True:
-                        writable.add(node.name)
-                except psycopg.Error:
-                    if conn is not None:
-                        conn.close()
-                    conns[node.name] = None
-            self.samples.append((started, frozenset(writable)))
-            self._stop.wait(max(0.0, SAMPLE_EVERY - (time.monotonic() - started)))
-        for conn in conns.values():
-            if conn is not None:
-                conn.close()
-
-    def overlaps(self) -> list[tuple[float, frozenset[str]]]:
-        return [(t, s) for t, s in self.samples if len(s) > 1]
-
-    def first_writable(self, name: str, after: float) -> float | None:
-        return next((t for t, s in self.samples if t >= after and name in s), None)
 
 
 @dataclass
@@ -197,8 +143,7 @@ def fail_primary(
     try:
         lab.wait_for(
             lambda: (
-                sum(1 for _, s in sampler.samples if s == {old}) >= 3
-                and sum(1 for _, name in watcher.samples if name == old) >= 3
+                sampler.seen({old}) and sum(1 for _, name in watcher.samples if name == old) >= 3
             ),
             "the sampler and the watcher to see the primary",
             10,
@@ -247,7 +192,7 @@ def fail_primary(
     assert observed.key_held_after_reset > reset_at, observed
     assert reset_at < key_free_at <= new_leader_at, observed
     assert reset_at < new_writable_at, observed
-    assert [t for t, s in sampler.samples if t > reset_at and old in s] == []
+    assert [t for t in sampler.writable_times(old) if t > reset_at] == []
     assert sampler.overlaps() == [], "two nodes accepted writes at once"
     return observed
 
@@ -362,6 +307,6 @@ def test_required_watchdog_without_a_device_never_leads_and_says_why(lab: LabClu
         sampler.stop()
         watcher.stop()
     assert [t for t, name in watcher.samples if name == broken.name] == []
-    assert [t for t, s in sampler.samples if broken.name in s] == []
+    assert sampler.writable_times(broken.name) == []
     assert sampler.overlaps() == []
     assert read_events(broken.watchdog_events, "open") == []  # it never even tried to arm
