@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from haagent.config.model import DynamicConfig, DynamicPostgresql
+from haagent.config.timing import MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, adjust_timings
 from haagent.config.parse import (
     MISSING,
     Context,
@@ -70,22 +71,17 @@ def parse_dynamic(ctx: Context, prefix: str, data: object) -> DynamicConfig:
             "standby clusters are not supported yet",
             "no standby_cluster section",
         )
-    ttl = section.get_seconds("ttl", 30, minimum=2)
-    loop_wait = section.get_seconds("loop_wait", 10, minimum=1)
-    retry_timeout = section.get_seconds("retry_timeout", 10, minimum=1)
-    if loop_wait + 2 * retry_timeout > ttl:
-        needed = loop_wait + 2 * retry_timeout
-        raise ctx.error(
-            section.key("ttl"),
-            f"ttl {ttl} is shorter than loop_wait {loop_wait} + 2 * retry_timeout "
-            f"{retry_timeout} = {needed}",
-            f"loop_wait + 2 * retry_timeout <= ttl (raise ttl to {needed} or more, "
-            "or lower loop_wait / retry_timeout)",
-        )
+    timings, adjusted = adjust_timings(
+        section.get_seconds("ttl", 30, minimum=MIN_TTL),
+        section.get_seconds("loop_wait", 10, minimum=MIN_LOOP_WAIT),
+        section.get_seconds("retry_timeout", 10, minimum=MIN_RETRY_TIMEOUT),
+    )
+    if adjusted is not None:
+        ctx.warn(section.key("ttl"), adjusted)
     result = DynamicConfig(
-        ttl=ttl,
-        loop_wait=loop_wait,
-        retry_timeout=retry_timeout,
+        ttl=timings.ttl,
+        loop_wait=timings.loop_wait,
+        retry_timeout=timings.retry_timeout,
         maximum_lag_on_failover=_bytes(section, "maximum_lag_on_failover", 1048576),
         maximum_lag_on_syncnode=_bytes(section, "maximum_lag_on_syncnode", -1, minimum=-1),
         primary_start_timeout=_aliased_seconds(section, "primary_start_timeout", 300),

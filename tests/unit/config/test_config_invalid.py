@@ -142,13 +142,7 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "bootstrap.dcs.ttl",
         "expected an integer number of seconds",
     ),
-    (
-        "timing-rule",
-        setting("bootstrap.dcs.retry_timeout", 15),
-        "bootstrap.dcs.ttl",
-        "loop_wait 10 + 2 * retry_timeout 15 = 40",
-    ),
-    ("ttl-too-small", setting("bootstrap.dcs.ttl", 1), "bootstrap.dcs.ttl", ">= 2"),
+    ("ttl-too-small", setting("bootstrap.dcs.ttl", 1), "bootstrap.dcs.ttl", ">= 3"),
     ("loop-wait-zero", setting("bootstrap.dcs.loop_wait", 0), "bootstrap.dcs.loop_wait", ">= 1"),
     (
         "quorum",

@@ -391,7 +391,7 @@ def test_dynamic_config_from_etcd_keeps_unknown_keys() -> None:
 @pytest.mark.parametrize(
     ("stored", "key"),
     [
-        ({"ttl": 10, "loop_wait": 10, "retry_timeout": 10}, "config.ttl"),
+        ({"ttl": 1, "loop_wait": 1, "retry_timeout": 1}, "config.ttl"),
         ({"synchronous_mode": "quorum"}, "config.synchronous_mode"),
         ({"synchronous_node_count": 0}, "config.synchronous_node_count"),
         ({"slots": {"Bad-Name": {}}}, "config.slots.Bad-Name"),
