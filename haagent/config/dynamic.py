@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from haagent.config.model import DynamicConfig, DynamicPostgresql
-from haagent.config.timing import MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, adjust_timings
 from haagent.config.parse import (
     MISSING,
     Context,
@@ -26,6 +25,7 @@ from haagent.config.parse import (
     parse_mapping,
     parse_str_list,
 )
+from haagent.config.timing import MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, adjust_timings
 
 log = logging.getLogger("haagent.config")
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from haagent.config import tags as tag_rules
+
 WatchdogMode = Literal["off", "automatic", "required"]
 WatchdogDriver = Literal["linux", "testing"]
 VerifyClient = Literal["none", "optional", "required"]
@@ -189,9 +191,22 @@ class Tags:
     # Every tag as written, including user-defined ones (published in the member key).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
+    def _as_written(self) -> Mapping[str, Any]:
+        """The tags as a mapping for `tag_rules`: as written in the file, or (for settings
+        built in code) the fields, a false boolean counting as not written."""
+        if self.raw:
+            return self.raw
+        fields: dict[str, Any] = {"failover_priority": self.failover_priority}
+        fields.update((k, True) for k in ("nofailover", "nosync") if getattr(self, k))
+        return fields
+
     @property
     def can_be_leader(self) -> bool:
-        return not self.nofailover and self.failover_priority > 0
+        return not tag_rules.nofailover(self._as_written())
+
+    @property
+    def sync_priority(self) -> int:
+        return tag_rules.sync_priority(self._as_written())
 
 
 @dataclass(frozen=True)

@@ -321,6 +321,7 @@ def parse_tags(section: Section) -> Tags:
         "failover_priority", 1, what="a priority (0 = never promote)", minimum=0
     )
     nofailover = section.get_bool("nofailover", False)
+    section.get_int("sync_priority", 1, what="a priority (0 = never synchronous)")
     if nofailover and section.has("failover_priority") and failover_priority > 0:
         section.ctx.warn(
             section.key("failover_priority"), "ignored: nofailover is true, so never promoted"

@@ -3,10 +3,13 @@
 Ordering contract (the executor relies on it, `decide` guarantees it):
 - a decision's actions run in the order given; the first failure skips the rest
   and its outcome is fed into the next snapshot (the loop then decides again at once);
-- `KeepaliveWatchdog` comes only after a successful `RenewLeaderKey` or `TakeLeaderKey`
-  in the same decision;
-- `ArmWatchdog` comes before `Promote`, and `TakeLeaderKey` before both;
-- a primary stops accepting writes (`Demote`, `StopPostgres`) before `ReleaseLeaderKey`;
+- fencing (watchdog keepalive, lease fence deadline) is extended by the engine's lease
+  keeper after each successful renewal of the leader key, and by nothing else;
+- `TakeLeaderKey` or `RenewLeaderKey`, then `ArmFencing`, before `Promote` or
+  `StartPostgres("primary")`: PostgreSQL never runs as a primary unfenced;
+- a primary stops accepting writes (`Demote`, `StopPostgres`) before `ReleaseLeaderKey`,
+  and `DisarmFencing` only once PostgreSQL is not a primary (the executor checks it;
+  maintenance mode excepted, where nothing is fenced);
 - the `sync` key names a standby only after `synchronous_standby_names` does
   (`SetSyncStandbys` then `WriteSyncKey`), and the reverse when removing one.
 Every action is idempotent and safe to retry.
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from haagent.postgres.sync import synchronous_standby_names
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -49,9 +54,7 @@ class TakeLeaderKey:
 
 @dataclass(frozen=True)
 class RenewLeaderKey:
-    """Keep the leader key; give up (fail) if not done by `deadline` (monotonic seconds)."""
-
-    deadline: float
+    """Make sure the leader key was renewed just now (the lease keeper renews it)."""
 
 
 @dataclass(frozen=True)
@@ -65,18 +68,18 @@ class KeepaliveLease:
 
 
 @dataclass(frozen=True)
-class ArmWatchdog:
-    pass
+class ArmFencing:
+    """Arm the watchdog and hand the lease fence the current lease (idempotent)."""
 
 
 @dataclass(frozen=True)
-class KeepaliveWatchdog:
-    pass
+class DisarmFencing:
+    """PostgreSQL is not a primary (or maintenance mode): disarm the watchdog and the fence."""
 
 
 @dataclass(frozen=True)
-class DisarmWatchdog:
-    pass
+class StopRenewing:
+    """Leave the leader key to expire without touching PostgreSQL (shutdown in pause)."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,13 @@ class Promote:
 
 @dataclass(frozen=True)
 class Demote:
-    """Stop accepting writes now (`mode`), then run as a replica of `leader` when known."""
+    """Stop accepting writes now (`mode`), then run as a replica of `leader` when known.
 
-    mode: StopMode
+    A fast shutdown stops writes as soon as an immediate one (every backend is
+    terminated at once) and lets the replicas receive the last WAL; the engine
+    escalates to immediate before the lease can expire."""
+
+    mode: StopMode = "fast"
     leader: str | None = None
 
 
@@ -158,6 +165,11 @@ class SetSyncStandbys:
     count: int
     strict: bool = False
 
+    @property
+    def value(self) -> str:
+        """The exact `synchronous_standby_names` value PostgreSQL gets."""
+        return synchronous_standby_names(self.members, self.count, strict=self.strict)
+
 
 @dataclass(frozen=True)
 class WriteSyncKey:
@@ -192,9 +204,9 @@ Action = (
     | RenewLeaderKey
     | ReleaseLeaderKey
     | KeepaliveLease
-    | ArmWatchdog
-    | KeepaliveWatchdog
-    | DisarmWatchdog
+    | ArmFencing
+    | DisarmFencing
+    | StopRenewing
     | CreateReplica
     | StartPostgres
     | StopPostgres

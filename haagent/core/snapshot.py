@@ -42,13 +42,16 @@ class LocalFacts:
     """What the engine remembers between cycles: outcomes of earlier actions."""
 
     role: Role = Role.UNINITIALIZED
-    # Monotonic time by which the leader key can expire at the earliest (last renewal sent + ttl).
+    # The earliest moment our leader key can expire (the last good renewal's send time + ttl).
     leader_lease_expires: float | None = None
-    renew_failed: bool = False
+    # Why the last renewal of the leader key failed; None after a success.
+    renew_failure: str | None = None
     # We won the initialize race and run the bootstrap.
     bootstrapping: bool = False
-    # Monotonic time since which PostgreSQL is down while we hold the key.
+    # Since when PostgreSQL is down while we hold the key.
     postgres_down_since: float | None = None
+    # Why the last start as the primary failed (PostgreSQL exited during startup).
+    start_failure: str | None = None
     # Why the last rewind failed (the data directory is kept until someone decides).
     rewind_failed: str | None = None
     replica_clone_failures: int = 0
@@ -56,10 +59,16 @@ class LocalFacts:
     failsafe_confirmed: bool = False
     # A leader in failsafe mode asked us to confirm it within ttl: do not race.
     failsafe_leader_seen: bool = False
+    # Since when this node has seen no leader key (for how long a switchover candidate
+    # may keep the others waiting).
+    leaderless_since: float | None = None
     shutdown_requested: bool = False
     manual: ManualRequest | None = None
     # The leader our PostgreSQL currently follows (as configured by the engine).
     following: str | None = None
+    # The primary's WAL position when each standby was named in synchronous_standby_names:
+    # it counts as synchronous (and enters the `sync` key) only once it has flushed it.
+    sync_named_at: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

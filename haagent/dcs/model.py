@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from haagent.config import tags as tag_rules
 from haagent.config.model import DynamicConfig
 
 
@@ -39,15 +40,19 @@ class Member:
 
     @property
     def nofailover(self) -> bool:
-        return bool(self.tags.get("nofailover", False))
+        return tag_rules.nofailover(self.tags)
 
     @property
     def failover_priority(self) -> int:
-        value = self.tags.get("failover_priority", 1)
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return 1
+        return tag_rules.failover_priority(self.tags)
+
+    @property
+    def nosync(self) -> bool:
+        return tag_rules.nosync(self.tags)
+
+    @property
+    def sync_priority(self) -> int:
+        return tag_rules.sync_priority(self.tags)
 
     @property
     def lsn(self) -> int | None:
@@ -88,6 +93,21 @@ class SyncState:
 
     def is_sync(self, name: str) -> bool:
         return name in self.sync_standby
+
+    @property
+    def active(self) -> bool:
+        """Synchronous replication is in force: the key names a leader (Patroni's rule)."""
+        return bool(self.leader)
+
+    def matches(self, name: str, *, check_leader: bool = False) -> bool:
+        """`name` is a listed standby (or the leader, with `check_leader`), case-insensitively
+        as PostgreSQL compares synchronous_standby_names; never when the key is not active."""
+        if not self.active:
+            return False
+        names = {n.lower() for n in self.sync_standby}
+        if check_leader and self.leader is not None:
+            names.add(self.leader.lower())
+        return name.lower() in names
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +35,7 @@ from haagent.engine.requests import (
     SwitchoverRequest,
 )
 from haagent.engine.status import PublishedStatus
+from haagent.watchdog.guard import boottime
 
 log = logging.getLogger("haagent.engine")
 
@@ -60,7 +60,7 @@ class LoopController:
         dcs: DCS,
         *,
         reload: Callable[[], str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = boottime,
     ) -> None:
         self.loop = loop
         self.dcs = dcs
@@ -151,7 +151,8 @@ class LoopController:
         self, old: str | None, candidate: str | None, verb: str
     ) -> RequestResult:
         config = self.loop.config
-        deadline = self._clock() + max(30.0, 2.0 * config.ttl)
+        wait = max(30.0, 2.0 * config.ttl)
+        deadline = self._clock() + wait
         while self._clock() < deadline:
             view = self.dcs.view()
             leader = view.leader_name
@@ -163,7 +164,7 @@ class LoopController:
                     503, f"{verb.split()[0]} failed: {status.reason_text or 'request cancelled'}"
                 )
             await asyncio.sleep(0.02)
-        return RequestResult(503, f"no new leader within {deadline:.0f}s: check `haactl list`")
+        return RequestResult(503, f"no new leader within {wait:.0f}s: check `haactl list`")
 
     async def _cancel_switchover(self) -> RequestResult:
         failover = self.dcs.view().failover

@@ -27,10 +27,12 @@ from haagent.dcs.protocol import DCS
 from haagent.engine.controller import LoopController
 from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient
-from haagent.engine.ports import WatchdogControl
+from haagent.engine.ports import LeaseFence
 from haagent.engine.postgres_adapter import make_postgres
 from haagent.engine.sdnotify import notify
-from haagent.watchdog.guard_client import GuardedWatchdog, start_guard
+from haagent.watchdog.guard import boottime
+from haagent.watchdog.guard_client import start_guard
+from haagent.watchdog.local_fence import LocalFence
 from haagent.watchdog.manager import Watchdog
 
 log = logging.getLogger("haagent")
@@ -91,11 +93,7 @@ class Daemon:
         dynamic = dcs.view().config or s.bootstrap.dcs
         watchdog.configure(dynamic.ttl, dynamic.loop_wait)
         guard = await start_guard(s)
-        control: WatchdogControl = watchdog
-        if guard is not None:
-            control = GuardedWatchdog(
-                watchdog, guard, paused=lambda: (dcs.view().config or s.bootstrap.dcs).pause
-            )
+        fence: LeaseFence = guard if guard is not None else LocalFence(s.postgresql.data_dir)
         auth = s.restapi.authentication
         peers = HttpPeerClient(
             auth=aiohttp.BasicAuth(auth.username, auth.password or "") if auth else None,
@@ -107,11 +105,21 @@ class Daemon:
             metrics.record_decision(str(decision.reason.code))
             metrics.observe_loop(seconds)
 
-        loop = HaLoop(s, dcs, pg, control, peers, version=__version__, on_decision=on_decision)
+        loop = HaLoop(
+            s,
+            dcs,
+            pg,
+            watchdog,
+            peers,
+            fence=fence,
+            clock=boottime,
+            version=__version__,
+            on_decision=on_decision,
+        )
         self.loop = loop
         api = RestApiServer(
             s.restapi,
-            LoopController(loop, dcs, reload=self.reload),
+            LoopController(loop, dcs, reload=self.reload, clock=boottime),
             scope=s.scope,
             name=s.name,
             metrics=metrics,
@@ -137,8 +145,15 @@ class Daemon:
                 await asyncio.wait_for(loop.shutdown(), max(30.0, float(dynamic.ttl)))
             except (TimeoutError, DCSError) as e:
                 log.error("clean shutdown did not finish: %s", e)
+            await loop.close()
             if guard is not None:
-                await guard.close()  # disarmed by the last cycle: it exits, PostgreSQL untouched
+                # Disarmed by the last cycle unless PostgreSQL may still be a primary: then
+                # the guard stops it as the pipe closes (a replica will take over).
+                await guard.close()
+            elif loop.fencing.armed:
+                # No guard: the in-agent fence stops PostgreSQL before we are gone.
+                loop.fencing.fire(None, "leaving while PostgreSQL may still run as a primary")
+                await asyncio.sleep(0.2)
             await api.stop()
             await peers.close()
             await dcs.close()

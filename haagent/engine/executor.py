@@ -18,14 +18,16 @@ from typing import Any
 from haagent.config import dynamic_config_to_dict
 from haagent.config.model import DynamicConfig, Settings
 from haagent.core import actions as a
-from haagent.core.rules.sync import render_synchronous_standby_names
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.dcs.errors import DCSError, DCSUnavailable
 from haagent.dcs.model import HistoryEntry
 from haagent.dcs.protocol import DCS
+from haagent.engine.fencing import Fencing
+from haagent.engine.lease import LeaseKeeper, RenewFailed
 from haagent.engine.member import member_data
-from haagent.engine.ports import PeerClient, PostgresControl, WatchdogControl
+from haagent.engine.ports import PeerClient, PostgresControl
 from haagent.engine.state import LoopState
+from haagent.postgres.errors import PostgresError, RewindError, StartError, StartTimeout
 from haagent.postgres.model import Upstream
 
 log = logging.getLogger("haagent.engine")
@@ -63,7 +65,8 @@ class Executor:
         settings: Settings,
         dcs: DCS,
         pg: PostgresControl,
-        watchdog: WatchdogControl,
+        fencing: Fencing,
+        keeper: LeaseKeeper,
         peers: PeerClient,
         state: LoopState,
         *,
@@ -73,7 +76,8 @@ class Executor:
         self.settings = settings
         self.dcs = dcs
         self.pg = pg
-        self.watchdog = watchdog
+        self.fencing = fencing
+        self.keeper = keeper
         self.peers = peers
         self.state = state
         self.clock = clock
@@ -89,9 +93,9 @@ class Executor:
             a.RenewLeaderKey: self._renew_leader,
             a.ReleaseLeaderKey: self._release_leader,
             a.KeepaliveLease: self._keepalive_lease,
-            a.ArmWatchdog: self._arm_watchdog,
-            a.KeepaliveWatchdog: self._keepalive_watchdog,
-            a.DisarmWatchdog: self._disarm_watchdog,
+            a.ArmFencing: self._arm_fencing,
+            a.DisarmFencing: self._disarm_fencing,
+            a.StopRenewing: self._stop_renewing,
             a.CreateReplica: self._create_replica,
             a.StartPostgres: self._start,
             a.StopPostgres: self._stop,
@@ -119,6 +123,7 @@ class Executor:
         done: list[a.Action] = []
         self._role = decision.role
         for action in decision.actions:
+            self.keeper.alive()
             try:
                 await self._handlers[type(action)](action, snapshot)
             except ActionFailed as e:
@@ -126,7 +131,7 @@ class Executor:
             except DCSUnavailable as e:
                 self._dcs_failed(e)
                 return Outcome(tuple(done), ActionFailed(action, str(e)), self.clock() - started)
-            except (DCSError, OSError, RuntimeError, ValueError, TimeoutError) as e:
+            except (DCSError, PostgresError, OSError, RuntimeError, ValueError, TimeoutError) as e:
                 log.warning("%s failed: %s", type(action).__name__, e)
                 return Outcome(tuple(done), ActionFailed(action, str(e)), self.clock() - started)
             done.append(action)
@@ -189,49 +194,43 @@ class Executor:
             await self._bounded(self.dcs.write_config(seed, expected_revision=0), "config key")
 
     async def _take_leader(self, action: a.TakeLeaderKey, s: Snapshot) -> None:
-        sent = self.clock()
-        if not await self._bounded(self.dcs.take_leader(), "take leader key"):
+        if not await self.keeper.take():
             raise ActionFailed(action, "another member holds the leader key")
-        self.state.leader_lease_expires = sent + self.config.ttl
-        self.state.renew_failed = False
+        self._dcs_ok()
 
     async def _renew_leader(self, action: a.RenewLeaderKey, s: Snapshot) -> None:
-        sent = self.clock()
-        budget = action.deadline - sent
-        if budget <= 0:
-            self.state.renew_failed = True
-            raise ActionFailed(action, "no time left to renew before the key may expire")
         try:
-            await asyncio.wait_for(self.dcs.renew_leader(), budget)
-        except TimeoutError as e:
-            self.state.renew_failed = True
-            self._dcs_failed(e)
-            raise ActionFailed(action, f"etcd did not answer within {budget:.1f}s") from e
-        except DCSError as e:
-            self.state.renew_failed = True
-            if isinstance(e, DCSUnavailable):
+            await self.keeper.renew()
+        except RenewFailed as e:
+            if not e.lost:
                 self._dcs_failed(e)
             raise ActionFailed(action, str(e)) from e
         self._dcs_ok()
-        self.state.leader_lease_expires = sent + self.config.ttl
-        self.state.renew_failed = False
 
     async def _release_leader(self, action: a.ReleaseLeaderKey, s: Snapshot) -> None:
-        await self._bounded(self.dcs.release_leader(), "release leader key")
-        self.state.leader_lease_expires = None
+        await self.keeper.release()
+        self._dcs_ok()
+
+    async def _stop_renewing(self, action: a.StopRenewing, s: Snapshot) -> None:
+        self.keeper.stop()
 
     async def _keepalive_lease(self, action: a.KeepaliveLease, s: Snapshot) -> None:
         await self._bounded(self.dcs.keepalive(), "lease keepalive")
 
-    async def _arm_watchdog(self, action: a.ArmWatchdog, s: Snapshot) -> None:
-        if not self.watchdog.arm():
-            raise ActionFailed(action, f"watchdog unusable: {self.watchdog.describe()}")
+    async def _arm_fencing(self, action: a.ArmFencing, s: Snapshot) -> None:
+        expires = self.keeper.expires
+        if expires is None:
+            raise ActionFailed(action, "no lease to fence by: the leader key is not held")
+        if not self.fencing.arm(expires):
+            raise ActionFailed(action, f"watchdog unusable: {self.fencing.describe()}")
 
-    async def _keepalive_watchdog(self, action: a.KeepaliveWatchdog, s: Snapshot) -> None:
-        self.watchdog.keepalive()
-
-    async def _disarm_watchdog(self, action: a.DisarmWatchdog, s: Snapshot) -> None:
-        self.watchdog.disarm()
+    async def _disarm_fencing(self, action: a.DisarmFencing, s: Snapshot) -> None:
+        if not self.config.pause:
+            pg = await self.pg.status()
+            if pg.running and not pg.in_recovery:
+                # The contract: fencing stays armed while PostgreSQL may be a primary.
+                raise ActionFailed(action, "PostgreSQL still runs as a primary: fencing stays")
+        self.fencing.disarm()
 
     def _upstream(self, s: Snapshot, name: str | None, action: a.Action) -> Upstream | None:
         upstream = upstream_of(s, name)
@@ -251,11 +250,25 @@ class Executor:
 
     async def _start(self, action: a.StartPostgres, s: Snapshot) -> None:
         upstream = self._upstream(s, action.leader, action)
-        await self.pg.start(action.role, upstream)
+        try:
+            await self.pg.start(action.role, upstream)
+        except StartError as e:
+            if action.role == "primary" and not isinstance(e, StartTimeout):
+                self.state.start_failure = str(e).splitlines()[0]
+            raise
+        self.state.start_failure = None
         self.state.following = action.leader if action.role == "replica" else None
 
+    def _stop_timeout(self) -> float | None:
+        """How long a fast shutdown may take before the immediate one: while we hold a lease
+        that the keeper renews, the usual pg_ctl_timeout; otherwise until the lease can expire."""
+        expires = self.keeper.expires
+        if self.keeper.keeping or expires is None:
+            return None
+        return max(1.0, expires - self.clock())
+
     async def _stop(self, action: a.StopPostgres, s: Snapshot) -> None:
-        await self.pg.stop(action.mode)
+        await self.pg.stop(action.mode, self._stop_timeout())
 
     async def _restart(self, action: a.RestartPostgres, s: Snapshot) -> None:
         await self.pg.restart(action.role, self._upstream(s, action.leader, action))
@@ -266,7 +279,8 @@ class Executor:
         self.state.following = None
 
     async def _demote(self, action: a.Demote, s: Snapshot) -> None:
-        await self.pg.demote(action.mode, self._upstream(s, action.leader, action))
+        upstream = self._upstream(s, action.leader, action)
+        await self.pg.demote(action.mode, upstream, self._stop_timeout())
         self.state.following = action.leader
 
     async def _follow(self, action: a.Follow, s: Snapshot) -> None:
@@ -274,15 +288,19 @@ class Executor:
         assert upstream is not None
         try:
             await self.pg.follow(upstream)
-        except Exception as e:
-            if type(e).__name__.startswith("Rewind"):
-                self.state.rewind_failed = str(e)
+        except RewindError as e:
+            self.state.rewind_failed = str(e)
             raise
         self.state.following = action.leader
         self.state.rewind_failed = None
 
     async def _checkpoint(self, action: a.Checkpoint, s: Snapshot) -> None:
-        await self.pg.checkpoint()
+        # Only to make the shutdown after it short: a CHECKPOINT that fails or takes too
+        # long (a stalled checkpointer) must not keep the primary from stopping.
+        try:
+            await self.pg.checkpoint()
+        except (PostgresError, OSError, RuntimeError, ValueError, TimeoutError) as e:
+            log.warning("CHECKPOINT before stopping failed, stopping anyway: %s", e)
 
     async def _append_history(self, action: a.AppendHistory, s: Snapshot) -> None:
         switch = await self.pg.last_timeline_switch()
@@ -313,8 +331,7 @@ class Executor:
         await self.pg.ensure_slots(sorted(self.state.slot_last_seen))
 
     async def _set_sync_standbys(self, action: a.SetSyncStandbys, s: Snapshot) -> None:
-        value = render_synchronous_standby_names(action.members, action.count, action.strict)
-        await self.pg.set_synchronous_standby_names(value)
+        await self.pg.set_synchronous_standby_names(action.value)
 
     async def _write_sync_key(self, action: a.WriteSyncKey, s: Snapshot) -> None:
         written = await self._bounded(

@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from haagent.config.model import DynamicConfig, Settings
+from haagent.config.timing import Timings
 from haagent.core import Snapshot, decide
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
@@ -24,11 +25,15 @@ from haagent.core.snapshot import Decision
 from haagent.dcs.errors import DCSError
 from haagent.dcs.protocol import DCS
 from haagent.engine.executor import Executor, Outcome
+from haagent.engine.fencing import Fencing, NoFence
+from haagent.engine.lease import LeaseKeeper
 from haagent.engine.member import postgres_state, published_role
-from haagent.engine.ports import PeerClient, PostgresControl, WatchdogControl
+from haagent.engine.ports import LeaseFence, PeerClient, PostgresControl, WatchdogControl
 from haagent.engine.state import LoopState
 from haagent.engine.status import PublishedStatus
 from haagent.postgres.model import PostgresStatus
+from haagent.postgres.sync import parse_synchronous_standby_names
+from haagent.watchdog.guard import boottime
 
 log = logging.getLogger("haagent.engine")
 
@@ -44,7 +49,8 @@ class HaLoop:
         watchdog: WatchdogControl,
         peers: PeerClient,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        fence: LeaseFence | None = None,
+        clock: Callable[[], float] = boottime,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         version: str = "",
         on_decision: Callable[[Decision, float], None] | None = None,
@@ -59,17 +65,45 @@ class HaLoop:
         self.on_decision = on_decision
         self.state = LoopState()
         self.peers = peers
-        self.executor = Executor(
-            settings, dcs, pg, watchdog, peers, self.state, clock=clock, version=version
-        )
         self.wake = asyncio.Event()
+        self.fencing = Fencing(watchdog, fence or NoFence(), self.timings, clock)
+        self.keeper = LeaseKeeper(
+            dcs,
+            self.fencing,
+            timings=self.timings,
+            failsafe=lambda: self.config.failsafe_mode,
+            clock=clock,
+            wake=self.wake.set,
+            stuck_after=self._stuck_after,
+        )
+        self.executor = Executor(
+            settings,
+            dcs,
+            pg,
+            self.fencing,
+            self.keeper,
+            peers,
+            self.state,
+            clock=clock,
+            version=version,
+        )
         self.cycle_done = asyncio.Event()
         self.config = settings.bootstrap.dcs
         self._applied_config: DynamicConfig | None = None
         self._last_reason: tuple[str, str] | None = None
         self._stopping = False
+        self._keeper_task: asyncio.Task[None] | None = None
         self.loop_count = 0
         self._status = self._initial_status()
+
+    def timings(self) -> Timings:
+        c = self.config
+        return Timings(c.ttl, c.loop_wait, c.retry_timeout)
+
+    def _stuck_after(self) -> float:
+        """No sign of life from the HA loop for this long: it is wedged (see lease.py)."""
+        c = self.config
+        return c.loop_wait + c.retry_timeout + 3 * self.settings.postgresql.pg_ctl_timeout + 30
 
     # --- published status
 
@@ -104,7 +138,7 @@ class HaLoop:
             role=published_role(role, pg),
             state=postgres_state(pg, role),
             holds_leader_key=holds_key,
-            leader_expires_at=self.state.leader_lease_expires if holds_key else None,
+            leader_expires_at=self.keeper.expires if holds_key else None,
             postgres=pg,
             cluster=self.dcs.view(),
             config=self.config,
@@ -119,8 +153,8 @@ class HaLoop:
             reason_code=str(decision.reason.code) if decision else previous.reason_code,
             reason_text=decision.reason.text if decision else previous.reason_text,
             pending_restart=pg.pending_restart,
-            watchdog=self.watchdog.describe(),
-            watchdog_failed=not self.watchdog.can_be_leader()[0],
+            watchdog=self.fencing.describe(),
+            watchdog_failed=not self.fencing.can_be_leader()[0],
             api_url=self.settings.restapi.api_url,
             conn_url=self.settings.postgresql.conn_url,
             version=self.version,
@@ -138,7 +172,7 @@ class HaLoop:
         self.executor.config = config
         self.dcs.set_ttl(config.ttl)
         self.dcs.set_retry_timeout(config.retry_timeout)
-        self.watchdog.reconfigure(config.ttl, config.loop_wait)
+        self.fencing.reconfigure(config.ttl, config.loop_wait)
         self.pg.set_dynamic_config(config)
         log.info(
             "dynamic config: ttl=%s loop_wait=%s retry_timeout=%s synchronous_mode=%s pause=%s",
@@ -152,6 +186,7 @@ class HaLoop:
     # --- one cycle
 
     async def observe(self) -> Snapshot:
+        self.keeper.alive()
         if not self.state.dcs_ok:
             try:
                 await asyncio.wait_for(self.dcs.refresh(), self.config.retry_timeout)
@@ -166,12 +201,23 @@ class HaLoop:
         pg = await self.pg.status()
         now = self.clock()
         view = self.dcs.view()
+        lease = self.keeper.facts()
+        if lease.lost and view.leader_name == self.settings.name:
+            # etcd said the key is not ours any more; the watch has not caught up yet.
+            view = replace(view, leader=None)
         holds = view.leader is not None and view.leader.name == self.settings.name
         if pg.running:
             self.state.postgres_down_since = None
         elif self.state.postgres_down_since is None and holds:
             self.state.postgres_down_since = now
-        ok, why = self.watchdog.can_be_leader()
+        if view.leader is not None:
+            self.state.leaderless_since = None
+        elif self.state.leaderless_since is None:
+            self.state.leaderless_since = now
+        if pg.running and pg.accepting and not pg.in_recovery:
+            _, _, names = parse_synchronous_standby_names(pg.synchronous_standby_names or "")
+            self.state.note_sync_names(names, pg.write_lsn)
+        ok, why = self.fencing.can_be_leader()
         return Snapshot(
             name=self.settings.name,
             now=now,
@@ -181,7 +227,7 @@ class HaLoop:
             cluster=view,
             dcs_ok=self.state.dcs_ok,
             postgres=pg,
-            local=self.state.facts(now, self.config.ttl),
+            local=self.state.facts(lease, now, self.config.ttl),
             watchdog_ok=ok,
             watchdog_reason=why,
             peers=self.state.peers,
@@ -204,9 +250,9 @@ class HaLoop:
         confirmed = await self.peers.confirm_failsafe(members, self.settings.name, timeout)
         self.state.failsafe_confirmed = confirmed
         if confirmed:
-            # Every member promised not to race for ttl: that is our lease now, so when
-            # etcd comes back the leader key is renewed rather than left to expire.
-            self.state.leader_lease_expires = asked + self.config.ttl
+            # Every member promised not to race for ttl: that is our lease now (the fence's
+            # deadline too), so when etcd comes back the leader key is renewed.
+            self.keeper.confirmed_by_failsafe(asked)
         log.info("failsafe: %s", "every member confirmed" if confirmed else "not confirmed")
 
     async def cycle(self) -> tuple[Decision, Outcome]:
@@ -248,7 +294,21 @@ class HaLoop:
 
     # --- the loop
 
+    def start_keeper(self) -> None:
+        """Start the lease keeper's background renewals (idempotent; `close()` stops it)."""
+        if self._keeper_task is None or self._keeper_task.done():
+            self._keeper_task = asyncio.create_task(self.keeper.run(), name="lease keeper")
+
+    async def close(self) -> None:
+        """Stop the lease keeper (after `shutdown()`): nothing renews the key any more."""
+        task, self._keeper_task = self._keeper_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def run(self) -> None:
+        self.start_keeper()
         immediate = 0
         while not self._stopping:
             try:
@@ -285,11 +345,11 @@ class HaLoop:
         self.pg.postmaster_died.clear()
 
     async def shutdown(self) -> None:
-        """Hand over cleanly: the last cycle stops PostgreSQL and releases the key."""
+        """Hand over cleanly: the last cycle stops PostgreSQL and releases the key.
+
+        Fencing stays armed unless that cycle confirmed PostgreSQL is no longer a
+        primary (or maintenance mode): the caller's guard then stops it on exit."""
         self._stopping = True
         self.state.shutdown_requested = True
         self.state.manual = None
-        try:
-            await self.cycle()
-        finally:
-            self.watchdog.disarm()
+        await self.cycle()

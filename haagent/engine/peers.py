@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from haagent.config import tags as tag_rules
 from haagent.core.snapshot import PeerPosition
 from haagent.dcs.model import Member
 
@@ -27,10 +28,7 @@ def position_from_status(name: str, body: Mapping[str, Any]) -> PeerPosition:
         known = [int(v) for v in values if isinstance(v, int)]
         lsn = max(known) if known else None
     tags = body.get("tags") or {}
-    try:
-        priority = int(tags.get("failover_priority", 1))
-    except (TypeError, ValueError):
-        priority = 1
+    priority = tag_rules.failover_priority(tags)
     return PeerPosition(
         name=name,
         reachable=True,
@@ -40,7 +38,7 @@ def position_from_status(name: str, body: Mapping[str, Any]) -> PeerPosition:
         in_recovery=role not in ("primary", "master"),
         failover_priority=priority,
         # A peer whose required watchdog is unusable cannot lead: it never counts as ahead.
-        nofailover=bool(tags.get("nofailover", False)) or bool(body.get("watchdog_failed")),
+        nofailover=tag_rules.nofailover(tags) or bool(body.get("watchdog_failed")),
     )
 
 

@@ -44,7 +44,11 @@ class PostgresControl(Protocol):
         self, role: Literal["primary", "replica"], upstream: Upstream | None
     ) -> None: ...
 
-    async def stop(self, mode: Literal["smart", "fast", "immediate"]) -> None: ...
+    async def stop(
+        self, mode: Literal["smart", "fast", "immediate"], timeout: float | None = None
+    ) -> None:
+        """Stop and wait until gone; past `timeout` (default pg_ctl_timeout) escalate."""
+        ...
 
     async def restart(
         self, role: Literal["primary", "replica"], upstream: Upstream | None
@@ -53,9 +57,14 @@ class PostgresControl(Protocol):
     async def promote(self) -> None: ...
 
     async def demote(
-        self, mode: Literal["smart", "fast", "immediate"], upstream: Upstream | None
+        self,
+        mode: Literal["smart", "fast", "immediate"],
+        upstream: Upstream | None,
+        timeout: float | None = None,
     ) -> None:
-        """Stop accepting writes now, then run as a replica of `upstream` (rewinding if needed)."""
+        """Stop accepting writes now (the postmaster is signalled first, nothing is asked of
+        it), escalating past `timeout`, then run as a replica of `upstream` (rewinding if
+        needed)."""
         ...
 
     async def follow(self, upstream: Upstream) -> None:
@@ -75,6 +84,25 @@ class PostgresControl(Protocol):
     async def remove_data_directory(self, reason: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class LeaseFence(Protocol):
+    """Stops PostgreSQL before the leader key's lease can expire, whatever the agent does.
+
+    Times are on the engine's clock (CLOCK_BOOTTIME in the daemon).  `hold` after every
+    renewal while PostgreSQL may run as a primary: a fast shutdown at `expires - margin`
+    unless a later `hold` moves it, an immediate one at `expires`.  `release` once
+    PostgreSQL is confirmed not to be a primary.
+    """
+
+    @property
+    def armed(self) -> bool: ...
+
+    def hold(self, expires: float, margin: float) -> bool:
+        """False when the fence is gone (its process died): the agent goes on without it."""
+        ...
+
+    def release(self) -> None: ...
 
 
 class WatchdogControl(Protocol):

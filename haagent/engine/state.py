@@ -2,6 +2,7 @@
 
 `LoopState` is mutable and owned by the loop; `facts()` freezes it into the
 `LocalFacts` a snapshot carries, so `decide` sees a value, never this object.
+The leader key's lease is the lease keeper's (`lease.py`), handed in as `LeaseFacts`.
 """
 
 from __future__ import annotations
@@ -10,20 +11,21 @@ from dataclasses import dataclass, field
 
 from haagent.core.roles import Role
 from haagent.core.snapshot import LocalFacts, ManualRequest, PeerPosition
+from haagent.engine.lease import LeaseFacts
 
 
 @dataclass
 class LoopState:
     role: Role = Role.UNINITIALIZED
-    leader_lease_expires: float | None = None
-    renew_failed: bool = False
     bootstrapping: bool = False
     postgres_down_since: float | None = None
+    start_failure: str | None = None
     rewind_failed: str | None = None
     replica_clone_failures: int = 0
     failsafe_confirmed: bool = False
-    # Monotonic time a leader last asked us to confirm it in failsafe mode (POST /failsafe).
+    # When a leader last asked us to confirm it in failsafe mode (POST /failsafe).
     failsafe_heard_at: float | None = None
+    leaderless_since: float | None = None
     shutdown_requested: bool = False
     manual: ManualRequest | None = None
     following: str | None = None
@@ -32,20 +34,34 @@ class LoopState:
     dcs_error: str | None = None
     dcs_last_seen_wall: float | None = None
     slot_last_seen: dict[str, float] = field(default_factory=dict)
+    sync_named_at: dict[str, int] = field(default_factory=dict)
 
-    def facts(self, now: float = 0.0, ttl: float = 30.0) -> LocalFacts:
+    def facts(self, lease: LeaseFacts, now: float = 0.0, ttl: float = 30.0) -> LocalFacts:
         heard = self.failsafe_heard_at
         return LocalFacts(
             failsafe_leader_seen=heard is not None and now - heard <= ttl,
             role=self.role,
-            leader_lease_expires=self.leader_lease_expires,
-            renew_failed=self.renew_failed,
+            leader_lease_expires=lease.expires,
+            renew_failure=lease.failure,
             bootstrapping=self.bootstrapping,
             postgres_down_since=self.postgres_down_since,
+            start_failure=self.start_failure,
             rewind_failed=self.rewind_failed,
             replica_clone_failures=self.replica_clone_failures,
             failsafe_confirmed=self.failsafe_confirmed,
+            leaderless_since=self.leaderless_since,
             shutdown_requested=self.shutdown_requested,
             manual=self.manual,
             following=self.following,
+            sync_named_at=dict(self.sync_named_at),
         )
+
+    def note_sync_names(self, names: list[str], position: int | None) -> None:
+        """Remember the primary's WAL position when each standby was first seen named in
+        synchronous_standby_names (a later position is stricter, so this is safe)."""
+        for name in list(self.sync_named_at):
+            if name not in names:
+                del self.sync_named_at[name]
+        if position is not None:
+            for name in names:
+                self.sync_named_at.setdefault(name, position)

@@ -217,18 +217,19 @@ class Postgres:
         self, upstream: Upstream | None, mode: StopMode = "fast", timeout: float | None = None
     ) -> str:
         """Stop a primary and start it as a standby of `upstream` (None: of no one yet),
-        rewinding first when its timeline diverged (RewindImpossible: left stopped)."""
-        timeout = self._default_timeout(timeout)
-        async with self._action(f"demote to follow {upstream}", 3 * timeout) as outcome:
+        rewinding first when its timeline diverged (RewindImpossible: left stopped).
+
+        The postmaster is signalled first, without asking PostgreSQL anything: a primary
+        that does not answer queries must stop accepting writes all the same.  The stop
+        escalates to immediate past `timeout` (default pg_ctl_timeout)."""
+        stop_timeout = self._default_timeout(timeout)
+        budget = self._default_timeout(None)
+        async with self._action(f"demote to follow {upstream}", stop_timeout + 2 * budget) as out:
             if self._ctl.postmaster() is not None:
-                rows = await self._ctl.sql("SELECT pg_is_in_recovery()", timeout, "demote")
-                if rows[0][0]:  # already a standby: just follow
-                    outcome.append(await self._follow(upstream, timeout))
-                    return "; ".join(outcome)
-                await self._ctl.stop(mode, timeout)
-                outcome.append(f"stopped ({mode})")
-            outcome.append(await become_replica(self._ctl, upstream, 2 * timeout))
-        return "; ".join(outcome)
+                await self._ctl.stop(mode, stop_timeout)
+                out.append(f"stopped ({mode})")
+            out.append(await become_replica(self._ctl, upstream, 2 * budget))
+        return "; ".join(out)
 
     async def follow(self, upstream: Upstream | None, timeout: float | None = None) -> str:
         """Replicate from `upstream`: a reload on a running standby (PostgreSQL 15 re-reads

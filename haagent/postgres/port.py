@@ -97,8 +97,8 @@ class PostgresPort:
         else:
             await self._reinit_policy(upstream, lambda: self.pg.follow(upstream))
 
-    async def stop(self, mode: Mode) -> None:
-        await self.pg.stop(mode)
+    async def stop(self, mode: Mode, timeout: float | None = None) -> None:
+        await self.pg.stop(mode, timeout)
 
     async def restart(self, role: Role, upstream: Upstream | None) -> None:
         await self.pg.stop("fast")
@@ -107,8 +107,10 @@ class PostgresPort:
     async def promote(self) -> None:
         await self.pg.promote()
 
-    async def demote(self, mode: Mode, upstream: Upstream | None) -> None:
-        await self._reinit_policy(upstream, lambda: self.pg.demote(upstream, mode))
+    async def demote(
+        self, mode: Mode, upstream: Upstream | None, timeout: float | None = None
+    ) -> None:
+        await self._reinit_policy(upstream, lambda: self.pg.demote(upstream, mode, timeout))
 
     async def follow(self, upstream: Upstream) -> None:
         await self._reinit_policy(upstream, lambda: self.pg.follow(upstream))

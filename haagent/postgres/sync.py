@@ -1,4 +1,10 @@
-"""synchronous_standby_names: `FIRST n ("a", "b")` / `ANY n (...)` from chosen standbys."""
+"""synchronous_standby_names: `FIRST n ("a", "b")` / `ANY n (...)` from chosen standbys.
+
+The one place that writes and reads the value.  Strict synchronous mode with no
+standby to name uses a name no member can have (member names never contain a
+space), so that PostgreSQL waits for a standby rather than accepting any (`*`
+would accept any standby, even one outside the cluster).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 SyncMethod = Literal["FIRST", "ANY"]
+STRICT_PLACEHOLDER = "haagent strict: no synchronous standby"
 
 
 def quote_name(name: str) -> str:
@@ -17,9 +24,10 @@ def quote_name(name: str) -> str:
 
 
 def synchronous_standby_names(
-    names: Sequence[str], count: int = 1, method: SyncMethod = "FIRST"
+    names: Sequence[str], count: int = 1, method: SyncMethod = "FIRST", *, strict: bool = False
 ) -> str:
-    """The value for `names`: empty (no synchronous replication) when there are none.
+    """The value for `names`: empty (no synchronous replication) when there are none, or
+    the placeholder that no standby matches in strict mode.
 
     `count` is clamped to 1..len(names), as PostgreSQL would wait forever otherwise.
     """
@@ -27,7 +35,7 @@ def synchronous_standby_names(
         raise ValueError(f"synchronous method {method!r}: expected FIRST or ANY")
     unique = list(dict.fromkeys(names))
     if not unique:
-        return ""
+        return quote_name(STRICT_PLACEHOLDER) if strict else ""
     count = max(1, min(count, len(unique)))
     return f"{method} {count} ({', '.join(quote_name(n) for n in unique)})"
 

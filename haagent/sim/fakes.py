@@ -60,8 +60,8 @@ class FakePeers:
                 timeline=node.timeline,
                 running=True,
                 in_recovery=node.in_recovery,
-                failover_priority=int(m.tags.get("failover_priority", 1)),
-                nofailover=bool(m.tags.get("nofailover", False)),
+                failover_priority=m.failover_priority,
+                nofailover=m.nofailover,
             )
         return result
 

@@ -131,7 +131,9 @@ class FakePostgres:
         self.upstream = upstream.name if upstream and role == "replica" else None
         self.postmaster_died.clear()
 
-    async def stop(self, mode: Literal["smart", "fast", "immediate"]) -> None:
+    async def stop(
+        self, mode: Literal["smart", "fast", "immediate"], timeout: float | None = None
+    ) -> None:
         self.running = False
 
     async def restart(self, role: Literal["primary", "replica"], upstream: Upstream | None) -> None:
@@ -152,7 +154,10 @@ class FakePostgres:
             self.timeline = up.timeline
 
     async def demote(
-        self, mode: Literal["smart", "fast", "immediate"], upstream: Upstream | None
+        self,
+        mode: Literal["smart", "fast", "immediate"],
+        upstream: Upstream | None,
+        timeout: float | None = None,
     ) -> None:
         self.in_recovery = True
         self.running = True

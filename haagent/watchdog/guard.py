@@ -1,9 +1,14 @@
-"""The agent-death guard: a process that stops the local PostgreSQL when its agent dies leading.
+"""The agent-death guard and lease fence: a process that stops the local PostgreSQL when
+its agent can no longer prove that it holds the leader key.
 
-Without a watchdog, a primary whose agent is SIGKILLed (or crashes) keeps accepting
-writes with nobody renewing the leader key; once the key's ttl runs out a replica is
-promoted, and two primaries accept writes.  The guard closes that gap: only the holder
-of the leader key runs the primary, even when the holder's agent is gone.
+Two failures leave a primary running with nobody renewing its leader key; once the
+key's ttl runs out a replica is promoted, and two primaries accept writes:
+
+- the agent dies (SIGKILL, a crash): the kernel closes its end of our pipe;
+- the agent stalls (SIGSTOP, CPU starvation, swap, a call that blocks its event loop,
+  a long CHECKPOINT in its way): it is alive but renews nothing.
+
+The guard covers both without depending on the agent's event loop.
 
     python -m haagent.watchdog.guard --data-dir DIR [--agent-pid PID]
         [--fast-grace 3] [--immediate-grace 5]
@@ -13,23 +18,29 @@ The agent starts one guard at startup (`guard_client.py`), in its own session, w
 its stdin a pipe from the agent and no other descriptor of the agent's.  The guard
 answers `READY` on stdout once, then reads lines from the pipe:
 
-- `ARM`: this agent holds the leader key and runs (or is promoting) the primary;
-- `DISARM`: it does not (replica, demoting, paused, stopping cleanly).
+- `LEASE <expires> <margin>`: this agent holds the leader key and PostgreSQL may run
+  as a primary until `expires` (seconds on CLOCK_BOOTTIME, a clock that keeps counting
+  through a suspend); sent after every renewal of the key.  If no later LEASE arrives,
+  the guard starts a fast shutdown at `expires - margin` (new connections refused,
+  every backend terminated: no write is acknowledged after this) and an immediate
+  one at `expires` if PostgreSQL still runs.  A LEASE with `margin >= expires - now`
+  is "stop now": the agent lost its lease.
+- `DISARM`: PostgreSQL is not a primary (a replica, stopped, or maintenance mode).
 
-When the pipe reaches end of file (the agent exited, however it exited: the kernel
-closes the pipe even after a SIGKILL), or the guard finds itself re-parented (the
-agent is gone but a stray copy of the pipe is still open):
+When the pipe reaches end of file (the agent exited, however it exited), or the guard
+finds itself re-parented (the agent is gone but a stray copy of the pipe is open):
 
 - disarmed: the guard exits, PostgreSQL untouched (a clean exit disarms first);
-- armed: the guard stops PostgreSQL at once: it reads the postmaster's pid from
-  `DIR/postmaster.pid`, checks that `/proc/PID/cmdline` is a postgres server for
-  `DIR` (a recycled pid is left alone), sends SIGINT (fast shutdown) and, if the
-  postmaster still runs after `--fast-grace` seconds, SIGQUIT (immediate shutdown);
-  then it exits.
+- armed: the guard stops PostgreSQL at once (fast shutdown, immediate after
+  `--fast-grace` seconds) and exits.
+
+Stopping PostgreSQL: the guard reads the postmaster's pid from `DIR/postmaster.pid`,
+checks that `/proc/PID/cmdline` is a postgres server for `DIR` (a recycled pid is left
+alone), sends SIGINT (fast shutdown) and, past the grace, SIGQUIT (immediate).
 
 Every decision is one log line with its reason, on stderr (the agent's log) and in
 `--log-file` when given.  The guard only reads its pipe: it needs no etcd, no
-network and no configuration file.
+network and no configuration file, and imports nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import argparse
 import contextlib
 import logging
 import logging.handlers
+import math
 import os
 import select
 import signal
@@ -50,12 +62,13 @@ from types import FrameType
 
 log = logging.getLogger("haagent.guard")
 
-ARM = "ARM"
+LEASE = "LEASE"
 DISARM = "DISARM"
 READY = b"READY\n"
 SERVER_NAMES = ("postgres", "postmaster")
-POLL = 0.05
+POLL = 0.05  # while armed, the clock is read at least this often
 PARENT_CHECK_EVERY = 1.0
+MAX_LINE = 256
 
 
 # --- the pure parts
@@ -111,12 +124,43 @@ def postmaster_mismatch(cmdline: bytes, data_dir: str | Path, cwd: str | None) -
     return f"it is a PostgreSQL server, but not one running in {data_dir} (cwd {cwd})"
 
 
+def boottime() -> float:
+    """Seconds on CLOCK_BOOTTIME: monotonic, and counting through a suspend of the machine."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def parse_lease(line: str) -> tuple[float, float] | None:
+    """`(expires, margin)` of a `LEASE <expires> <margin>` line; None when malformed."""
+    parts = line.split()
+    if len(parts) != 3 or parts[0] != LEASE:
+        return None
+    try:
+        expires, margin = float(parts[1]), float(parts[2])
+    except ValueError:
+        return None
+    if not (math.isfinite(expires) and math.isfinite(margin)) or margin < 0:
+        return None
+    return expires, margin
+
+
 @dataclass
 class GuardProtocol:
-    """The guard's state: armed or not, from the lines the agent wrote so far."""
+    """The guard's state, from the lines the agent wrote so far.
+
+    Armed: PostgreSQL may run as a primary until `expires` (CLOCK_BOOTTIME); the
+    fence stops it from `expires - margin` on.
+    """
 
     armed: bool = False
+    expires: float = 0.0
+    margin: float = 0.0
     _pending: bytes = b""
+    _overflowed: bool = False
+
+    @property
+    def stop_at(self) -> float | None:
+        """When the lease fence stops PostgreSQL unless a later lease arrives; None: never."""
+        return self.expires - self.margin if self.armed else None
 
     def feed(self, data: bytes) -> list[str]:
         """Apply every complete line of `data`; returns what to log (changes, bad lines)."""
@@ -124,20 +168,35 @@ class GuardProtocol:
         messages: list[str] = []
         while b"\n" in self._pending:
             raw, self._pending = self._pending.split(b"\n", 1)
+            self._overflowed = False
             line = raw.decode("ascii", "replace").strip()
-            if line in (ARM, DISARM):
-                armed = line == ARM
-                if armed != self.armed:
-                    self.armed = armed
+            if line == DISARM:
+                if self.armed:
+                    self.armed = False
+                    messages.append("disarmed: PostgreSQL is not a primary; it is left alone")
+                continue
+            lease = parse_lease(line)
+            if lease is not None:
+                if not self.armed:
                     messages.append(
-                        "armed: the agent holds the leader key and runs the primary; "
-                        "PostgreSQL is stopped if the agent dies"
-                        if armed
-                        else "disarmed: PostgreSQL is left alone if the agent exits"
+                        f"armed: the agent holds the leader key; PostgreSQL is stopped "
+                        f"{lease[1]:.1f}s before its lease can expire unless renewed, and at "
+                        "once if the agent dies"
                     )
+                self.armed, (self.expires, self.margin) = True, lease
             elif line:
                 messages.append(f"ignoring an unknown request {line[:60]!r}")
+        if len(self._pending) > MAX_LINE:
+            # A line this long is not ours: drop it rather than grow without bound.
+            self._pending = b""
+            if not self._overflowed:
+                self._overflowed = True
+                messages.append(f"ignoring more than {MAX_LINE} bytes without a newline")
         return messages
+
+    def fired(self) -> None:
+        """The fence stopped PostgreSQL: disarmed until the agent sends a new lease."""
+        self.armed = False
 
     def verdict(self) -> tuple[bool, str]:
         """`(stop PostgreSQL?, why)` once the agent is gone (a partial last line is ignored)."""
@@ -253,13 +312,40 @@ def _signal(pid: int, sig: signal.Signals) -> bool:
 # --- the guard's loop
 
 
-def watch(fd: int, protocol: GuardProtocol, agent_pid: int) -> str:
-    """Follow the agent's requests until it is gone; returns how it was seen to go."""
+def fence(protocol: GuardProtocol, data_dir: Path, immediate_grace: float) -> None:
+    """The lease is about to expire with no renewal: stop PostgreSQL now."""
+    left = protocol.expires - boottime()
+    log.warning(
+        "lease fence: no renewal of the leader key arrived and its lease can expire in %.1fs: "
+        "stopping PostgreSQL so that it accepts no write after that",
+        left,
+    )
+    stop_postgres(data_dir, max(0.0, left), immediate_grace)
+    protocol.fired()
+
+
+def watch(
+    fd: int,
+    protocol: GuardProtocol,
+    agent_pid: int,
+    data_dir: Path,
+    immediate_grace: float,
+    clock: Callable[[], float] = boottime,
+) -> str:
+    """Follow the agent's requests and fence on time until it is gone; returns how it went."""
+    next_parent_check = time.monotonic() + PARENT_CHECK_EVERY
     while True:
-        readable, _, _ = select.select([fd], [], [], PARENT_CHECK_EVERY)
-        if not readable:
+        stop_at = protocol.stop_at
+        if stop_at is not None and clock() >= stop_at:
+            fence(protocol, data_dir, immediate_grace)
+            continue
+        timeout = PARENT_CHECK_EVERY if stop_at is None else min(POLL, stop_at - clock())
+        readable, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        if time.monotonic() >= next_parent_check:
+            next_parent_check = time.monotonic() + PARENT_CHECK_EVERY
             if os.getppid() != agent_pid:
                 return f"the agent (pid {agent_pid}) is gone: this guard was re-parented"
+        if not readable:
             continue
         try:
             data = os.read(fd, 4096)
@@ -333,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getppid() != agent_pid:
         gone = f"the agent (pid {agent_pid}) is gone already"
     else:
-        gone = watch(0, protocol, agent_pid)
+        gone = watch(0, protocol, agent_pid, args.data_dir, args.immediate_grace)
     stop, why = protocol.verdict()
     log.log(logging.WARNING if stop else logging.INFO, "%s; %s", gone, why)
     if stop:

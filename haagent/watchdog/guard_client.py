@@ -1,4 +1,4 @@
-"""The agent's side of the agent-death guard (`guard.py`), and the watchdog that arms it.
+"""The agent's side of the agent-death guard and lease fence (`guard.py`).
 
 `AgentDeathGuard.start()` runs `python -m haagent.watchdog.guard` once, at startup:
 in its own session (a signal to the agent's process group does not reach it), in
@@ -7,14 +7,14 @@ descriptor of the agent's.  The pipe's write end is close-on-exec, so neither
 PostgreSQL nor any tool the agent runs holds it: when the agent dies, the guard
 sees end of file at once.
 
-`GuardedWatchdog` is the `WatchdogControl` the HA loop gets: the watchdog, plus the
-guard armed at the same moments (`arm()` before a promotion, `keepalive()` after
-each renewal of the key while running the primary) and disarmed on `disarm()`
-(demote, pause, clean shutdown).  Never armed in maintenance mode.  The decision
-logic does not know the guard exists.
+`AgentDeathGuard` is a `LeaseFence` (haagent.engine.ports): the engine's fencing
+(`haagent.engine.fencing`) hands it the lease deadline with `hold()` after every
+renewal of the leader key while PostgreSQL may run as a primary, and `release()`s
+it once PostgreSQL is confirmed not to be one.
 
-The guard is a safety net: if it cannot start, or dies, the agent logs it and goes
-on as it would without one.
+If the guard cannot start, or dies, the agent logs it and falls back to an
+in-process fence (`local_fence.py`), which covers a failed renewal but not an agent
+that stalls or dies.
 """
 
 from __future__ import annotations
@@ -24,15 +24,10 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 import haagent
 from haagent.config.model import Settings
-
-if TYPE_CHECKING:
-    from haagent.engine.ports import WatchdogControl
 
 log = logging.getLogger("haagent.watchdog")
 
@@ -66,7 +61,7 @@ def guard_env() -> dict[str, str]:
 
 
 class AgentDeathGuard:
-    """A running guard: `set_armed()` tells it whether to stop PostgreSQL if we die."""
+    """A running guard: `hold()` hands it the lease deadline, `release()` disarms it."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdin is not None
@@ -119,33 +114,53 @@ class AgentDeathGuard:
         if self._lost is None:
             self._lost = why
             log.error(
-                "agent-death guard (pid %d) lost: %s; from now on PostgreSQL keeps running "
-                "if this agent dies (restart the agent to get a guard back)",
+                "agent-death guard (pid %d) lost: %s; from now on nothing outside this agent "
+                "stops PostgreSQL if the agent stalls or dies (restart the agent to get a guard "
+                "back)",
                 self.pid,
                 why,
             )
 
-    def set_armed(self, armed: bool) -> bool:
-        """Arm or disarm (a write only when that changes); False when there is no guard left.
-
-        Never blocks: the pipe is written by the event loop's transport.
-        """
+    def _write(self, line: str) -> bool:
         if not self.alive():
             return False
         assert self._pipe is not None
-        if armed != self._armed:
-            self._pipe.write(b"ARM\n" if armed else b"DISARM\n")
-            self._armed = armed
+        self._pipe.write(line.encode("ascii") + b"\n")
         return True
 
+    def hold(self, expires: float, margin: float) -> bool:
+        """PostgreSQL may run as a primary until `expires` (CLOCK_BOOTTIME): stop it from
+        `expires - margin` on unless renewed, and at once if this agent dies.
+
+        Never blocks: the pipe is written by the event loop's transport.  False when
+        there is no guard left.
+        """
+        if not self._write(f"LEASE {expires:.3f} {margin:.3f}"):
+            return False
+        self._armed = True
+        return True
+
+    def release(self) -> None:
+        """PostgreSQL is not a primary (any more): leave it alone."""
+        if self._armed and self._write("DISARM"):
+            self._armed = False
+
     async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        """A clean exit: disarm, close the pipe, wait for the guard to exit (kill it if not)."""
+        """Close the pipe and wait for the guard to exit (kill it if it does not).
+
+        Still armed (PostgreSQL may run as a primary): the guard stops PostgreSQL on
+        the end of file, as it would if the agent had died.  Call `release()` first for
+        a clean exit that leaves PostgreSQL alone.
+        """
         pipe, self._pipe = self._pipe, None
         if pipe is None:
             return
-        if self._armed and not pipe.is_closing():
-            pipe.write(b"DISARM\n")  # before the end of file: the guard reads it first
-            self._armed = False
+        if self._armed:
+            log.warning(
+                "leaving while PostgreSQL may still run as a primary: the agent-death guard "
+                "(pid %d) stops it now",
+                self.pid,
+            )
         pipe.close()
         try:
             await asyncio.wait_for(self.process.wait(), timeout)
@@ -180,68 +195,22 @@ async def _kill(process: asyncio.subprocess.Process) -> None:
 
 async def start_guard(settings: Settings) -> AgentDeathGuard | None:
     """The guard for this node, or None (disabled, or it could not start: a warning says why)."""
+    without = (
+        "the lease fence runs inside the agent instead: it stops PostgreSQL when a renewal "
+        "fails, but not when this agent stalls or dies while leading"
+        + (" (the watchdog still resets the node then)" if settings.watchdog.mode != "off" else "")
+    )
     if not settings.watchdog.agent_death_guard:
-        log.info(
-            "agent-death guard disabled (watchdog.agent_death_guard: false): if this agent dies "
-            "while leading, its PostgreSQL keeps running as a primary"
-            + (" until the watchdog resets the node" if settings.watchdog.mode != "off" else "")
-        )
+        log.warning("agent-death guard disabled (watchdog.agent_death_guard: false): %s", without)
         return None
     argv = guard_argv(settings, agent_pid=os.getpid())
     try:
         guard = await AgentDeathGuard.start(argv)
     except GuardError as exc:
-        log.warning(
-            "agent-death guard could not be started: %s; going on without it: if this agent "
-            "dies while leading, its PostgreSQL keeps running as a primary",
-            exc,
-        )
+        log.warning("agent-death guard could not be started: %s; %s", exc, without)
         return None
     log.info("agent-death guard started (pid %d)", guard.pid)
     return guard
-
-
-class Guard(Protocol):
-    def set_armed(self, armed: bool) -> bool: ...
-
-
-class GuardedWatchdog:
-    """The HA loop's watchdog: `watchdog`, with the guard armed exactly while it leads a primary."""
-
-    def __init__(self, watchdog: WatchdogControl, guard: Guard, paused: Callable[[], bool]) -> None:
-        self.watchdog = watchdog
-        self.guard = guard
-        self.paused = paused
-
-    def _guard(self, armed: bool) -> None:
-        # Maintenance mode: the agent must never touch PostgreSQL, nor its guard.
-        self.guard.set_armed(armed and not self.paused())
-
-    def can_be_leader(self) -> tuple[bool, str | None]:
-        return self.watchdog.can_be_leader()
-
-    def arm(self) -> bool:
-        armed = self.watchdog.arm()
-        if armed:  # False: no promotion (mode required, no device)
-            self._guard(True)
-        return armed
-
-    def keepalive(self) -> bool:
-        # Only after a renewal of the key by the running primary (or failsafe confirmed):
-        # also arms the guard of an agent that restarted and adopted its primary.
-        alive = self.watchdog.keepalive()
-        self._guard(True)
-        return alive
-
-    def disarm(self) -> None:
-        self.watchdog.disarm()
-        self._guard(False)
-
-    def reconfigure(self, ttl: int, loop_wait: int) -> None:
-        self.watchdog.reconfigure(ttl, loop_wait)
-
-    def describe(self) -> str:
-        return self.watchdog.describe()
 
 
 def guard_pids(data_dir: Path) -> list[int]:

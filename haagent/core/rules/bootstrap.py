@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from haagent.core.actions import (
-    ArmWatchdog,
+    ArmFencing,
     BootstrapCluster,
     CreateReplica,
     RaceInitialize,
@@ -45,7 +45,7 @@ def decide_bootstrap(s: Snapshot) -> Decision | None:
                 again=True,
             )
         return decision(
-            [SetInitialize(), TakeLeaderKey(), ArmWatchdog(), UpdateMember()],
+            [SetInitialize(), TakeLeaderKey(), ArmFencing(), UpdateMember()],
             Code.BOOTSTRAP_FINISHING,
             "new cluster is running: publishing its system identifier and taking the leader key",
             Role.PRIMARY,

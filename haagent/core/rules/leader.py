@@ -5,12 +5,12 @@ from __future__ import annotations
 from haagent.core.actions import (
     Action,
     AppendHistory,
-    ArmWatchdog,
+    ArmFencing,
     Checkpoint,
     ClearFailoverKey,
-    DisarmWatchdog,
+    Demote,
+    DisarmFencing,
     EnsureSlots,
-    KeepaliveWatchdog,
     Promote,
     ReleaseLeaderKey,
     RenewLeaderKey,
@@ -26,15 +26,6 @@ from haagent.core.rules.sync import sync_actions
 from haagent.core.snapshot import Decision, Snapshot
 
 
-def renew(s: Snapshot) -> RenewLeaderKey:
-    """Renew, giving up early enough to stop writes before the key can expire."""
-    expires = s.local.leader_lease_expires
-    budget = float(s.config.retry_timeout)
-    if expires is None:
-        return RenewLeaderKey(deadline=s.now + budget)
-    return RenewLeaderKey(deadline=min(s.now + budget, expires - budget))
-
-
 def slot_members(s: Snapshot) -> tuple[str, ...]:
     if not s.config.postgresql.use_slots:
         return ()
@@ -44,18 +35,16 @@ def slot_members(s: Snapshot) -> tuple[str, ...]:
     return tuple(sorted(n for n in names if n != s.name))
 
 
-def switchover(s: Snapshot) -> Decision | None:
-    """Hand over leadership when the `failover` key asks for it and it is time."""
+def switchover_target(s: Snapshot) -> tuple[str | None, str] | None:
+    """`(candidate, who)` when the `failover` key asks this leader to hand over now and a
+    fit member exists; None when there is nothing to do yet.  Raises `Unfit` otherwise."""
     fo = s.cluster.failover
     if fo is None or (fo.leader is None and fo.candidate is None):
         return None
     if fo.leader not in (None, s.name) or fo.candidate == s.name:
-        return decision(
-            [renew(s), KeepaliveWatchdog(), ClearFailoverKey(), UpdateMember()],
-            Code.SWITCHOVER_CANDIDATE_UNFIT,
+        raise Unfit(
             f"ignoring a failover request for leader {fo.leader} and candidate "
-            f"{fo.candidate}: this node ({s.name}) is the leader",
-            Role.PRIMARY,
+            f"{fo.candidate}: this node ({s.name}) is the leader"
         )
     if fo.scheduled_at is not None and s.wall < fo.scheduled_at:
         return None
@@ -68,15 +57,44 @@ def switchover(s: Snapshot) -> Decision | None:
         fit = any(healthy_replica(s, m) for m in members.values())
         who = "any healthy replica"
     if not fit:
-        return decision(
-            [renew(s), KeepaliveWatchdog(), ClearFailoverKey(), UpdateMember()],
-            Code.SWITCHOVER_CANDIDATE_UNFIT,
+        raise Unfit(
             f"switchover to {who} cancelled: no such member is a running, streaming "
-            f"replica within maximum_lag_on_failover",
+            f"replica within maximum_lag_on_failover"
+        )
+    return fo.candidate, who
+
+
+class Unfit(Exception):
+    """A failover request this leader cannot carry out; the text says why."""
+
+
+def switchover(s: Snapshot) -> Decision | None:
+    """Hand over leadership when the `failover` key asks for it and it is time."""
+    try:
+        target = switchover_target(s)
+    except Unfit as why:
+        return decision(
+            [RenewLeaderKey(), ClearFailoverKey(), UpdateMember()],
+            Code.SWITCHOVER_CANDIDATE_UNFIT,
+            str(why),
             Role.PRIMARY,
         )
+    if target is None:
+        return None
+    candidate, who = target
+    if s.config.pause:
+        # Maintenance mode: nothing is fenced, and the old primary must not be left
+        # stopped (nothing would start it): it follows the candidate at once.
+        return decision(
+            [Checkpoint(), Demote("fast", candidate), ReleaseLeaderKey(), UpdateMember()],
+            Code.SWITCHOVER_DEMOTING,
+            f"switchover to {who} in maintenance mode: checkpoint, restart as a replica of "
+            f"{candidate}, release the leader key",
+            Role.DEMOTED,
+            again=True,
+        )
     return decision(
-        [Checkpoint(), StopPostgres("fast"), ReleaseLeaderKey(), DisarmWatchdog(), UpdateMember()],
+        [Checkpoint(), StopPostgres("fast"), ReleaseLeaderKey(), DisarmFencing(), UpdateMember()],
         Code.SWITCHOVER_DEMOTING,
         f"switchover to {who}: checkpoint, stop PostgreSQL, release the leader key",
         Role.DEMOTED,
@@ -87,11 +105,21 @@ def switchover(s: Snapshot) -> Decision | None:
 def decide_leader(s: Snapshot) -> Decision:
     pg = s.postgres
     cfg = s.config
+    failure = s.local.renew_failure
+    if failure is not None and s.is_running_primary:
+        return decision(
+            [Demote("fast", None), DisarmFencing(), UpdateMember()],
+            Code.LEADER_RENEW_FAILED,
+            f"the leader key could not be renewed ({failure}): writes stopped, running as a "
+            "replica until a renewal succeeds",
+            Role.DEMOTED,
+            again=True,
+        )
     if pg.running and pg.accepting and not pg.in_recovery:
         handover = switchover(s)
         if handover is not None:
             return handover
-        actions: list[Action] = [renew(s), KeepaliveWatchdog()]
+        actions: list[Action] = [RenewLeaderKey(), ArmFencing()]
         actions += sync_actions(s)
         actions += [EnsureSlots(slot_members(s)), WriteStatusKey(), UpdateMember()]
         scheduled = s.cluster.failover is not None and s.cluster.failover.scheduled_at is not None
@@ -111,7 +139,12 @@ def decide_leader(s: Snapshot) -> Decision:
                 "giving the leader key back",
                 Role.REPLICA,
             )
-        promote: list[Action] = [renew(s), ArmWatchdog(), Promote(), AppendHistory("failover")]
+        promote: list[Action] = [
+            RenewLeaderKey(),
+            ArmFencing(),
+            Promote(),
+            AppendHistory("failover"),
+        ]
         if s.cluster.failover is not None:
             promote.append(ClearFailoverKey())
         promote.append(UpdateMember())
@@ -124,16 +157,25 @@ def decide_leader(s: Snapshot) -> Decision:
         )
     if pg.running:
         return decision(
-            [renew(s), KeepaliveWatchdog(), UpdateMember()],
+            [RenewLeaderKey(), ArmFencing(), UpdateMember()],
             Code.RESTARTING_CRASHED_PRIMARY,
             "holds the leader key; PostgreSQL is starting and not yet accepting connections",
             Role.PRIMARY,
+        )
+    if s.local.start_failure is not None:
+        return decision(
+            [ReleaseLeaderKey(), DisarmFencing(), UpdateMember()],
+            Code.PRIMARY_START_FAILED,
+            f"PostgreSQL failed to start as the primary ({s.local.start_failure}): releasing "
+            "the leader key so that a replica takes over",
+            Role.DEMOTED,
+            again=True,
         )
     down_since = s.local.postgres_down_since if s.local.postgres_down_since is not None else s.now
     down_for = s.now - down_since
     if not pg.data_dir_initialized or down_for >= cfg.primary_start_timeout:
         return decision(
-            [ReleaseLeaderKey(), DisarmWatchdog(), UpdateMember()],
+            [ReleaseLeaderKey(), DisarmFencing(), UpdateMember()],
             Code.PRIMARY_START_TIMEOUT,
             f"PostgreSQL has been down for {down_for:.1f}s "
             f"(primary_start_timeout is {cfg.primary_start_timeout}s): releasing the leader key "
@@ -142,7 +184,7 @@ def decide_leader(s: Snapshot) -> Decision:
             again=True,
         )
     return decision(
-        [renew(s), KeepaliveWatchdog(), StartPostgres("primary"), UpdateMember()],
+        [RenewLeaderKey(), ArmFencing(), StartPostgres("primary"), UpdateMember()],
         Code.RESTARTING_CRASHED_PRIMARY,
         f"PostgreSQL stopped while this node holds the leader key: restarting it in place "
         f"(down {down_for:.1f}s of primary_start_timeout {cfg.primary_start_timeout}s)",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from haagent.core.actions import (
     Action,
     AppendHistory,
-    ArmWatchdog,
+    ArmFencing,
     ClearFailoverKey,
     Demote,
-    DisarmWatchdog,
+    DisarmFencing,
     KeepaliveLease,
     ObservePeers,
     Promote,
@@ -20,6 +20,35 @@ from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, idle, lag_behind_leader
 from haagent.core.snapshot import Decision, Snapshot
+
+
+def candidate_passed_over(s: Snapshot, candidate: str) -> str | None:
+    """Why the chosen switchover candidate is passed over (another member may race), or None
+    while the others still wait for it."""
+    peer = s.peers.get(candidate) if s.peers is not None else None
+    if peer is not None:
+        if not peer.reachable:
+            return f"the chosen candidate {candidate} does not answer over its REST API"
+        if not peer.running:
+            return f"the chosen candidate {candidate} does not run PostgreSQL"
+        if peer.nofailover:
+            return (
+                f"the chosen candidate {candidate} cannot take the leader key (nofailover, or "
+                "its required watchdog is unusable)"
+            )
+    since = s.local.leaderless_since
+    bound = s.config.ttl
+    if since is not None and s.now - since >= bound:
+        return f"the chosen candidate {candidate} did not take the leader key within ttl ({bound}s)"
+    return None
+
+
+def waiting_candidate(s: Snapshot) -> str | None:
+    """The switchover candidate other members wait for, if any."""
+    fo = s.cluster.failover
+    if fo is None or fo.candidate in (None, s.name) or fo.candidate not in s.cluster.members:
+        return None
+    return fo.candidate
 
 
 def ineligible(s: Snapshot) -> tuple[Code, str] | None:
@@ -36,23 +65,30 @@ def ineligible(s: Snapshot) -> tuple[Code, str] | None:
         return Code.FAILSAFE_ACTIVE, (
             "a leader running in failsafe mode asked this node to confirm it within ttl"
         )
-    fo = s.cluster.failover
-    if fo is not None and fo.candidate not in (None, s.name) and fo.candidate in s.cluster.members:
-        return Code.WAITING_FOR_CANDIDATE, f"waiting for the chosen candidate {fo.candidate}"
+    if cfg.failsafe_mode and s.cluster.failsafe and s.name not in s.cluster.failsafe:
+        # The leader may still run on the confirmations of the members it listed; one it
+        # did not list was never asked, so it must not race (as Patroni).
+        return Code.FAILSAFE_NOT_LISTED, (
+            "failsafe mode: this member is not listed in the failsafe key, so the leader may "
+            "still run without asking it"
+        )
+    candidate = waiting_candidate(s)
+    if candidate is not None and candidate_passed_over(s, candidate) is None:
+        return Code.WAITING_FOR_CANDIDATE, f"waiting for the chosen candidate {candidate}"
     if not pg.in_recovery and (pg.timeline or 0) < s.cluster.last_timeline:
         return Code.TIMELINE_BEHIND, (
             f"this old primary is on timeline {pg.timeline} but the history reaches timeline "
             f"{s.cluster.last_timeline}: another node was promoted since"
         )
-    if cfg.synchronous_mode:
-        sync = s.cluster.sync
-        listed = sync.sync_standby if sync is not None else ()
-        previous = sync.leader if sync is not None else None
-        if (listed or cfg.synchronous_mode_strict) and s.name not in listed and s.name != previous:
-            return Code.NOT_SYNCHRONOUS, (
-                f"synchronous mode: only {', '.join(listed) or 'the previous leader'} "
-                f"may take over (named in the sync key)"
-            )
+    sync = s.cluster.sync
+    in_sync_key = sync is None or sync.matches(s.name, check_leader=True)
+    if cfg.synchronous_mode and sync is not None and sync.active and not in_sync_key:
+        listed = ", ".join(sync.sync_standby) or "none"
+        return Code.NOT_SYNCHRONOUS, (
+            f"synchronous mode: only the synchronous standbys named in the sync key "
+            f"({listed}) or the previous leader {sync.leader} may take over"
+        )
+    fo = s.cluster.failover
     if fo is not None and fo.candidate == s.name:
         return None
     lag = lag_behind_leader(s)
@@ -64,14 +100,14 @@ def ineligible(s: Snapshot) -> tuple[Code, str] | None:
     return None
 
 
-def peer_ahead(s: Snapshot) -> str | None:
+def peer_ahead(s: Snapshot, passed_over: str | None = None) -> str | None:
     """The name of a reachable peer better placed than us, if any."""
     assert s.peers is not None
     mine = s.postgres.lsn or 0
     my_priority = s.tags.failover_priority
     sync = s.cluster.sync if s.config.synchronous_mode else None
     for peer in sorted(s.peers.values(), key=lambda p: p.name):
-        if peer.name == s.name or not peer.reachable or not peer.running:
+        if peer.name in (s.name, passed_over) or not peer.reachable or not peer.running:
             continue
         if not peer.in_recovery and s.postgres.in_recovery:
             # Still a running primary (failsafe, or not yet demoted): it takes the key
@@ -79,7 +115,7 @@ def peer_ahead(s: Snapshot) -> str | None:
             return peer.name
         if peer.nofailover or peer.failover_priority <= 0:
             continue
-        if sync is not None and sync.sync_standby and not sync.is_sync(peer.name):
+        if sync is not None and sync.active and not sync.matches(peer.name, check_leader=True):
             continue
         theirs = peer.lsn or 0
         if theirs > mine or (theirs == mine and peer.failover_priority > my_priority):
@@ -101,17 +137,28 @@ def decide_race(s: Snapshot) -> Decision:
         return idle(s, Code.POSTGRES_NOT_RUNNING, "no leader, and PostgreSQL is not running")
     if not pg.accepting:
         return idle(s, Code.POSTGRES_NOT_RUNNING, "no leader; PostgreSQL is not accepting yet")
+    candidate = waiting_candidate(s)
+    if candidate is not None and s.peers is None:
+        return decision(
+            [ObservePeers()],
+            Code.PEERS_NEEDED,
+            f"the leader key is free and {candidate} is the chosen candidate: asking it how it is",
+            Role.REPLICA if pg.in_recovery else Role.DEMOTED,
+            again=True,
+        )
     why = ineligible(s)
     if why is not None:
         code, text = why
         if not pg.in_recovery:
             return decision(
-                [Demote("immediate", None), DisarmWatchdog(), KeepaliveLease(), UpdateMember()],
+                [Demote("fast", None), DisarmFencing(), KeepaliveLease(), UpdateMember()],
                 code,
                 text + "; stopping writes on this primary",
                 Role.DEMOTED,
             )
         return idle(s, code, text, Role.REPLICA)
+    passed = candidate_passed_over(s, candidate) if candidate is not None else None
+    note = f" ({passed}: passed over)" if passed is not None else ""
     fo = s.cluster.failover
     chosen = fo is not None and fo.candidate == s.name
     if not chosen:
@@ -123,11 +170,11 @@ def decide_race(s: Snapshot) -> Decision:
                 Role.REPLICA if pg.in_recovery else Role.DEMOTED,
                 again=True,
             )
-        ahead = peer_ahead(s)
+        ahead = peer_ahead(s, candidate if passed is not None else None)
         if ahead is not None:
-            text = f"{ahead} is further ahead, preferred or still a primary: not racing"
+            text = f"{ahead} is further ahead, preferred or still a primary: not racing{note}"
             return idle(s, Code.PEER_AHEAD, text)
-    actions: list[Action] = [TakeLeaderKey(), ArmWatchdog()]
+    actions: list[Action] = [TakeLeaderKey(), ArmFencing()]
     if pg.in_recovery:
         actions += [Promote(), AppendHistory("switchover" if chosen else "failover")]
     if fo is not None:
@@ -137,7 +184,7 @@ def decide_race(s: Snapshot) -> Decision:
         actions,
         Code.RACE_WON,
         ("chosen as the switchover candidate" if chosen else "the healthiest member")
-        + ": taking the leader key and promoting",
+        + f": taking the leader key and promoting{note}",
         Role.PRIMARY,
         again=True,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from haagent.core.actions import (
     Demote,
-    DisarmWatchdog,
+    DisarmFencing,
     Follow,
     KeepaliveLease,
     StartPostgres,
@@ -22,7 +22,7 @@ def decide_replica(s: Snapshot) -> Decision:
     pg = s.postgres
     if pg.running and pg.accepting and not pg.in_recovery:
         return decision(
-            [Demote("immediate", leader), DisarmWatchdog(), KeepaliveLease(), UpdateMember()],
+            [Demote("immediate", leader), DisarmFencing(), KeepaliveLease(), UpdateMember()],
             Code.DEMOTING_NOT_LEADER,
             f"runs as a primary but {leader} holds the leader key: stopping writes now and "
             f"following {leader}",

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from haagent.core.actions import (
     Action,
+    AppendHistory,
+    ArmFencing,
     Checkpoint,
+    ClearFailoverKey,
     CreateReplica,
     Demote,
-    DisarmWatchdog,
+    DisarmFencing,
     KeepaliveLease,
-    KeepaliveWatchdog,
+    Promote,
     ReleaseLeaderKey,
     RemoveDataDirectory,
+    RenewLeaderKey,
     RestartPostgres,
     StartPostgres,
     StopPostgres,
+    StopRenewing,
     TakeLeaderKey,
     UpdateMember,
 )
@@ -22,19 +27,29 @@ from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.bootstrap import clone_source
 from haagent.core.rules.common import current, decision
-from haagent.core.rules.leader import renew
+from haagent.core.rules.leader import switchover
 from haagent.core.snapshot import Decision, Snapshot
 
 
 def decide_shutdown(s: Snapshot) -> Decision:
+    if s.config.pause:
+        # Maintenance mode: the agent leaves PostgreSQL and the leader key alone, as
+        # Patroni does; the key expires ttl seconds after this agent is gone.
+        return decision(
+            [StopRenewing(), DisarmFencing()],
+            Code.SHUTTING_DOWN,
+            "shutting down in maintenance mode: PostgreSQL keeps running and the leader key "
+            "is left to expire",
+            current(s),
+        )
     if s.holds_key and s.is_running_primary:
         return decision(
-            [Checkpoint(), StopPostgres("fast"), ReleaseLeaderKey(), DisarmWatchdog()],
+            [Checkpoint(), StopPostgres("fast"), ReleaseLeaderKey(), DisarmFencing()],
             Code.SHUTTING_DOWN,
             "shutting down: checkpoint, stop PostgreSQL, release the leader key for a replica",
             Role.STOPPED,
         )
-    actions: list[Action] = [StopPostgres("fast"), DisarmWatchdog()]
+    actions: list[Action] = [StopPostgres("fast"), DisarmFencing()]
     if s.holds_key:
         actions.append(ReleaseLeaderKey())
     return decision(actions, Code.SHUTTING_DOWN, "shutting down: stopping PostgreSQL", Role.STOPPED)
@@ -46,11 +61,37 @@ def decide_paused(s: Snapshot) -> Decision:
     if not s.dcs_ok:
         return decision([], Code.PAUSED, f"{text}; etcd cannot be reached", role)
     if s.holds_key:
+        if s.is_running_primary:
+            handover = switchover(s)
+            if handover is not None:
+                return handover
         return decision(
-            [renew(s), DisarmWatchdog(), UpdateMember()],
+            [RenewLeaderKey(), DisarmFencing(), UpdateMember()],
             Code.PAUSED,
             text + "; keeps the key",
             role,
+        )
+    fo = s.cluster.failover
+    if (
+        s.cluster.leader is None
+        and fo is not None
+        and fo.candidate == s.name
+        and s.tags.can_be_leader
+        and s.postgres.running
+        and s.postgres.accepting
+    ):
+        # A manual switchover or failover in maintenance mode: this node was chosen.
+        actions: list[Action] = [TakeLeaderKey()]
+        if s.postgres.in_recovery:
+            actions += [Promote(), AppendHistory("switchover" if fo.leader else "failover")]
+        actions += [ClearFailoverKey(), UpdateMember()]
+        return decision(
+            actions,
+            Code.PAUSED,
+            f"{text}, but this node is the chosen candidate of a manual "
+            f"{'switchover' if fo.leader else 'failover'}: taking the leader key and promoting",
+            Role.PRIMARY,
+            again=True,
         )
     if s.cluster.leader is None and s.is_running_primary and s.postgres.accepting:
         return decision(
@@ -59,7 +100,7 @@ def decide_paused(s: Snapshot) -> Decision:
             text + "; the key was free and this node runs the primary: taking it",
             Role.PRIMARY,
         )
-    return decision([KeepaliveLease(), DisarmWatchdog(), UpdateMember()], Code.PAUSED, text, role)
+    return decision([KeepaliveLease(), DisarmFencing(), UpdateMember()], Code.PAUSED, text, role)
 
 
 def decide_dcs_unreachable(s: Snapshot) -> Decision:
@@ -69,20 +110,20 @@ def decide_dcs_unreachable(s: Snapshot) -> Decision:
     if s.is_running_primary and was_leader:
         if s.config.failsafe_mode and s.local.failsafe_confirmed:
             return decision(
-                [KeepaliveWatchdog()],
+                [],
                 Code.FAILSAFE_ACTIVE,
                 f"{why}; failsafe mode: every member confirmed, staying primary",
                 Role.PRIMARY,
             )
         return decision(
-            [Demote("immediate", None), DisarmWatchdog()],
+            [Demote("fast", None), DisarmFencing()],
             Code.DCS_UNREACHABLE_DEMOTING,
             f"{why}: cannot renew the leader key, stopping writes before it can expire",
             Role.DEMOTED,
         )
     if s.is_running_primary:
         return decision(
-            [Demote("immediate", None), DisarmWatchdog()],
+            [Demote("fast", None), DisarmFencing()],
             Code.DCS_UNREACHABLE_DEMOTING,
             f"{why}: runs as a primary without the leader key, stopping writes",
             Role.DEMOTED,
@@ -98,7 +139,7 @@ def decide_manual(s: Snapshot) -> Decision | None:
     if request.kind == "restart":
         if s.holds_key:
             return decision(
-                [renew(s), KeepaliveWatchdog(), RestartPostgres("primary"), UpdateMember()],
+                [RenewLeaderKey(), ArmFencing(), RestartPostgres("primary"), UpdateMember()],
                 Code.RESTARTING,
                 "restarting PostgreSQL on request (keeps the leader key)",
                 Role.PRIMARY,

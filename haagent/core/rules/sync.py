@@ -1,45 +1,62 @@
 """Synchronous replication: which standbys the leader names, and in which order it says so.
 
-The `sync` key may name a standby only once PostgreSQL already treats it as
-synchronous, so a node listed there has every acknowledged commit.  Adding:
-`synchronous_standby_names` first, the key after PostgreSQL confirms.
-Removing: the key first, then `synchronous_standby_names`.
+The `sync` key may name a standby only once it holds every commit the primary has
+acknowledged: PostgreSQL reports it as synchronous AND it has flushed the WAL up to
+the primary's position at the moment `synchronous_standby_names` named it (a standby
+that PostgreSQL just started to wait for may still miss commits acknowledged by the
+previous synchronous standby).  Adding: `synchronous_standby_names` first, the key
+after the standby caught up.  Removing: the key first, then `synchronous_standby_names`.
+
+Choosing (as Patroni): streaming members that may be synchronous (`nosync`,
+`sync_priority`), highest `sync_priority` first, then the current synchronous
+standbys, then the furthest ahead; with `maximum_lag_on_syncnode` > 0, a standby
+lagging more than that behind the most advanced one is dropped.
 """
 
 from __future__ import annotations
 
 from haagent.core.actions import Action, SetSyncStandbys, WriteSyncKey
 from haagent.core.snapshot import Snapshot
+from haagent.postgres.model import ReplicationConnection
 
 
-def quote_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def render_synchronous_standby_names(members: tuple[str, ...], count: int, strict: bool) -> str:
-    """The exact `synchronous_standby_names` value for these members."""
-    if not members:
-        return "*" if strict else ""
-    n = max(1, min(count, len(members)))
-    return f"FIRST {n} ({','.join(quote_name(m) for m in members)})"
+def _position(row: ReplicationConnection) -> int:
+    return row.flush_lsn if row.flush_lsn is not None else (row.write_lsn or 0)
 
 
 def wanted_sync_standbys(s: Snapshot) -> tuple[str, ...]:
-    """Healthy streaming replicas not tagged nosync, best first, as many as asked for."""
+    """Healthy streaming replicas that may be synchronous, best first, as many as asked for."""
     members = s.cluster.members
-    candidates: list[tuple[int, int, str]] = []
+    key = s.cluster.sync
+    rows: list[tuple[int, int, int, str]] = []
     for row in s.postgres.replication:
         name = row.application_name
         member = members.get(name)
         if member is None or name == s.name or row.state != "streaming":
             continue
-        if member.tags.get("nosync") or member.tags.get("nostream"):
+        if member.nosync or member.tags.get("nostream"):
             continue
-        position = row.flush_lsn if row.flush_lsn is not None else (row.write_lsn or 0)
-        candidates.append((0 if s.cluster.sync and s.cluster.sync.is_sync(name) else 1,
-                           -position, name))  # fmt: skip
-    candidates.sort()
-    return tuple(name for _, _, name in candidates[: max(0, s.config.synchronous_node_count)])
+        current = 0 if key is not None and key.is_sync(name) else 1
+        rows.append((-member.sync_priority, current, -_position(row), name))
+    rows.sort()
+    limit = s.config.maximum_lag_on_syncnode
+    if limit > 0 and rows:
+        positions = [-position for _, _, position, _ in rows]
+        most = max(positions) if len(rows) > 1 else (s.postgres.write_lsn or max(positions))
+        rows = [r for r, p in zip(rows, positions, strict=True) if most - p <= limit]
+    return tuple(name for _, _, _, name in rows[: max(0, s.config.synchronous_node_count)])
+
+
+def caught_up(s: Snapshot) -> set[str]:
+    """Standbys PostgreSQL treats as synchronous that flushed everything since being named."""
+    named = s.local.sync_named_at
+    return {
+        row.application_name
+        for row in s.postgres.replication
+        if row.sync_state in ("sync", "quorum")
+        and row.application_name in named
+        and _position(row) >= named[row.application_name]
+    }
 
 
 def sync_actions(s: Snapshot) -> list[Action]:
@@ -57,22 +74,16 @@ def sync_actions(s: Snapshot) -> list[Action]:
             actions.append(SetSyncStandbys((), 0))
         return actions
     wanted = wanted_sync_standbys(s)
-    confirmed = {
-        r.application_name for r in s.postgres.replication if r.sync_state in ("sync", "quorum")
-    }
+    confirmed = caught_up(s)
     new_listed = tuple(m for m in wanted if m in listed or m in confirmed)
-    desired_pg = render_synchronous_standby_names(
-        wanted, cfg.synchronous_node_count, cfg.synchronous_mode_strict
-    )
+    setter = SetSyncStandbys(wanted, cfg.synchronous_node_count, cfg.synchronous_mode_strict)
     actions = []
     kept = tuple(m for m in listed if m in new_listed)
     if kept != tuple(listed) or key is None or key.leader != s.name:
         actions.append(WriteSyncKey(s.name, kept, revision))
         revision = -1  # the key changes: the next write is unconditional on this leader
-    if desired_pg != pg_value:
-        actions.append(
-            SetSyncStandbys(wanted, cfg.synchronous_node_count, cfg.synchronous_mode_strict)
-        )
+    if setter.value != pg_value:
+        actions.append(setter)
     if new_listed != kept:
         actions.append(WriteSyncKey(s.name, new_listed, None if revision == -1 else revision))
     return actions

@@ -94,20 +94,25 @@ def kinds(actions: tuple[a.Action, ...]) -> list[type]:
 def test_decide_invariants(s: Snapshot) -> None:
     d = decide(s)
     k = kinds(d.actions)
-    # Watchdog keepalive only after a renewal or a take in the same decision (or failsafe).
-    if a.KeepaliveWatchdog in k:
-        i = k.index(a.KeepaliveWatchdog)
-        assert (
-            a.RenewLeaderKey in k[:i]
-            or a.TakeLeaderKey in k[:i]
-            or d.reason.code == ("failsafe_active")
-        )
-    # Promotion only with the key (taken or renewed) and the watchdog armed first.
-    if a.Promote in k:
-        i = k.index(a.Promote)
-        assert a.ArmWatchdog in k[:i]
+    paused = s.config.pause and not s.local.shutdown_requested
+    # PostgreSQL never becomes a primary unfenced: the key taken or renewed, then the
+    # fencing armed, then the promotion or the start as a primary (maintenance mode has
+    # no fencing, as Patroni's has no watchdog).
+    for step in (a.Promote, a.StartPostgres, a.RestartPostgres):
+        if step not in k:
+            continue
+        i = k.index(step)
+        action = d.actions[i]
+        if isinstance(action, (a.StartPostgres, a.RestartPostgres)) and action.role != "primary":
+            continue
         assert a.TakeLeaderKey in k[:i] or a.RenewLeaderKey in k[:i]
+        assert paused or a.ArmFencing in k[:i], d
+    if a.Promote in k:
         assert (s.dcs_ok and s.tags.can_be_leader) or s.holds_key
+    # Fencing is disarmed only once PostgreSQL is not a primary (or in maintenance mode).
+    if a.DisarmFencing in k and s.is_running_primary and not s.config.pause:
+        i = k.index(a.DisarmFencing)
+        assert a.StopPostgres in k[:i] or a.Demote in k[:i], d
     # A running primary stops writes before it gives the key away.
     if a.ReleaseLeaderKey in k and s.is_running_primary and s.postgres.accepting:
         i = k.index(a.ReleaseLeaderKey)
@@ -115,8 +120,13 @@ def test_decide_invariants(s: Snapshot) -> None:
     # Never race or promote with etcd away; never act when paused except keep the key.
     if not s.dcs_ok:
         assert not {a.TakeLeaderKey, a.Promote, a.StartPostgres} & set(k)
-    if s.config.pause and not s.local.shutdown_requested:
+    if paused and s.cluster.failover is None:
         assert not {a.Promote, a.Demote, a.StopPostgres, a.StartPostgres} & set(k)
+    if paused:
+        assert not {a.StopPostgres, a.StartPostgres, a.ArmFencing} & set(k)
+    # Shutting down in maintenance mode leaves PostgreSQL and the leader key alone.
+    if s.config.pause and s.local.shutdown_requested:
+        assert not {a.StopPostgres, a.Demote, a.ReleaseLeaderKey} & set(k)
     # A node that neither holds nor takes the key never promotes.
     if not s.holds_key and a.TakeLeaderKey not in k:
         assert a.Promote not in k

@@ -26,9 +26,11 @@ from haagent.config.model import (
     Settings,
     WatchdogSettings,
 )
-from haagent.engine.ports import WatchdogControl
 from haagent.watchdog.guard import (
+    MAX_LINE,
     GuardProtocol,
+    boottime,
+    parse_lease,
     parse_postmaster_pid,
     postmaster_mismatch,
     process_alive,
@@ -37,7 +39,6 @@ from haagent.watchdog.guard import (
 )
 from haagent.watchdog.guard_client import (
     AgentDeathGuard,
-    GuardedWatchdog,
     GuardError,
     guard_argv,
     guard_pids,
@@ -127,6 +128,8 @@ def test_anything_else_is_left_alone(tmp_path: Path, args: tuple[str, ...], expe
 
 # --- the armed/disarmed protocol
 
+LEASE_LINE = b"LEASE 1000.000 5.000\n"
+
 
 def armed(protocol: GuardProtocol) -> bool:
     return protocol.armed
@@ -135,39 +138,74 @@ def armed(protocol: GuardProtocol) -> bool:
 def test_the_guard_starts_disarmed_and_follows_the_agent() -> None:
     protocol = GuardProtocol()
     assert protocol.verdict()[0] is False
-    [message] = protocol.feed(b"ARM\n")
+    assert protocol.stop_at is None
+    [message] = protocol.feed(LEASE_LINE)
     assert armed(protocol) and message.startswith("armed: ")
-    assert protocol.feed(b"ARM\n") == []  # no change, nothing to log
+    assert protocol.stop_at == 995.0
+    assert protocol.feed(b"LEASE 1010.000 5.000\n") == []  # a renewal: nothing to log
+    assert protocol.stop_at == 1005.0
     stop, why = protocol.verdict()
     assert stop and "held the leader key" in why
     [message] = protocol.feed(b"DISARM\n")
     assert not armed(protocol) and message.startswith("disarmed: ")
+    assert protocol.stop_at is None
     stop, why = protocol.verdict()
     assert not stop and "left alone" in why
 
 
 def test_lines_may_arrive_in_pieces_and_together() -> None:
     protocol = GuardProtocol()
-    assert protocol.feed(b"AR") == []
+    assert protocol.feed(b"LEASE 10") == []
     assert not armed(protocol)
-    assert len(protocol.feed(b"M\nDISARM\nARM\n")) == 3
+    assert len(protocol.feed(b"00 5\nDISARM\nLEASE 2000 1\n")) == 3
     assert armed(protocol)
+    assert protocol.stop_at == 1999.0
 
 
 def test_a_partial_last_line_changes_nothing() -> None:
     protocol = GuardProtocol()
-    protocol.feed(b"ARM\nDISAR")  # the agent died in the middle of a write
+    protocol.feed(LEASE_LINE + b"DISAR")  # the agent died in the middle of a write
     assert protocol.verdict()[0] is True
     protocol = GuardProtocol()
-    protocol.feed(b"ARM")
+    protocol.feed(LEASE_LINE.rstrip())
     assert protocol.verdict()[0] is False
 
 
 def test_unknown_lines_are_reported_and_ignored() -> None:
     protocol = GuardProtocol()
-    [message] = protocol.feed(b"ARM\nSELF-DESTRUCT\n\n")[1:]
+    [message] = protocol.feed(LEASE_LINE + b"SELF-DESTRUCT\n\n")[1:]
     assert "unknown request 'SELF-DESTRUCT'" in message
     assert armed(protocol)
+
+
+@pytest.mark.parametrize(
+    "line", ["LEASE", "LEASE 1", "LEASE x 1", "LEASE 1 -1", "LEASE nan 1", "LEASE 1 inf", "ARM"]
+)
+def test_malformed_leases_are_ignored(line: str) -> None:
+    assert parse_lease(line) is None
+    protocol = GuardProtocol()
+    [message] = protocol.feed(line.encode() + b"\n")
+    assert "unknown request" in message and not armed(protocol)
+
+
+def test_input_without_newlines_does_not_grow_without_bound() -> None:
+    protocol = GuardProtocol()
+    protocol.feed(LEASE_LINE)
+    messages = protocol.feed(b"x" * (MAX_LINE + 1))
+    assert messages == [f"ignoring more than {MAX_LINE} bytes without a newline"]
+    assert protocol.feed(b"y" * (MAX_LINE + 1)) == []  # said once
+    assert len(protocol._pending) <= MAX_LINE
+    assert armed(protocol)  # the earlier lease stands
+    assert protocol.feed(b"\nDISARM\n")[-1].startswith("disarmed")
+
+
+def test_after_the_fence_fired_the_guard_waits_for_a_new_lease() -> None:
+    protocol = GuardProtocol()
+    protocol.feed(LEASE_LINE)
+    protocol.fired()
+    assert not armed(protocol) and protocol.verdict()[0] is False
+    protocol.feed(b"LEASE 3000 2\n")
+    assert armed(protocol) and protocol.stop_at == 2998.0
 
 
 # --- a stand-in postmaster
@@ -373,7 +411,7 @@ async def test_armed_guard_stops_postgres_when_the_pipe_closes(
 ) -> None:
     postmaster = fake(postmasters, tmp_path)
     guard = await started_guard(postmaster.data_dir)
-    assert guard.set_armed(True) and guard.armed
+    assert guard.hold(boottime() + 60, 5) and guard.armed
     await asyncio.sleep(0.2)
     # The agent dies: its end of the pipe is closed without a DISARM.
     assert guard.process.stdin is not None
@@ -388,8 +426,8 @@ async def test_disarmed_guard_leaves_postgres_alone(
 ) -> None:
     postmaster = fake(postmasters, tmp_path)
     guard = await started_guard(postmaster.data_dir)
-    guard.set_armed(True)
-    guard.set_armed(False)
+    guard.hold(boottime() + 60, 5)
+    guard.release()
     assert guard.process.stdin is not None
     guard.process.stdin.close()
     assert await wait_exit(guard) == 0
@@ -397,16 +435,81 @@ async def test_disarmed_guard_leaves_postgres_alone(
     assert not postmaster.gone()
 
 
-async def test_a_clean_close_disarms_first(
+async def test_a_clean_close_releases_first(
     tmp_path: Path, postmasters: list[FakePostmaster]
 ) -> None:
     postmaster = fake(postmasters, tmp_path)
     guard = await started_guard(postmaster.data_dir)
-    guard.set_armed(True)
+    guard.hold(boottime() + 60, 5)
+    guard.release()
     await guard.close()
     assert guard.process.returncode == 0
     await asyncio.sleep(0.3)
     assert not postmaster.gone()
+
+
+async def test_closing_while_armed_stops_postgres(
+    tmp_path: Path, postmasters: list[FakePostmaster]
+) -> None:
+    # A shutdown that could not stop a primary in time leaves without disarming: the guard
+    # stops PostgreSQL rather than leave it running with nobody renewing its key.
+    postmaster = fake(postmasters, tmp_path)
+    guard = await started_guard(postmaster.data_dir)
+    guard.hold(boottime() + 60, 5)
+    await guard.close()
+    postmaster.process.wait(10)
+    assert postmaster.process.returncode == -signal.SIGINT
+
+
+async def test_the_lease_fence_stops_postgres_before_the_lease_can_expire(
+    tmp_path: Path, postmasters: list[FakePostmaster], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The agent renewed once and then nothing (SIGSTOPped, starved, blocked): the guard
+    # stops PostgreSQL `margin` seconds before the lease expires, on its own clock.
+    postmaster = fake(postmasters, tmp_path)
+    guard = await started_guard(postmaster.data_dir)
+    expires = boottime() + 1.5
+    guard.hold(expires, 1.0)
+    await asyncio.sleep(0.2)
+    assert not postmaster.gone()
+    postmaster.process.wait(10)
+    stopped = boottime()
+    assert postmaster.process.returncode == -signal.SIGINT
+    assert expires - 1.0 <= stopped < expires
+    # The guard goes on, disarmed: a new lease arms it again, the end of file then stops
+    # nothing (no postmaster left) and it exits cleanly.
+    assert guard.hold(boottime() + 60, 5)
+    await guard.close()
+    assert guard.process.returncode == 0
+
+
+async def test_renewals_keep_the_fence_away(
+    tmp_path: Path, postmasters: list[FakePostmaster]
+) -> None:
+    postmaster = fake(postmasters, tmp_path)
+    guard = await started_guard(postmaster.data_dir)
+    for _ in range(10):
+        guard.hold(boottime() + 0.8, 0.5)  # stop at +0.3 s unless renewed
+        await asyncio.sleep(0.1)
+    assert not postmaster.gone()
+    guard.release()
+    await asyncio.sleep(0.5)
+    assert not postmaster.gone()
+    await guard.close()
+
+
+async def test_a_lease_with_no_time_left_stops_at_once(
+    tmp_path: Path, postmasters: list[FakePostmaster]
+) -> None:
+    # The agent's renewal failed: it fires the fence (stop now, immediate at the expiry).
+    postmaster = fake(postmasters, tmp_path, "stubborn")
+    guard = await started_guard(postmaster.data_dir)
+    now = boottime()
+    guard.hold(now + 0.5, 0.5)
+    postmaster.process.wait(10)
+    assert postmaster.process.returncode == -signal.SIGQUIT  # ignored SIGINT, then immediate
+    assert boottime() - now < 3.0
+    await guard.close()
 
 
 async def test_a_dead_guard_is_noticed_once(
@@ -415,8 +518,8 @@ async def test_a_dead_guard_is_noticed_once(
     guard = await started_guard(tmp_path)
     guard.process.kill()
     await wait_exit(guard)
-    assert not guard.set_armed(True)
-    assert not guard.set_armed(True)
+    assert not guard.hold(boottime() + 60, 5)
+    assert not guard.hold(boottime() + 60, 5)
     assert caplog.text.count("agent-death guard (pid") == 1
     await guard.close()
 
@@ -438,6 +541,7 @@ async def test_start_guard_warns_and_goes_on(
     assert "agent-death guard could not be started" in caplog.text
     assert await start_guard(settings_for(tmp_path, agent_death_guard=False)) is None
     assert "agent-death guard disabled" in caplog.text
+    assert "lease fence runs inside the agent" in caplog.text
 
 
 def test_the_command_line_carries_the_log_settings(tmp_path: Path) -> None:
@@ -454,72 +558,3 @@ def test_the_command_line_carries_the_log_settings(tmp_path: Path) -> None:
     assert argv[argv.index("--log-file") + 1] == str(tmp_path / "haagent.log")
 
 
-# --- the watchdog the HA loop gets
-
-
-class FakeWatchdog:
-    def __init__(self, arms: bool = True) -> None:
-        self.arms = arms
-        self.calls: list[str] = []
-
-    def can_be_leader(self) -> tuple[bool, str | None]:
-        return True, None
-
-    def arm(self) -> bool:
-        self.calls.append("arm")
-        return self.arms
-
-    def keepalive(self) -> bool:
-        self.calls.append("keepalive")
-        return False
-
-    def disarm(self) -> None:
-        self.calls.append("disarm")
-
-    def reconfigure(self, ttl: int, loop_wait: int) -> None:
-        self.calls.append(f"reconfigure {ttl} {loop_wait}")
-
-    def describe(self) -> str:
-        return "off"
-
-
-class FakeGuard:
-    def __init__(self) -> None:
-        self.states: list[bool] = []
-
-    def set_armed(self, armed: bool) -> bool:
-        self.states.append(armed)
-        return True
-
-
-def guarded(arms: bool = True, paused: bool = False) -> tuple[GuardedWatchdog, FakeGuard]:
-    guard = FakeGuard()
-    return GuardedWatchdog(FakeWatchdog(arms), guard, paused=lambda: paused), guard
-
-
-def test_the_guard_is_armed_with_the_watchdog_and_on_each_renewal() -> None:
-    control, guard = guarded()
-    protocol_view: WatchdogControl = control  # mypy checks the protocol
-    assert protocol_view.arm() is True
-    assert protocol_view.keepalive() is False  # the watchdog's answer (mode off)
-    protocol_view.disarm()
-    assert guard.states == [True, True, False]
-    protocol_view.reconfigure(10, 2)
-    assert protocol_view.describe() == "off"
-    assert protocol_view.can_be_leader() == (True, None)
-    assert isinstance(control.watchdog, FakeWatchdog)
-    assert control.watchdog.calls == ["arm", "keepalive", "disarm", "reconfigure 10 2"]
-
-
-def test_no_guard_when_the_watchdog_refuses_to_arm() -> None:
-    control, guard = guarded(arms=False)
-    assert control.arm() is False
-    assert guard.states == []
-
-
-def test_never_armed_in_maintenance_mode() -> None:
-    control, guard = guarded(paused=True)
-    control.arm()
-    control.keepalive()
-    control.disarm()
-    assert guard.states == [False, False, False]
