@@ -92,6 +92,7 @@ class MemoryStore:
         self._watchers: list[_Watcher] = []
         self._partitioned: set[str] = set()
         self._healed: dict[str, asyncio.Event] = {}
+        self._latency: dict[str, float] = {}
 
     # -- fault injection ---------------------------------------------------------------------
 
@@ -102,7 +103,24 @@ class MemoryStore:
             self._drop(watcher, DCSUnavailable(f"{client} is partitioned from the memory store"))
         log.info("memory store: %s partitioned", client)
 
+    def set_latency(self, client: str, seconds: float) -> None:
+        """Every call of `client` takes `seconds` before it reaches the store (inf: hangs
+        until the latency is set back, or the client healed)."""
+        if seconds:
+            self._latency[client] = seconds
+        else:
+            self._latency.pop(client, None)
+
+    async def delay(self, client: str) -> None:
+        """Wait out the latency set for `client` (in the caller's time)."""
+        # Polled, not an Event: the store is shared by clients on different event loops.
+        while (seconds := self._latency.get(client, 0.0)) == float("inf"):  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        if seconds:
+            await asyncio.sleep(seconds)
+
     def heal(self, client: str) -> None:
+        self._latency.pop(client, None)
         self._partitioned.discard(client)
         healed = self._healed.pop(client, None)
         if healed is not None:
@@ -294,6 +312,7 @@ class MemoryKV:
 
     async def _enter(self) -> None:
         await asyncio.sleep(0)  # let concurrent callers interleave, as on a network
+        await self._store.delay(self._client)
         self._store.check(self._client)
         self._last_contact = self._store.clock()
 

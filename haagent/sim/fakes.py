@@ -1,4 +1,9 @@
-"""The simulation's watchdog and peer client."""
+"""The simulation's watchdog, guard (lease fence) and peer client.
+
+The guard and the watchdog belong to the simulated world, not to the agent: they
+keep acting while the agent is frozen, as the real guard process and the kernel's
+watchdog do.  The simulation checks them whenever its clock moves.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +17,36 @@ from haagent.sim.postgres import FakeWorld
 
 @dataclass
 class FakeWatchdog:
+    """A device with a timeout: armed and not kept alive for `timeout` seconds, it fires.
+
+    `enabled` False is watchdog.mode off; `required` with an unusable device refuses
+    leadership, as watchdog.mode required does."""
+
+    clock: Callable[[], float]
+    enabled: bool = False
     usable: bool = True
+    required: bool = False
+    timeout: float = 25.0
     armed: bool = False
     keepalives: int = 0
+    last_keepalive: float = 0.0
 
     def can_be_leader(self) -> tuple[bool, str | None]:
-        return (True, None) if self.usable else (False, "no watchdog device (simulated)")
+        if self.required and not self.usable:
+            return False, "no watchdog device (simulated)"
+        return True, None
 
     def arm(self) -> bool:
-        self.armed = self.usable
-        return self.usable
+        if not self.enabled or not self.usable:
+            return not self.required
+        if not self.armed:
+            self.armed, self.last_keepalive = True, self.clock()
+        return True
 
     def keepalive(self) -> bool:
         if self.armed:
             self.keepalives += 1
+            self.last_keepalive = self.clock()
         return self.armed
 
     def disarm(self) -> None:
@@ -35,16 +56,45 @@ class FakeWatchdog:
         pass
 
     def describe(self) -> str:
-        return "armed" if self.armed else "disarmed"
+        return "armed" if self.armed else "disarmed" if self.enabled else "off"
+
+    def fires_at(self) -> float | None:
+        return self.last_keepalive + self.timeout if self.armed else None
+
+
+@dataclass
+class SimGuard:
+    """The guard process: the lease fence and the agent-death stop, outside the agent."""
+
+    armed: bool = False
+    expires: float = 0.0
+    margin: float = 0.0
+    holds: int = 0
+
+    def hold(self, expires: float, margin: float) -> bool:
+        self.armed, self.expires, self.margin = True, expires, margin
+        self.holds += 1
+        return True
+
+    def release(self) -> None:
+        self.armed = False
+
+    def stop_at(self) -> float | None:
+        return self.expires - self.margin if self.armed else None
 
 
 class FakePeers:
     def __init__(
-        self, world: FakeWorld, me: str, on_failsafe: Callable[[str], None] | None = None
+        self,
+        world: FakeWorld,
+        me: str,
+        on_failsafe: Callable[[str], None] | None = None,
+        watchdog_failed: Callable[[str], bool] | None = None,
     ) -> None:
         self.world = world
         self.me = me
         self.on_failsafe = on_failsafe
+        self.watchdog_failed = watchdog_failed or (lambda name: False)
 
     async def positions(self, members: Sequence[Member], timeout: float) -> dict[str, PeerPosition]:
         result = {}
@@ -61,7 +111,7 @@ class FakePeers:
                 running=True,
                 in_recovery=node.in_recovery,
                 failover_priority=m.failover_priority,
-                nofailover=m.nofailover,
+                nofailover=m.nofailover or self.watchdog_failed(m.name),
             )
         return result
 

@@ -1,4 +1,13 @@
-"""An in-memory PostgreSQL for the simulation: WAL positions, timelines, replication."""
+"""An in-memory PostgreSQL for the simulation: WAL positions, timelines, replication, faults.
+
+A node's WAL is its timeline, its position on it, and the switches that led there
+(`switches`: the timeline that ended and where).  A write is a position on a
+timeline; a node holds a write when its history passes through that point.
+
+Faults: `delay(op, seconds)` makes an operation take that long; `hang(op)` makes it
+never return until `unhang(op)`; `crash()` kills the postmaster.  Operations are the
+`PostgresControl` method names (`status`, `stop`, `promote`, `checkpoint`, ...).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +19,19 @@ from typing import Literal
 from haagent.config.model import DynamicConfig
 from haagent.engine.ports import TimelineSwitch
 from haagent.postgres.model import PostgresStatus, ReplicationConnection, Upstream
+from haagent.postgres.sync import parse_synchronous_standby_names
 
 SYSID = "7000000000000000001"
+
+
+@dataclass(frozen=True)
+class Write:
+    """One acknowledged write: where it landed."""
+
+    node: str
+    timeline: int
+    lsn: int
+    at: float
 
 
 @dataclass
@@ -24,21 +44,45 @@ class FakeWorld:
     def reachable(self, a: str, b: str) -> bool:
         return a not in self.partitioned and b not in self.partitioned
 
+    def streaming_from(self, primary: FakePostgres) -> list[FakePostgres]:
+        return [
+            n
+            for n in self.nodes.values()
+            if n.running
+            and n.in_recovery
+            and n.upstream == primary.name
+            and self.reachable(n.name, primary.name)
+            and n.compatible_with(primary)
+        ]
+
     def replicate(self) -> None:
-        """Replicas connected to a running primary catch up fully."""
-        for node in self.nodes.values():
-            up = self.nodes.get(node.upstream or "")
-            if not (node.running and node.in_recovery and up is not None):
-                continue
-            if not (up.running and self.reachable(node.name, up.name)):
-                continue
-            if up.timeline < node.timeline:
-                continue
-            node.lsn = max(node.lsn, up.lsn)
-            node.timeline = up.timeline
+        """Replicas connected to a running upstream of a compatible history catch up fully."""
+        for _ in range(len(self.nodes)):  # cascades settle in a few rounds
+            for node in self.nodes.values():
+                up = self.nodes.get(node.upstream or "")
+                if not (node.running and node.in_recovery and up is not None and up.running):
+                    continue
+                if self.reachable(node.name, up.name) and node.compatible_with(up):
+                    node.catch_up(up)
 
     def writable(self) -> list[str]:
-        return sorted(n.name for n in self.nodes.values() if n.running and not n.in_recovery)
+        return sorted(n.name for n in self.nodes.values() if n.writable)
+
+    def write(self, now: float) -> Write | None:
+        """A client writes to the one writable node; the acknowledged write, or None."""
+        writable = [n for n in self.nodes.values() if n.writable]
+        if len(writable) != 1:
+            return None
+        primary = writable[0]
+        primary.lsn += 100
+        synchronous = primary.synchronous_names()
+        if synchronous is not None:
+            # Acknowledged only once a named standby has it (it streams at once here).
+            if not any(n.name in synchronous for n in self.streaming_from(primary)):
+                primary.lsn -= 100  # the commit waits; the client gives up: not acknowledged
+                return None
+            self.replicate()
+        return Write(primary.name, primary.timeline, primary.lsn, now)
 
 
 @dataclass
@@ -48,6 +92,8 @@ class FakePostgres:
     initialized: bool = False
     running: bool = False
     in_recovery: bool = True
+    # Stopping (a fast shutdown in progress): refuses connections, accepts no write.
+    stopping: bool = False
     timeline: int = 1
     lsn: int = 0
     upstream: str | None = None
@@ -55,19 +101,100 @@ class FakePostgres:
     slots: frozenset[str] = frozenset()  # replication slots for these members
     switches: list[TimelineSwitch] = field(default_factory=list)
     postmaster_died: asyncio.Event = field(default_factory=asyncio.Event)
+    delays: dict[str, float] = field(default_factory=dict)
+    hung: set[str] = field(default_factory=set)
+    # How long a fast shutdown takes (the simulated shutdown checkpoint).
+    shutdown_seconds: float = 0.2
+    fenced: int = 0  # how many times the lease fence stopped it
 
     def __post_init__(self) -> None:
         self.world.nodes[self.name] = self
 
+    # --- the world's view
+
+    @property
+    def writable(self) -> bool:
+        return self.running and not self.in_recovery and not self.stopping
+
+    def holds(self, write: Write) -> bool:
+        """This node's WAL passes through `write`."""
+        if write.timeline == self.timeline:
+            return write.lsn <= self.lsn
+        return any(s.timeline == write.timeline and write.lsn <= s.lsn for s in self.switches)
+
+    def segments(self) -> list[tuple[int, int]]:
+        """The history: each timeline in order and where it ended (or is now, for the last)."""
+        return [(s.timeline, s.lsn) for s in self.switches] + [(self.timeline, self.lsn)]
+
+    def fork_point(self, other: FakePostgres) -> int:
+        """Where the two histories part (the position up to which both agree)."""
+        point = 0
+        for (mine, my_end), (theirs, their_end) in zip(
+            self.segments(), other.segments(), strict=False
+        ):
+            if mine != theirs:
+                break
+            point = min(my_end, their_end)
+            if my_end != their_end:
+                break
+        return point
+
+    def compatible_with(self, up: FakePostgres) -> bool:
+        """Can stream from `up`: our history is a prefix of its history."""
+        return self.fork_point(up) >= self.lsn
+
+    def catch_up(self, up: FakePostgres) -> None:
+        self.lsn, self.timeline, self.switches = up.lsn, up.timeline, list(up.switches)
+
+    def synchronous_names(self) -> set[str] | None:
+        """The standbys a commit waits for (None: asynchronous)."""
+        if not self.sync_names:
+            return None
+        _, _, names = parse_synchronous_standby_names(self.sync_names)
+        return set(names)
+
     # --- test controls
 
-    def write(self, amount: int = 100) -> None:
-        assert self.running and not self.in_recovery, f"{self.name} does not accept writes"
-        self.lsn += amount
+    def delay(self, op: str, seconds: float) -> None:
+        self.delays[op] = seconds
+
+    def hang(self, op: str) -> None:
+        self.hung.add(op)
+
+    def unhang(self, op: str | None = None) -> None:
+        if op is None:
+            self.hung.clear()
+            self.delays.clear()
+        else:
+            self.hung.discard(op)
+            self.delays.pop(op, None)
 
     def crash(self) -> None:
         self.running = False
+        self.stopping = False
         self.postmaster_died.set()
+
+    def fence_stop(self) -> None:
+        """The guard's fast shutdown: no write is accepted from now on."""
+        if self.running:
+            self.fenced += 1
+            self.stopping = True
+
+    def finish_stop(self) -> None:
+        """The shutdown that was in progress completes."""
+        if self.stopping:
+            self.running = False
+            self.stopping = False
+            self.postmaster_died.set()
+
+    async def _op(self, op: str) -> None:
+        await asyncio.sleep(0)
+        # Polled, not an Event: a restarted agent runs on a new event loop.
+        while op in self.hung:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        seconds = self.delays.get(op, 0.0)
+        if seconds:
+            await asyncio.sleep(seconds)
 
     # --- PostgresControl
 
@@ -75,21 +202,19 @@ class FakePostgres:
         pass
 
     async def status(self) -> PostgresStatus:
+        await self._op("status")
+        names = self.synchronous_names() or set()
         replication = tuple(
             ReplicationConnection(
                 usename="replicator",
                 application_name=n.name,
                 client_addr=None,
                 state="streaming",
-                sync_state="sync" if f'"{n.name}"' in self.sync_names else "async",
+                sync_state="sync" if n.name in names else "async",
                 sync_priority=0,
                 flush_lsn=n.lsn,
             )
-            for n in self.world.nodes.values()
-            if n.upstream == self.name
-            and n.running
-            and n.in_recovery
-            and self.world.reachable(n.name, self.name)
+            for n in self.world.streaming_from(self)
         )
         if not self.running:
             return PostgresStatus(
@@ -103,7 +228,7 @@ class FakePostgres:
             data_dir_exists=True,
             data_dir_initialized=True,
             running=True,
-            accepting=True,
+            accepting=not self.stopping,
             in_recovery=self.in_recovery,
             timeline=self.timeline,
             system_identifier=SYSID,
@@ -116,42 +241,61 @@ class FakePostgres:
         )
 
     async def bootstrap(self) -> None:
+        await self._op("bootstrap")
         self.initialized, self.running, self.in_recovery = True, True, False
         self.lsn, self.timeline = 1000, 1
 
     async def create_replica(self, source: Upstream) -> None:
+        await self._op("create_replica")
         up = self.world.nodes[source.name]
         if not self.world.reachable(self.name, up.name) or not up.running:
             raise RuntimeError(f"cannot reach {up.name} to clone it")
-        self.initialized, self.lsn, self.timeline = True, up.lsn, up.timeline
+        self.initialized = True
+        self.lsn, self.timeline, self.switches = up.lsn, up.timeline, list(up.switches)
 
     async def start(self, role: Literal["primary", "replica"], upstream: Upstream | None) -> None:
-        self.running = True
-        self.in_recovery = role == "replica"
-        self.upstream = upstream.name if upstream and role == "replica" else None
-        self.postmaster_died.clear()
+        await self._op("start")
+        if not self.running:
+            self.running, self.stopping = True, False
+            self.in_recovery = True
+            self.postmaster_died.clear()
+        if role == "primary":
+            await self.promote()
+        else:
+            if upstream is not None:
+                self._rewind_to(upstream)
+            self.upstream = upstream.name if upstream else None
 
     async def stop(
         self, mode: Literal["smart", "fast", "immediate"], timeout: float | None = None
     ) -> None:
-        self.running = False
+        await self._op("stop")
+        if not self.running:
+            return
+        self.stopping = True
+        if mode != "immediate":
+            await asyncio.sleep(self.shutdown_seconds)
+        self.running, self.stopping = False, False
 
     async def restart(self, role: Literal["primary", "replica"], upstream: Upstream | None) -> None:
         await self.stop("fast")
         await self.start(role, upstream)
 
     async def promote(self) -> None:
+        await self._op("promote")
+        if not self.running or self.stopping:
+            raise RuntimeError(f"{self.name}: PostgreSQL is not running: cannot promote")
         if self.in_recovery:
             self.switches.append(TimelineSwitch(self.timeline, self.lsn, "promoted"))
             self.timeline += 1
             self.in_recovery = False
             self.upstream = None
 
-    async def _rewind_to(self, upstream: Upstream) -> None:
+    def _rewind_to(self, upstream: Upstream) -> None:
         up = self.world.nodes[upstream.name]
-        if self.timeline != up.timeline:
-            self.lsn = min(self.lsn, up.lsn)
-            self.timeline = up.timeline
+        if not self.compatible_with(up):
+            self.lsn = self.fork_point(up)
+            self.timeline, self.switches = up.timeline, list(up.switches)
 
     async def demote(
         self,
@@ -159,23 +303,28 @@ class FakePostgres:
         upstream: Upstream | None,
         timeout: float | None = None,
     ) -> None:
-        self.in_recovery = True
-        self.running = True
+        await self.stop(mode)
+        await self._op("demote")
+        self.running, self.in_recovery = True, True
+        self.postmaster_died.clear()
         if upstream is not None:
-            await self._rewind_to(upstream)
+            self._rewind_to(upstream)
         self.upstream = upstream.name if upstream else None
 
     async def follow(self, upstream: Upstream) -> None:
-        await self._rewind_to(upstream)
+        await self._op("follow")
+        self._rewind_to(upstream)
         self.upstream = upstream.name
 
     async def checkpoint(self) -> None:
-        pass
+        await self._op("checkpoint")
 
     async def ensure_slots(self, members: Sequence[str]) -> None:
+        await self._op("ensure_slots")
         self.slots = frozenset(members)
 
     async def set_synchronous_standby_names(self, value: str) -> None:
+        await self._op("set_synchronous_standby_names")
         self.sync_names = value
 
     async def last_timeline_switch(self) -> TimelineSwitch | None:
@@ -186,6 +335,7 @@ class FakePostgres:
 
     async def remove_data_directory(self, reason: str) -> None:
         self.initialized, self.running, self.lsn = False, False, 0
+        self.timeline, self.switches = 1, []
 
     async def close(self) -> None:
         pass

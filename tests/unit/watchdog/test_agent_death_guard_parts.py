@@ -556,5 +556,3 @@ def test_the_command_line_carries_the_log_settings(tmp_path: Path) -> None:
     )
     argv = guard_argv(logged, agent_pid=1234)
     assert argv[argv.index("--log-file") + 1] == str(tmp_path / "haagent.log")
-
-
