@@ -15,6 +15,7 @@ from pathlib import Path
 
 from haagent.chaos.result import Result, markdown, table, to_json
 from haagent.chaos.runner import COMMAND_HOSTS, run_scenario
+from haagent.chaos.scenario import PROFILES, Scenario
 from haagent.chaos.scenarios import FAST, SCENARIOS
 from haagent.lab.netfault import unavailable_reason
 
@@ -24,8 +25,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m haagent.chaos",
         description="Run haagent's failure scenarios on a fresh three-node lab each.",
     )
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="default: all")
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO[@PROFILE]", help="default: all")
     parser.add_argument("--fast", action="store_true", help="only the CI subset: " + " ".join(FAST))
+    parser.add_argument(
+        "--profile",
+        choices=[*PROFILES, "both"],
+        default="both",
+        help="timings: fast (ttl 10, loop_wait 2, retry_timeout 3), patroni (Patroni's "
+        "defaults 30/10/10), or both (the default); SCENARIO@PROFILE picks one per scenario",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -41,11 +49,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:34} {s.title}{'  [fast]' if s.fast else ''}")
         return 0
     names = args.scenarios or (FAST if args.fast else list(SCENARIOS))
-    unknown = [n for n in names if n not in SCENARIOS]
-    if unknown:
-        print(f"unknown scenario {', '.join(unknown)}; see --list for the names", file=sys.stderr)
-        return 2
-    chosen = [SCENARIOS[n] for n in names]
+    profiles = list(PROFILES) if args.profile == "both" else [args.profile]
+    chosen: list[Scenario] = []
+    for name in names:
+        base, _, profile = name.partition("@")
+        if base not in SCENARIOS or (profile and profile not in PROFILES):
+            print(f"unknown scenario {name}; see --list for the names", file=sys.stderr)
+            return 2
+        chosen += [SCENARIOS[base].at(p) for p in ([profile] if profile else profiles)]
     if any(s.network for s in chosen) and (reason := unavailable_reason()) is not None:
         print(f"cannot inject network faults: {reason}", file=sys.stderr)
         return 2

@@ -24,6 +24,9 @@ class Result:
     failures: tuple[str, ...]
     notes: tuple[str, ...]
     duration: float
+    # The client connected straight to the old primary: its acknowledged and missing writes.
+    direct_acknowledged: int = 0
+    direct_lost: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -38,10 +41,11 @@ class Result:
 
 
 COLUMNS = (
-    ("scenario", 34),
+    ("scenario", 44),
     ("write down s", 12),
     ("read down s", 11),
     ("lost/acked", 11),
+    ("direct lost/acked", 17),
     ("split brain", 11),
     ("to health s", 11),
     ("leader", 15),
@@ -51,6 +55,7 @@ COLUMNS = (
 
 def _cells(r: Result) -> list[str]:
     lost = "?" if r.lost is None else str(r.lost)
+    direct = "?" if r.direct_lost is None else str(r.direct_lost)
     health = "-" if r.time_to_health is None else f"{r.time_to_health:.1f}"
     leader = f"{r.leader_before}->{r.leader_after or '?'}"
     return [
@@ -58,6 +63,7 @@ def _cells(r: Result) -> list[str]:
         f"{r.write_downtime:.2f}",
         f"{r.read_downtime:.2f}",
         f"{lost}/{r.acknowledged}",
+        f"{direct}/{r.direct_acknowledged}",
         f"{r.split_brain_samples}/{r.samples}",
         health,
         leader,

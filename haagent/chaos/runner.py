@@ -12,6 +12,7 @@ after the fault ends; no data directory wiped; plus what the scenario expects.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
@@ -22,7 +23,7 @@ import psycopg
 
 from haagent.chaos.observe import Reader, Sample, Sampler, longest_gap
 from haagent.chaos.result import Result
-from haagent.chaos.scenario import FAST_TIMINGS, Context, Scenario
+from haagent.chaos.scenario import Context, Scenario
 from haagent.config.model import Address
 from haagent.lab import processes
 from haagent.lab.cluster import LAB_PASSWORD, LabCluster
@@ -69,17 +70,20 @@ def log_since(path: Path, offset: int) -> str:
 
 @dataclass
 class Observers:
-    writer: Writer
+    writer: Writer  # libpq multi-host, target_session_attrs=read-write: follows the primary
+    direct: Writer  # connected straight to the leader of the start, and only to it
     reader: Reader
     sampler: Sampler
 
     def start(self) -> None:
         self.writer.start()
+        self.direct.start()
         self.reader.start()
         self.sampler.start()
 
     def stop(self) -> None:
         self.writer.stop()
+        self.direct.stop()
         self.reader.stop()
         self.sampler.stop()
 
@@ -102,23 +106,25 @@ def make_lab(
         api_port=None,
         etcd_ports=None,
         user=user,
-        dynamic={**FAST_TIMINGS, **scenario.dynamic},
+        dynamic={**scenario.dynamic, **scenario.timings},
         watchdog_simulator=scenario.watchdog_simulator,
         haproxy_ports=(ports[0], ports[1], ports[2]),
         node_groups=scenario.network,
     )
 
 
-def make_observers(lab: LabCluster) -> Observers:
+def make_observers(lab: LabCluster, leader: str) -> Observers:
     assert lab.haproxy_ports is not None
     addresses = [Address(n.host, n.pg_port) for n in lab.nodes.values()]
     writer = Writer(multi_host_dsn(addresses, "postgres", LAB_PASSWORD))
+    old = lab.nodes[leader]
+    direct = Writer(f"{old.dsn} {CLIENT_TIMEOUTS}", table="haagent_direct")
     read_dsn = (
         f"host={lab.haproxy_host} port={lab.haproxy_ports[1]} user=postgres "
         f"password={LAB_PASSWORD} dbname=postgres {CLIENT_TIMEOUTS}"
     )
     reader = Reader(read_dsn, query=f"SELECT max(id) FROM {writer.table}")
-    return Observers(writer, reader, Sampler(list(lab.nodes.values())))
+    return Observers(writer, direct, reader, Sampler(list(lab.nodes.values())))
 
 
 def run_scenario(
@@ -149,7 +155,7 @@ def run_scenario(
         assert leader is not None
         stats = f"http://{lab.haproxy_host}:{lab.haproxy_ports[2]}/" if lab.haproxy_ports else ""
         lab.wait_for(lambda: routes_match(stats, leader, lab.nodes), "HAProxy routes", 60)
-        observers = make_observers(lab)
+        observers = make_observers(lab, leader)
         observers.start()
         time.sleep(BASELINE)
         before = data_dir_identity(lab)
@@ -182,6 +188,7 @@ def run_scenario(
         observers.stop()
         end = time.monotonic()
         lost = count_lost(observers.writer, failures)
+        direct_lost = count_lost(observers.direct, failures, observers.writer.dsn)
         leader_after = lab.leader()
         after = data_dir_identity(lab)
         for name in lab.nodes:
@@ -197,14 +204,21 @@ def run_scenario(
             )
         if scenario.synchronous and lost:
             failures.append(f"synchronous_mode on, yet {lost} acknowledged writes are lost")
+        if direct_lost and (scenario.synchronous or scenario.expect.no_direct_loss):
+            failures.append(
+                f"{direct_lost} writes acknowledged to a client connected straight to the old "
+                f"primary {leader} are missing from the healed cluster"
+            )
         check_expectations(scenario, ctx, samples, logs, leader_after, failures)
         return Result(
-            scenario=scenario.name,
+            scenario=scenario.label,
             title=scenario.title,
             write_downtime=longest_gap([t for _, t in observers.writer.acked], fault, end),
             read_downtime=longest_gap(observers.reader.ok, fault, end),
             acknowledged=len(observers.writer.acked),
             lost=lost,
+            direct_acknowledged=len(observers.direct.acked),
+            direct_lost=direct_lost,
             split_brain_samples=len(split),
             samples=len(samples),
             time_to_health=time_to_health,
@@ -217,7 +231,7 @@ def run_scenario(
     except (ProcessError, OSError, psycopg.Error, AssertionError, KeyError) as e:
         failures.append(f"the scenario could not run: {type(e).__name__}: {e}")
         return Result(
-            scenario.name, scenario.title, 0.0, 0.0, 0, None, 0, 0, None, "?", None,
+            scenario.label, scenario.title, 0.0, 0.0, 0, None, 0, 0, None, "?", None,
             tuple(failures), tuple(notes), time.monotonic() - started,
         )  # fmt: skip
     finally:
@@ -235,12 +249,30 @@ def run_scenario(
             say(scenario.name, f"FAILED; logs kept in {lab_dir}")
 
 
-def count_lost(writer: Writer, failures: list[str]) -> int | None:
+def count_lost(writer: Writer, failures: list[str], dsn: str | None = None) -> int | None:
+    """Acknowledged writes missing now, asking the primary through `dsn` (default the
+    writer's own, which finds the primary)."""
     try:
-        return len(writer.lost(writer.dsn))
+        return len(writer.lost(dsn or writer.dsn))
     except psycopg.Error as e:
         failures.append(f"could not count lost writes on the primary: {e}")
         return None
+
+
+FENCE_FIRED = re.compile(r"lease fence: .*can expire in (-?[0-9.]+)s")
+FAST_STOP = re.compile(r"PostgreSQL stopped \(fast shutdown\) in ([0-9.]+)s")
+
+
+def fence_note(log: str) -> str | None:
+    """What the guard's lease fence did in this log: when it fired and how long the fast
+    shutdown took (the margin it had left), or None when it never fired."""
+    fired = FENCE_FIRED.search(log)
+    if fired is None:
+        return None
+    margin = float(fired.group(1))
+    stopped = FAST_STOP.search(log, fired.end())
+    took = f"the fast shutdown took {stopped.group(1)}s" if stopped else "no fast shutdown seen"
+    return f"the lease fence fired {margin:.1f}s before the lease could expire; {took}"
 
 
 def check_expectations(
@@ -287,11 +319,14 @@ def check_expectations(
             )
         else:
             ctx.notes.append(f"{old} stopped accepting writes {last - fault:.1f}s into the fault")
+    fenced = fence_note(logs.get(old, ""))
+    if fenced:
+        ctx.notes.append(f"{old}: {fenced}")
     if expect.rewind:
         log = logs.get(old, "")
         if "rewound (" in log:
             ctx.notes.append(f"{old} came back as a replica through pg_rewind")
-        elif "now following" in log or "already following" in log:
+        elif any(w in log for w in ("now following", "already following", "as a standby of")):
             ctx.notes.append(
                 f"{old} came back as a replica without pg_rewind: its WAL had not diverged"
             )

@@ -1,23 +1,31 @@
-"""The failure scenarios of the seed lab (network, power, processes, CPU, etcd), automated.
+"""The failure scenarios of the seed lab (network, power, processes, CPU, etcd), automated,
+and the stalls a lease fence must survive (a frozen agent, a leader cut off from etcd,
+a stopped checkpointer during a switchover or a shutdown, a paused cluster).
 
-Numbers follow issue #10; each scenario starts a fresh three-node lab.
+Numbers 1-10 follow the seed lab's scenarios; each scenario starts a fresh three-node
+lab and runs at both timing profiles (the lab's fast one and Patroni's defaults).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from haagent.chaos.scenario import DEFAULT_TIMINGS, Context, Expect, Scenario
 from haagent.lab import processes
 
 NETWORK_OUTAGE = 30.0  # seconds a node stays cut off (three ttl of the fast timings)
+CHECKPOINT_STALL = 45.0  # seconds a checkpointer stays stopped (a checkpoint under load)
 CPU_SATURATION = 60.0
 ETCD_OUTAGE = 60.0
 
@@ -150,12 +158,148 @@ def etcd_outage(ctx: Context) -> None:
     ctx.mark("heal")
 
 
+def agent_freeze_for(fraction: float) -> Callable[[Context], None]:
+    """SIGSTOP the leader's agent for `fraction` of ttl, no watchdog: only the guard's lease
+    fence keeps its PostgreSQL from outliving the lease."""
+
+    def inject(ctx: Context) -> None:
+        lab, old = ctx.lab, ctx.leader
+        agent = lab.nodes[old].agent
+        assert agent is not None
+        seconds = fraction * ctx.ttl
+        ctx.note(f"SIGSTOP {old}'s agent for {seconds:.0f}s (no watchdog), then SIGCONT")
+        ctx.mark("fault")
+        agent.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        ctx.mark("heal")
+
+    return inject
+
+
+def etcd_cut_leader(ctx: Context) -> None:
+    lab, old = ctx.lab, ctx.leader
+    assert ctx.faults is not None
+    seconds = max(NETWORK_OUTAGE, 2.0 * ctx.ttl)
+    ports = [m.client.port for m in lab.etcd.members]
+    ctx.note(f"cut {old}'s connections to etcd (ports {ports}) for {seconds:.0f}s")
+    ctx.mark("fault")
+    ctx.faults.cut_ports(lab.index_of(old), ports)
+    time.sleep(seconds)
+    ctx.heal_network()
+    ctx.mark("heal")
+
+
+def checkpointer_pid(ctx: Context, name: str) -> int:
+    """The pid of the checkpointer of `name`'s PostgreSQL (a child of its postmaster)."""
+    postmaster = ctx.lab.nodes[name].postmaster_pid()
+    assert postmaster is not None, f"{name}'s PostgreSQL does not run"
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"checkpointer" in cmdline:
+            return int(child)
+    raise AssertionError(f"no checkpointer under {name}'s postmaster {postmaster}")
+
+
+def resume(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+
+
+def switchover_stopped_checkpointer(ctx: Context) -> None:
+    lab, old = ctx.lab, ctx.leader
+    candidate = ctx.replicas()[0]
+    stalled = CHECKPOINT_STALL
+    pid = checkpointer_pid(ctx, old)
+    ctx.note(f"SIGSTOP {old}'s checkpointer for {stalled:.0f}s, switchover to {candidate}")
+    body = json.dumps({"leader": old, "candidate": candidate}).encode()
+    request = urllib.request.Request(
+        lab.nodes[old].api_url + "/switchover", data=body, method="POST"
+    )
+    answers: list[str] = []
+
+    def ask() -> None:
+        try:
+            with urllib.request.urlopen(request, timeout=3 * stalled) as response:
+                answers.append(f"{response.status}: {response.read().decode()[:100]}")
+        except (OSError, urllib.error.HTTPError) as e:
+            answers.append(str(e))
+
+    asking = threading.Thread(target=ask, daemon=True)
+    ctx.mark("fault")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        asking.start()
+        time.sleep(stalled)
+    finally:
+        resume(pid)
+    ctx.wait_for_new_leader()
+    asking.join(3 * stalled)
+    ctx.note(f"the switchover answered {answers[0] if answers else 'nothing'}")
+    ctx.mark("heal")
+
+
+def sigterm_stopped_checkpointer(ctx: Context) -> None:
+    lab, old = ctx.lab, ctx.leader
+    stalled = CHECKPOINT_STALL
+    pid = checkpointer_pid(ctx, old)
+    agent = lab.nodes[old].agent
+    assert agent is not None
+    ctx.note(f"SIGSTOP {old}'s checkpointer for {stalled:.0f}s, SIGTERM its agent")
+    ctx.mark("fault")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        agent.send_signal(signal.SIGTERM)
+        time.sleep(stalled)
+    finally:
+        resume(pid)
+    ctx.wait_for_new_leader()
+    lab.wait_for(lambda: not agent.alive(), f"{old}'s agent to exit", 120)
+    lab.start_agent(old)
+    ctx.mark("heal")
+
+
+def paused_leader_stopped(ctx: Context) -> None:
+    lab, old = ctx.lab, ctx.leader
+    seconds = ctx.ttl + 15.0
+    ctx.note(f"pause the cluster, stop {old}'s agent for {seconds:.0f}s, start it, resume")
+    set_pause(ctx, True)
+    ctx.mark("fault")
+    lab.stop_agent(old)
+    time.sleep(seconds)
+    lab.start_agent(old)
+    lab.wait_for(lambda: lab.leader() == old, f"{old} to take its key back", 60)
+    set_pause(ctx, False)
+    ctx.mark("heal")
+
+
+def set_pause(ctx: Context, paused: bool) -> None:
+    lab = ctx.lab
+    leader = lab.nodes[ctx.leader]
+    body = json.dumps({"pause": paused}).encode()
+    request = urllib.request.Request(leader.api_url + "/config", data=body, method="PATCH")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200, response.status
+
+    def everyone() -> bool:
+        return all(node.api("/patroni")[1].get("pause", False) == paused for node in
+                   lab.nodes.values() if node.agent is not None and node.agent.alive())  # fmt: skip
+
+    lab.wait_for(everyone, f"every member to report pause={paused}", 60)
+
+
 SYNC: Mapping[str, Any] = {"synchronous_mode": True}
 QUORUM_LOST = Expect(no_primary_during_fault=True, health_within=120.0)
 
 
 def _all() -> list[Scenario]:
     network_primary = Expect(leader_change=True, rewind=True, demote_within_ttl=True)
+    fenced = Expect(leader_change=True, rewind=True, demote_within_ttl=True, no_direct_loss=True)
     return [
         Scenario("replica-network-loss", "1 a replica loses its network, then gets it back",
                  replica_network_loss, network=True, expect=Expect(leader_change=False)),
@@ -189,6 +333,27 @@ def _all() -> list[Scenario]:
                  primary_power_loss, dynamic=SYNC, expect=Expect(leader_change=True)),
         Scenario("postmaster-kill-sync", "10 = 5 with synchronous_mode on",
                  postmaster_kill, dynamic=SYNC, expect=Expect(leader_change=False)),
+        Scenario("agent-freeze-short", "11 the primary's agent SIGSTOPped 0.77 ttl, no watchdog",
+                 agent_freeze_for(0.77),
+                 expect=Expect(demote_within_ttl=True, no_direct_loss=True)),
+        Scenario("agent-freeze-long", "11 the primary's agent SIGSTOPped 1.33 ttl, no watchdog",
+                 agent_freeze_for(1.33), expect=fenced, fast=True),
+        Scenario("agent-freeze-long-sync", "11 = the long freeze with synchronous_mode on",
+                 agent_freeze_for(1.33), dynamic=SYNC, expect=fenced),
+        Scenario("etcd-cut-leader", "12 the primary cut off from etcd only",
+                 etcd_cut_leader, network=True, expect=fenced),
+        Scenario("switchover-stopped-checkpointer",
+                 "13 switchover while the primary's checkpointer is stopped",
+                 switchover_stopped_checkpointer,
+                 expect=Expect(leader_change=True, no_direct_loss=True)),
+        Scenario("sigterm-stopped-checkpointer",
+                 "14 SIGTERM to the primary's agent while its checkpointer is stopped",
+                 sigterm_stopped_checkpointer,
+                 expect=Expect(leader_change=True, no_direct_loss=True)),
+        Scenario("paused-leader-stopped",
+                 "15 maintenance mode: the primary's agent stopped, then started again",
+                 paused_leader_stopped,
+                 expect=Expect(leader_change=False, primary_throughout=True, no_direct_loss=True)),
     ]  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import grp
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -84,6 +84,10 @@ class NetworkFaults:
     def isolate(self, nodes: Mapping[int, str]) -> None:
         """Cut nodes (index -> address) off from everything else, each from the others too."""
         self._run("isolate", *(f"{index}={address}" for index, address in sorted(nodes.items())))
+
+    def cut_ports(self, index: int, ports: Sequence[int]) -> None:
+        """Drop every packet of the connections node `index` opens to these TCP ports."""
+        self._run("cut-ports", str(index), *(str(p) for p in ports))
 
     def heal(self) -> None:
         self._run("heal")

@@ -273,7 +273,7 @@ def stop_postgres(data_dir: Path, fast_grace: float, immediate_grace: float) -> 
     try:
         log.warning("stopping PostgreSQL (postmaster pid %d): fast shutdown (SIGINT)", pid)
         if not _signal(pid, signal.SIGINT) or wait_gone(pid, fast_grace):
-            log.warning("PostgreSQL stopped (fast shutdown) in %.1fs", time.monotonic() - started)
+            log.warning("PostgreSQL stopped (fast shutdown) in %.2fs", time.monotonic() - started)
             return True
         # Still the same server?  (A running process keeps its pid, but check anyway.)
         again, why = verified_postmaster(data_dir)
@@ -287,7 +287,7 @@ def stop_postgres(data_dir: Path, fast_grace: float, immediate_grace: float) -> 
         )
         if not _signal(pid, signal.SIGQUIT) or wait_gone(pid, immediate_grace):
             took = time.monotonic() - started
-            log.warning("PostgreSQL stopped (immediate shutdown) in %.1fs", took)
+            log.warning("PostgreSQL stopped (immediate shutdown) in %.2fs", took)
             return True
     except PermissionError as exc:
         log.error("cannot signal PostgreSQL (pid %d): %s; stop it by hand", pid, exc)
