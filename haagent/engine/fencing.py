@@ -25,6 +25,8 @@ from haagent.engine.ports import LeaseFence, WatchdogControl
 
 log = logging.getLogger("haagent.engine")
 
+FAST_GRACE = 3.0  # a fast shutdown's time before the immediate one, when no lease bounds it
+
 
 class Fencing:
     def __init__(
@@ -77,7 +79,8 @@ class Fencing:
         if not self._armed:
             return
         now = self._clock()
-        until = expires if expires is not None and expires > now else now
+        # Immediate shutdown when the lease can expire (or after a short fast one).
+        until = expires if expires is not None and expires > now else now + FAST_GRACE
         log.warning("fencing: %s: stopping PostgreSQL now", why)
         self.fence.hold(until, until - now)
 

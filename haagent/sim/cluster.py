@@ -114,6 +114,8 @@ class Simulation:
         self.acked: list[Write] = []
         self.lost: set[Write] = set()
         self._next_tick = self.clock() + TICK
+        self._checked_for: tuple[str, int] | None = None
+        self._checked_upto = 0
         self.prefix = self.nodes[names[0]].settings.dcs_prefix.encode()
 
     # --- time
@@ -230,7 +232,12 @@ class Simulation:
                 f"(held by {self.leader_in_etcd()}): a primary outlived its lease"
             )
         pg = self.world.nodes[primary]
-        missing = [w for w in self.acked if not pg.holds(w)]
+        # A primary's WAL only grows while it stays primary on one timeline: recheck every
+        # acknowledged write only when that changes, else just the new ones.
+        if self._checked_for != (primary, pg.timeline):
+            self._checked_for, self._checked_upto = (primary, pg.timeline), 0
+        missing = [w for w in self.acked[self._checked_upto :] if not pg.holds(w)]
+        self._checked_upto = len(self.acked)
         self.lost.update(missing)
         if missing and view_config.synchronous_mode:
             raise Violation(

@@ -9,12 +9,14 @@ every acknowledged write.  A broken invariant raises `Violation` in the middle o
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator
 
 import pytest
 
 from haagent.config.model import DynamicConfig
+from haagent.dcs.errors import DCSError
 from haagent.sim.cluster import Simulation, Violation
 
 DEFAULTS = DynamicConfig(ttl=30, loop_wait=10, retry_timeout=10)
@@ -189,10 +191,11 @@ def test_a_slow_postgres_on_the_leader_does_not_delay_renewals(
 
 
 @PROFILES
+@pytest.mark.parametrize("seed", range(8))
 def test_random_stalls_and_faults_never_break_an_invariant(
-    sims: list[Simulation], config: DynamicConfig
+    sims: list[Simulation], config: DynamicConfig, seed: int
 ) -> None:
-    rng = random.Random(11)
+    rng = random.Random(seed)
     sim = healthy(sims, config)
     names = list(sim.nodes)
     ttl = config.ttl
@@ -226,11 +229,12 @@ def test_random_stalls_and_faults_never_break_an_invariant(
     healed(sim, config)
 
 
+@pytest.mark.parametrize("seed", range(4))
 def test_synchronous_mode_loses_no_acknowledged_write_under_stalls(
-    sims: list[Simulation],
+    sims: list[Simulation], seed: int
 ) -> None:
     config = DynamicConfig(ttl=10, loop_wait=2, retry_timeout=3, synchronous_mode=True)
-    rng = random.Random(5)
+    rng = random.Random(seed)
     sim = healthy(sims, config)
     for _ in range(10):
         victim = sim.primary() or rng.choice(list(sim.nodes))
@@ -250,3 +254,70 @@ def test_synchronous_mode_loses_no_acknowledged_write_under_stalls(
         sim.run_for(20)
     healed(sim, config)
     assert len(sim.acked) > 1000
+
+
+def switchover(sim: Simulation, rng: random.Random) -> None:
+    leader = sim.leader_key()
+    live = [n for n, node in sim.nodes.items() if node.alive and not node.frozen]
+    if leader is None or leader not in live:
+        return
+    candidate = rng.choice([n for n in sim.nodes if n != leader])
+    dcs = sim.nodes[leader].dcs
+    assert dcs is not None
+    sim.call(leader, dcs.write_failover(leader=leader, candidate=candidate, scheduled_at=None))
+
+
+@PROFILES
+@pytest.mark.parametrize("seed", range(12))
+def test_many_faults_at_once_never_break_an_invariant(
+    sims: list[Simulation], config: DynamicConfig, seed: int
+) -> None:
+    # Faults overlap here: a node may be frozen while another is partitioned and a
+    # third one's etcd is slow, with switchovers asked for in between.
+    rng = random.Random(1000 + seed)
+    sim = healthy(sims, config)
+    names = list(sim.nodes)
+    for _ in range(25):
+        victim = rng.choice(names)
+        node = sim.nodes[victim]
+        pg = sim.world.nodes[victim]
+        fault = rng.choice(
+            ["freeze", "thaw", "slow_etcd", "hang_etcd", "heal", "partition", "crash_pg",
+             "kill", "start", "stop_agent", "slow_pg", "unhang", "switchover"]
+        )  # fmt: skip
+        if fault == "freeze" and node.alive:
+            sim.freeze(victim)
+        elif fault == "thaw":
+            sim.thaw(victim)
+        elif fault == "slow_etcd":
+            sim.slow_etcd(victim, rng.uniform(0.1, 2.0) * config.retry_timeout)
+        elif fault == "hang_etcd":
+            sim.hang_etcd(victim)
+        elif fault == "heal":
+            sim.heal(victim)
+        elif fault == "partition":
+            sim.partition(victim)
+        elif fault == "crash_pg":
+            pg.crash()
+        elif fault == "kill" and node.alive:
+            sim.kill(victim, postgres_too=rng.random() < 0.5)
+        elif fault == "start" and not node.alive:
+            sim.start(victim)
+        elif fault == "stop_agent" and node.alive and not node.frozen:
+            sim.stop_agent(victim)
+        elif fault == "slow_pg":
+            pg.delay(rng.choice(["checkpoint", "stop", "promote", "status", "start"]),
+                     rng.uniform(0.2, 1.5) * config.ttl)  # fmt: skip
+        elif fault == "unhang":
+            pg.unhang()
+        elif fault == "switchover":
+            with contextlib.suppress(TimeoutError, DCSError):  # the REST API would say 503
+                switchover(sim, rng)
+        sim.run_for(rng.uniform(0.1, 1.0) * config.ttl)
+    for name in names:  # everything back to normal
+        sim.thaw(name)
+        sim.heal(name)
+        sim.world.nodes[name].unhang()
+        if not sim.nodes[name].alive:
+            sim.start(name)
+    healed(sim, config)
