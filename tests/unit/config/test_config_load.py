@@ -370,12 +370,16 @@ def test_false_boolean_tags_are_not_published(tmp_path: Path, bin_dir: Path) -> 
         "custom": False,  # a user's tag is published as written
     }
     assert settings.tags.noloadbalance and not settings.tags.clonefrom
-    member = member_data(settings, PostgresStatus(True, True, False), Role.REPLICA, paused=False, version="x")
+    member = member_data(
+        settings, PostgresStatus(True, True, False), Role.REPLICA, paused=False, version="x"
+    )
     assert member["tags"] == dict(settings.tags.raw)
     plain = tmp_path / "n2.yml"
     plain.write_text(yaml.safe_dump(minimal(bin_dir)) + "tags:\n  nofailover: false\n")
     settings = load_settings(plain, {})
-    member = member_data(settings, PostgresStatus(True, True, False), Role.REPLICA, paused=False, version="x")
+    member = member_data(
+        settings, PostgresStatus(True, True, False), Role.REPLICA, paused=False, version="x"
+    )
     assert "tags" not in member
 
 
