@@ -24,7 +24,7 @@ from haagent.core.snapshot import Decision
 from haagent.dcs import create_dcs
 from haagent.dcs.errors import AuthenticationFailed, DCSError
 from haagent.dcs.protocol import DCS
-from haagent.engine.controller import LoopController
+from haagent.engine.controller import RELOAD_REFUSED, LoopController
 from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient
 from haagent.engine.ports import WatchdogControl
@@ -50,7 +50,7 @@ class Daemon:
             new = load_settings(Path(source))
         except ConfigError as e:
             log.error("reload refused, keeping the running config: %s", e)
-            return f"reload refused: {e}"
+            return f"{RELOAD_REFUSED}, keeping the running config: {e}"
         if self.loop is not None:
             self.loop.settings = new
             self.loop.executor.settings = new
