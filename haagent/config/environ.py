@@ -35,6 +35,7 @@ import yaml
 
 from haagent.config.errors import ConfigError
 from haagent.config.parse import Context
+from haagent.config.postgresql import LIBPQ_KEYS
 
 PREFIXES = ("PATRONI_", "HAAGENT_")  # applied in this order: HAAGENT_* wins
 _TOP = ("name", "namespace", "scope", "thread_pool_size", "thread_stack_size")
@@ -64,11 +65,8 @@ _OLD_LOG_NAMES = {"loglevel": "level", "logformat": "format", "log_datefmt": "da
 _BINARIES = (
     "pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready", "pg_rewind",
 )  # fmt: skip
-# The keys of postgresql.authentication.<user> (libpq's connection keys Patroni passes on).
-AUTH_KEYS = (
-    "username", "password", "sslmode", "sslcert", "sslkey", "sslpassword", "sslrootcert",
-    "sslcrl", "sslcrldir", "gssencmode", "channel_binding", "sslnegotiation",
-)  # fmt: skip
+# The keys of postgresql.authentication.<user>.
+AUTH_KEYS = ("username", "password", *LIBPQ_KEYS)
 _POSTGRES_USERS = ("replication", "superuser", "rewind")
 # PATRONI_<DCS>_<KEY>: the keys Patroni takes for any DCS section.
 _DCS_KEYS = (

@@ -46,6 +46,9 @@ class ListenAddress:
 class Credentials:
     username: str
     password: str | None = field(default=None, repr=False)
+    # libpq connection keys given with a PostgreSQL user (postgresql.authentication.*):
+    # sslmode, sslcert, sslkey, sslrootcert, ... (config/postgresql.py: LIBPQ_KEYS).
+    libpq: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

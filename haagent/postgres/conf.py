@@ -93,6 +93,8 @@ class ConfInputs:
     standby: bool = False
     upstream: Upstream | None = None
     replication: Credentials = field(default_factory=lambda: Credentials("replicator"))
+    # The replication user's libpq keys (sslmode, sslcert, ...), for primary_conninfo.
+    replication_options: Mapping[str, str] = field(default_factory=dict)
     pgpass: Path = Path("/tmp/pgpass0")
     hba_file: Path | None = None
     ident_file: Path | None = None
@@ -210,6 +212,7 @@ def primary_conninfo(inputs: ConfInputs, upstream: Upstream) -> str:
             "user": inputs.replication.username,
             "passfile": str(inputs.pgpass.absolute()),
             "application_name": inputs.name,
+            **inputs.replication_options,
         }
     )
 

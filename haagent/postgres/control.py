@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from haagent.config.model import BootstrapSettings, Credentials, DynamicConfig, PostgresqlSettings
-from haagent.postgres import conf, files, paramcheck, versions
+from haagent.postgres import conf, files, libpq, paramcheck, versions
 from haagent.postgres.errors import (
     PromoteError,
     QueryError,
@@ -97,6 +97,7 @@ class Controller:
         self.session = Session(lambda: self.local_params(statement_timeout_ms=5000))
         self.watch: PostmasterWatch | None = None
         self._server_version: int | None = None
+        self._libpq_warned: set[tuple[str, str]] = set()
         self._checked: tuple[object, dict[str, Any]] | None = None  # (parameters, adjusted)
         self._stopping = False
         self._starting: int | None = None  # the pid of a postmaster start() still waits on
@@ -107,13 +108,37 @@ class Controller:
     def superuser(self) -> Credentials:
         return self.settings.authentication.superuser
 
-    def local_params(self, statement_timeout_ms: int | None = None) -> ConnParams:
+    def libpq_options(self, cred: Credentials) -> dict[str, str]:
+        """`cred`'s libpq keys for this server's version (a key it is too old for is left
+        out, with one warning naming it)."""
+        options, left_out = libpq.options_for(cred, self.server_version)
+        for key in left_out:
+            if (cred.username, key) not in self._libpq_warned:
+                self._libpq_warned.add((cred.username, key))
+                log.warning(
+                    "postgresql.authentication (%s): %s left out of its connections: the libpq "
+                    "of PostgreSQL %s does not know it",
+                    cred.username, key, versions.major_name(self.server_version or 0),
+                )  # fmt: skip
+        return options
+
+    def params_for(self, cred: Credentials, host: str, port: int, **changes: Any) -> ConnParams:
+        """How the agent connects as `cred` to `host:port`, with the user's libpq keys."""
         return ConnParams(
-            host=local_host(self.settings),
-            port=self.settings.listen.port,
-            user=self.superuser.username,
-            password=self.superuser.password,
+            host=host,
+            port=port,
+            user=cred.username,
+            password=cred.password,
             application_name=f"haagent {self.name}",
+            libpq=tuple(self.libpq_options(cred).items()),
+            **changes,
+        )
+
+    def local_params(self, statement_timeout_ms: int | None = None) -> ConnParams:
+        return self.params_for(
+            self.superuser,
+            local_host(self.settings),
+            self.settings.listen.port,
             statement_timeout_ms=statement_timeout_ms,
         )
 
@@ -174,6 +199,7 @@ class Controller:
             standby=self.standby,
             upstream=self.upstream,
             replication=self.settings.authentication.replication,
+            replication_options=self.libpq_options(self.settings.authentication.replication),
             pgpass=self.settings.pgpass,
             hba_file=self.layout.hba_file if separate else None,
             ident_file=self.layout.ident_file if separate else None,

@@ -333,7 +333,7 @@ def test_unknown_keys_are_warnings_not_errors(
 ) -> None:
     data = minimal(bin_dir, ctl={"insecure": True}, tags={"rack": "r1", "zone": 3})
     data["restapi"]["lisen"] = "127.0.0.11:8008"
-    data["postgresql"]["authentication"]["superuser"]["sslmode"] = "require"
+    data["postgresql"]["authentication"]["superuser"]["sslmod"] = "require"  # a typo
     data["bootstrap"] = {"dcs": {"max_timelines_history": 10}}
     path = tmp_path / "n1.yml"
     path.write_text(yaml.safe_dump(data))
@@ -344,7 +344,7 @@ def test_unknown_keys_are_warnings_not_errors(
     assert sorted(r.getMessage() for r in caplog.records) == sorted(
         [
             f"{path}: restapi.lisen: unknown key, ignored",
-            f"{path}: postgresql.authentication.superuser.sslmode: unknown key, ignored",
+            f"{path}: postgresql.authentication.superuser.sslmod: unknown key, ignored",
             f"{path}: bootstrap.dcs.max_timelines_history: "
             "not used by haagent; kept in the DCS config as is",
             f"{path}: ctl: unknown key, ignored",
