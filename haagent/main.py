@@ -6,7 +6,8 @@
     haagent --validate-config CONFIG_FILE  check the file, exit 0 (valid) or 2 (not)
     haagent --version
 
-Exit status: 0 success, 1 the agent failed, 2 bad usage or configuration.
+Exit status: 0 success, 1 the agent failed, 2 bad usage or configuration, or the agent
+stopped for a reason restarting cannot fix (a failed bootstrap, a name already in use).
 """
 
 from __future__ import annotations

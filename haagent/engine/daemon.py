@@ -25,6 +25,7 @@ from haagent.dcs import create_dcs
 from haagent.dcs.errors import AuthenticationFailed, DCSError
 from haagent.dcs.protocol import DCS
 from haagent.engine.controller import RELOAD_REFUSED, LoopController
+from haagent.engine.fatal import EXIT_STATUS, AgentStop
 from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient
 from haagent.engine.ports import WatchdogControl
@@ -120,17 +121,21 @@ class Daemon:
         log.info("haagent %s: member %s of cluster %s", __version__, s.name, s.scope)
         task = asyncio.create_task(loop.run())
         ready = asyncio.create_task(self._notify_ready(loop))
+        status = 0
         try:
             stop_wait = asyncio.create_task(self.stop.wait())
             await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
             if task.done():
                 task.result()
+        except AgentStop as e:
+            log.error("%s", e)
+            status = EXIT_STATUS
         finally:
             notify("STOPPING=1")
             ready.cancel()
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, AgentStop):
                 await task
             log.info("shutting down")
             try:
@@ -143,7 +148,7 @@ class Daemon:
             await peers.close()
             await dcs.close()
             await pg.close()
-        return 0
+        return status
 
     async def _notify_ready(self, loop: HaLoop) -> None:
         await loop.cycle_done.wait()
