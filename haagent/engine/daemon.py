@@ -1,9 +1,10 @@
 """The agent process: wires etcd, PostgreSQL, the watchdog, the REST API and the HA loop.
 
-Lifecycle: open etcd (retrying until it answers), start the agent-death guard,
-start the REST API, run the loop; SIGTERM/SIGINT hand over cleanly (a leader
-stops PostgreSQL with a checkpoint and deletes its key, then the guard is
-disarmed and let go), SIGHUP re-reads the config file.
+Lifecycle: open etcd (retrying until it answers), refuse a name a running member
+already uses (exit 2), start the agent-death guard, start the REST API, run the
+loop; SIGTERM/SIGINT hand over cleanly (a leader stops PostgreSQL with a
+checkpoint and deletes its key, then the guard is disarmed and let go), SIGHUP
+re-reads the config file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from haagent.engine.peers import HttpPeerClient
 from haagent.engine.ports import WatchdogControl
 from haagent.engine.postgres_adapter import make_postgres
 from haagent.engine.sdnotify import notify
+from haagent.engine.unique_name import name_in_use
 from haagent.watchdog.guard_client import GuardedWatchdog, start_guard
 from haagent.watchdog.manager import Watchdog
 
@@ -87,6 +89,11 @@ class Daemon:
         dcs = await self._open_dcs()
         if dcs is None:
             return 0
+        clash = await name_in_use(dcs.view(), s.name)
+        if clash is not None:
+            log.error("%s", clash)
+            await dcs.close()
+            return EXIT_STATUS
         pg = make_postgres(s)
         watchdog = Watchdog(s.watchdog)
         dynamic = dcs.view().config or s.bootstrap.dcs
