@@ -1,10 +1,13 @@
 """The `haagent` command: run the HA agent for one node, or check its config file.
 
     haagent CONFIG_FILE                    run the agent (as the PostgreSQL OS user)
+    haagent                                the same, configured by PATRONI_CONFIGURATION
+                                           or the PATRONI_*/HAAGENT_* variables alone
     haagent --validate-config CONFIG_FILE  check the file, exit 0 (valid) or 2 (not)
     haagent --version
 
-Exit status: 0 success, 1 the agent failed, 2 bad usage or configuration.
+Exit status: 0 success, 1 the agent failed, 2 bad usage or configuration, or the agent
+stopped for a reason restarting cannot fix (a failed bootstrap, a name already in use).
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from haagent import __version__
-from haagent.config import ConfigError, LogSettings, Settings, load_settings_with_warnings
+from haagent.config import (
+    ConfigError,
+    LogSettings,
+    Settings,
+    is_agent_variable,
+    load_settings_with_warnings,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -55,17 +64,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version:
         print(f"haagent {__version__}")
         return EXIT_OK
-    if args.config_file is None:
+    path: Path | None = args.config_file
+    if path is None and not any(is_agent_variable(name) for name in os.environ):
         parser.print_usage(sys.stderr)
-        print("haagent: error: the config file is missing", file=sys.stderr)
+        print(
+            "haagent: error: the config file is missing (without one, set PATRONI_CONFIGURATION "
+            "to its YAML, or the PATRONI_* variables)",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
-    path: Path = args.config_file
     if args.validate:
         return validate(path)
     return run(path)
 
 
-def validate(path: Path) -> int:
+def validate(path: Path | None) -> int:
     """`--validate-config`: the verdict on stdout, warnings and errors on stderr."""
     try:
         _, warnings = load_settings_with_warnings(path)
@@ -74,16 +87,16 @@ def validate(path: Path) -> int:
         return EXIT_CONFIG
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{path}: configuration is valid")
+    print(f"{path or 'the environment'}: configuration is valid")
     return EXIT_OK
 
 
-def run(path: Path) -> int:
+def run(path: Path | None) -> int:
     """Load the config and run the agent until it is stopped."""
     if os.geteuid() == 0:
         print(
             "error: haagent must not run as root: it runs and owns PostgreSQL. "
-            f"Run it as the PostgreSQL OS user, e.g. `sudo -u postgres haagent {path}`",
+            f"Run it as the PostgreSQL OS user, e.g. `sudo -u postgres haagent {path or ''}`",
             file=sys.stderr,
         )
         return EXIT_CONFIG
@@ -95,7 +108,8 @@ def run(path: Path) -> int:
     try:
         configure_logging(settings.log)
     except OSError as exc:
-        print(f"error: {path}: log.dir: cannot open the log file: {exc}", file=sys.stderr)
+        where = path or "environment"
+        print(f"error: {where}: log.dir: cannot open the log file: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     for warning in warnings:
         logging.getLogger("haagent.config").warning("%s", warning)

@@ -111,6 +111,24 @@ def _bool(doc: Mapping[str, Any], key: str) -> bool:
     return value
 
 
+_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "off", "0"})
+
+
+def _bool_or_word(doc: Mapping[str, Any], key: str) -> bool:
+    """A boolean, or one written as a string (`"True"`, `"false"`, `"on"`), as Patroni reads
+    the restart conditions (patronictl and scripts send them either way)."""
+    value = doc.get(key, False)
+    if isinstance(value, str) and value.lower() in _TRUE_WORDS | _FALSE_WORDS:
+        return value.lower() in _TRUE_WORDS
+    if value is not None and not isinstance(value, bool):
+        raise BodyError(
+            f'field {key!r} must be true or false (or the string "true"/"false"), '
+            f"not {_json_type(value) if not isinstance(value, str) else repr(value)}"
+        )
+    return bool(value)
+
+
 def parse_schedule(value: Any, key: str, action: str, now: datetime) -> datetime | None:
     """An ISO-8601 time with a time zone, not in the past (`now` is timezone-aware)."""
     if value is None:
@@ -211,7 +229,7 @@ def restart(doc: Any, now: datetime) -> RestartRequest:
         role=role,
         postgres_version=version,
         timeout=_timeout(fields.get("timeout")),
-        restart_pending=_bool(fields, "restart_pending"),
+        restart_pending=_bool_or_word(fields, "restart_pending"),
     )
 
 

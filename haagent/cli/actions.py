@@ -68,8 +68,13 @@ async def _post_each(
     body: dict[str, Any] | None,
     what: str,
     timeout: float,
+    *,
+    accepted_is_done: bool = False,
 ) -> bool:
-    """POST to each member in turn; True when every one succeeded."""
+    """POST to each member in turn; True when every one succeeded.
+
+    202 means "scheduled", except with `accepted_is_done` (a reload: the agent re-read its
+    config before answering 202, the code Patroni answers it with)."""
     ok = True
     for name in members:
         member = view.members[name]
@@ -79,7 +84,7 @@ async def _post_each(
             click.echo(f"Failed: {what} for member {name}: its REST API did not answer ({e})")
             ok = False
             continue
-        if reply.status == 202:
+        if reply.status == 202 and not accepted_is_done:
             click.echo(f"Success: {what} scheduled on member {name}: {reply.message}")
         elif reply.ok:
             click.echo(f"Success: {what} on member {name}: {reply.message}")
@@ -224,7 +229,9 @@ def reload_command(ctl: Ctl, names: tuple[str, ...], role: str, force: bool) -> 
     """Make members re-read their config file (and reload PostgreSQL)."""
 
     async def run(rest: RestClient, snap: Snapshot, members: list[str]) -> bool:
-        return await _post_each(rest, snap.view, members, "/reload", None, "reload", 30.0)
+        return await _post_each(
+            rest, snap.view, members, "/reload", None, "reload", 30.0, accepted_is_done=True
+        )
 
     ctl.run(_members_action(ctl, names, role, force, "reload", run))
 

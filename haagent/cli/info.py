@@ -189,6 +189,8 @@ def query_command(
         )
     elif superuser and superuser.password and user == superuser.username:
         dsn["password"] = superuser.password
+    if superuser and user == superuser.username:
+        dsn.update(superuser.libpq)  # its TLS client certificate and the like
     columns, rows, status = run_query(dsn, text, conn.retry_timeout)
     if not columns:
         click.echo(status)

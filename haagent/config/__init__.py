@@ -7,7 +7,7 @@ is expected; unknown keys are warnings on the `haagent.config` logger.
 """
 
 from haagent.config.dynamic import dynamic_config_to_dict, parse_dynamic_config
-from haagent.config.environ import ENVIRONMENT
+from haagent.config.environ import is_agent_variable
 from haagent.config.errors import ConfigError
 from haagent.config.load import (
     load_settings,
@@ -39,7 +39,6 @@ from haagent.config.model import (
 
 __all__ = [
     "DEFAULT_NAMESPACE",
-    "ENVIRONMENT",
     "Address",
     "BootstrapSettings",
     "ConfigError",
@@ -59,6 +58,7 @@ __all__ = [
     "WatchdogMode",
     "WatchdogSettings",
     "dynamic_config_to_dict",
+    "is_agent_variable",
     "load_settings",
     "load_settings_with_warnings",
     "parse_dynamic_config",

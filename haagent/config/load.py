@@ -41,13 +41,15 @@ from haagent.config.sections import (
 
 log = logging.getLogger("haagent.config")
 
+# Without a config file, the whole YAML may come from one of these (Patroni's is the second).
+CONFIGURATION_VARIABLES = ("HAAGENT_CONFIGURATION", "PATRONI_CONFIGURATION")
 OTHER_DCS = ("etcd", "consul", "zookeeper", "exhibitor", "kubernetes", "raft")
 
 
 def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Load and validate `path`; warnings are logged on the `haagent.config` logger.
 
-    `environ` defaults to `os.environ` (pass `{}` to ignore HAAGENT_* variables).
+    `environ` defaults to `os.environ` (pass `{}` to ignore HAAGENT_*/PATRONI_* variables).
     """
     settings, warnings = load_settings_with_warnings(path, environ)
     for warning in warnings:
@@ -56,9 +58,15 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
 
 
 def load_settings_with_warnings(
-    path: Path, environ: Mapping[str, str] | None = None
+    path: Path | None, environ: Mapping[str, str] | None = None
 ) -> tuple[Settings, list[str]]:
-    """Like `load_settings`, returning the warnings (one line each) instead of logging them."""
+    """Like `load_settings`, returning the warnings (one line each) instead of logging them.
+
+    Without a file (`path` None), as Patroni: the YAML held by HAAGENT_CONFIGURATION or
+    PATRONI_CONFIGURATION, or else the HAAGENT_*/PATRONI_* variables alone.
+    """
+    if path is None:
+        return _from_environment(os.environ if environ is None else environ)
     data = read_yaml(Path(path))
     if not isinstance(data, Mapping):
         problem = "the file is empty" if data is None else f"the document is {describe(data)}"
@@ -66,6 +74,26 @@ def load_settings_with_warnings(
             "<yaml>", problem, "a mapping of sections (scope, name, restapi, ...)", file=path
         )
     return parse_settings_with_warnings(data, source=Path(path), environ=environ)
+
+
+def _from_environment(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
+    for variable in CONFIGURATION_VARIABLES:
+        text = environ.get(variable)
+        if not text:
+            continue
+        try:
+            data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                variable, f"not valid YAML: {exc}", "the config file's YAML", origin="environment"
+            ) from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                variable, f"the document is {describe(data)}",
+                "a mapping of sections (scope, name, restapi, ...)", origin="environment",
+            )  # fmt: skip
+        return parse_settings_with_warnings(data, environ=environ, origin=variable)
+    return parse_settings_with_warnings({}, environ=environ, origin="environment")
 
 
 def parse_settings(
@@ -79,9 +107,13 @@ def parse_settings(
 
 
 def parse_settings_with_warnings(
-    data: Mapping[str, Any], *, source: Path | None = None, environ: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    *,
+    source: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    origin: str = "<config>",
 ) -> tuple[Settings, list[str]]:
-    ctx = Context(file=source)
+    ctx = Context(file=source, origin=origin)
     data = apply_environment(ctx, data, os.environ if environ is None else environ)
     top = Section(ctx, "", data, what="a mapping of sections (scope, name, restapi, ...)")
     scope = _name(top, "scope", "the cluster name, the same on every node")

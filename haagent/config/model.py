@@ -48,6 +48,9 @@ class ListenAddress:
 class Credentials:
     username: str
     password: str | None = field(default=None, repr=False)
+    # libpq connection keys given with a PostgreSQL user (postgresql.authentication.*):
+    # sslmode, sslcert, sslkey, sslrootcert, ... (config/postgresql.py: LIBPQ_KEYS).
+    libpq: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,9 @@ class Tags:
     nostream: bool = False
     failover_priority: int = 1
     replicatefrom: str | None = None
-    # Every tag as written, including user-defined ones (published in the member key).
+    # The tags as published (member key, /patroni, tag_ health checks): as written,
+    # user-defined ones included, but without a predefined boolean tag that is false,
+    # as Patroni leaves those out (config/sections.py: published_tags).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def _as_written(self) -> Mapping[str, Any]:

@@ -43,6 +43,9 @@ class Context:
         for path, variable in self.env_keys.items():
             if key == path or key.startswith((f"{path}.", f"{path}[")):
                 return ConfigError(variable, problem, expected, origin="environment")
+        below = sorted(v for p, v in self.env_keys.items() if p.startswith(f"{key}."))
+        if below:  # a section the variables made or filled
+            problem = f"{problem} (set by {', '.join(below)})"
         return ConfigError(key, problem, expected, file=self.file, origin=self.origin)
 
     def warn(self, key: str, message: str) -> None:

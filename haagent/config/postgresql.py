@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
-from haagent.config.model import PostgresqlAuthentication, PostgresqlSettings
+from haagent.config.model import Credentials, PostgresqlAuthentication, PostgresqlSettings
 from haagent.config.parse import (
     MISSING,
     Context,
@@ -21,6 +22,18 @@ from haagent.config.parse import (
 from haagent.config.sections import credentials, listen_and_connect
 
 DEFAULT_BIN_DIR = PostgresqlSettings(data_dir=Path("/")).bin_dir
+# The libpq connection keys Patroni accepts in postgresql.authentication.<user>.
+LIBPQ_KEYS = (
+    "sslmode", "sslcert", "sslkey", "sslpassword", "sslrootcert", "sslcrl", "sslcrldir",
+    "gssencmode", "channel_binding", "sslnegotiation",
+)  # fmt: skip
+LIBPQ_CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+}
+LIBPQ_FILES = ("sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir")
 CALLBACKS = ("on_start", "on_stop", "on_restart", "on_reload", "on_role_change")
 REPLICA_METHODS = ("basebackup",)
 
@@ -88,12 +101,53 @@ def _bin_dir(section: Section) -> Path:
 
 
 def _authentication(section: Section) -> PostgresqlAuthentication:
-    superuser = credentials(section.section("superuser"), password_required=False)
-    replication = credentials(section.section("replication"), password_required=True)
+    superuser = _user(section.section("superuser"), password_required=False)
+    replication = _user(section.section("replication"), password_required=True)
     rewind_section = section.section("rewind")
-    rewind = credentials(rewind_section, password_required=False) if rewind_section.data else None
+    rewind = _user(rewind_section, password_required=False) if rewind_section.data else None
     section.finish()
     return PostgresqlAuthentication(superuser=superuser, replication=replication, rewind=rewind)
+
+
+def _user(section: Section, *, password_required: bool) -> Credentials:
+    """A PostgreSQL user: its name, password and the libpq keys of its connections."""
+    options = _libpq_options(section)
+    return replace(credentials(section, password_required=password_required), libpq=options)
+
+
+def _libpq_options(section: Section) -> tuple[tuple[str, str], ...]:
+    """The libpq keys Patroni accepts next to a user (TLS client certificates and the like),
+    used for every connection made as that user."""
+    ctx = section.ctx
+    options: list[tuple[str, str]] = []
+    for name in LIBPQ_KEYS:
+        value = section.get(name)
+        if value is MISSING:
+            continue
+        key = section.key(name)
+        text = parse_str(ctx, key, value, what="a libpq connection setting")
+        if name in LIBPQ_CHOICES and text not in LIBPQ_CHOICES[name]:
+            raise ctx.error(key, f"{text!r} is not a {name}", ", ".join(LIBPQ_CHOICES[name]))
+        if name in LIBPQ_FILES and not (name == "sslrootcert" and text == "system"):
+            _libpq_file(section, name, text)
+        options.append((name, text))
+    return tuple(options)
+
+
+def _libpq_file(section: Section, name: str, text: str) -> None:
+    key = section.key(name)
+    directory = name == "sslcrldir"
+    expected = f"an absolute path to an existing {'directory' if directory else 'file'}"
+    path = Path(text)
+    if not path.is_absolute():
+        # libpq would read it relative to each process's own directory (PostgreSQL's
+        # walreceiver: the data directory), so a relative path means different files.
+        raise section.ctx.error(key, f"{text!r} is a relative path", expected)
+    if not (path.is_dir() if directory else path.is_file()):
+        problem = "is not a directory" if directory else "is not a regular file"
+        raise section.ctx.error(
+            key, f"{text!r} {problem if path.exists() else 'does not exist'}", expected
+        )
 
 
 def _parameters(ctx: Context, key: str, value: object) -> dict[str, object]:

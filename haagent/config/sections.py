@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal, cast
+from collections.abc import Mapping
+from typing import Any, Literal, cast
 
 from haagent.config.dynamic import parse_dynamic
 from haagent.config.model import (
@@ -36,6 +37,7 @@ from haagent.config.parse import (
 )
 
 ETCD_DEFAULT_PORT = 2379
+BOOLEAN_TAGS = ("nofailover", "noloadbalance", "clonefrom", "nosync", "nostream")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -320,7 +322,8 @@ def parse_tags(section: Section) -> Tags:
     failover_priority = section.get_int(
         "failover_priority", 1, what="a priority (0 = never promote)", minimum=0
     )
-    nofailover = section.get_bool("nofailover", False)
+    switches = {name: section.get_bool(name, False) for name in BOOLEAN_TAGS}
+    nofailover = switches["nofailover"]
     section.get_int("sync_priority", 1, what="a priority (0 = never synchronous)")
     if nofailover and section.has("failover_priority") and failover_priority > 0:
         section.ctx.warn(
@@ -328,14 +331,26 @@ def parse_tags(section: Section) -> Tags:
         )
     return Tags(
         nofailover=nofailover,
-        noloadbalance=section.get_bool("noloadbalance", False),
-        clonefrom=section.get_bool("clonefrom", False),
-        nosync=section.get_bool("nosync", False),
-        nostream=section.get_bool("nostream", False),
+        noloadbalance=switches["noloadbalance"],
+        clonefrom=switches["clonefrom"],
+        nosync=switches["nosync"],
+        nostream=switches["nostream"],
         failover_priority=failover_priority,
         replicatefrom=section.get_str("replicatefrom", None),
-        raw=dict(section.data),
+        raw=published_tags(section.data, switches),
     )  # Custom tags are allowed: no unknown-key warnings here.
+
+
+def published_tags(tags: Mapping[str, Any], switches: Mapping[str, bool]) -> dict[str, Any]:
+    """The tags as Patroni publishes them: a predefined boolean tag that is false is left
+    out, except `nofailover` next to `failover_priority` and `nosync` next to
+    `sync_priority` (together they say which one decides)."""
+    kept_with = {"nofailover": "failover_priority", "nosync": "sync_priority"}
+    return {
+        name: value
+        for name, value in tags.items()
+        if name not in switches or switches[name] or kept_with.get(name, "") in tags
+    }
 
 
 def parse_log(section: Section) -> LogSettings:

@@ -38,6 +38,7 @@ from haagent.engine.status import PublishedStatus
 from haagent.watchdog.guard import boottime
 
 log = logging.getLogger("haagent.engine")
+RELOAD_REFUSED = "reload refused"
 
 
 def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,10 +92,17 @@ class LoopController:
         if isinstance(request, ReinitializeRequest):
             return await self._reinitialize(request)
         if isinstance(request, ReloadRequest):
-            message = self._reload() if self._reload else "nothing to reload"
-            self.loop.wake.set()
-            return RequestResult(200, message)
+            return self._reload_config()
         return self._failsafe(request)
+
+    def _reload_config(self) -> RequestResult:
+        """Re-read the config file; 202 as Patroni answers (it reloads on its next cycle),
+        503 with the reason when the file is refused and the running config is kept."""
+        message = self._reload() if self._reload else "nothing to reload"
+        self.loop.wake.set()
+        if message.startswith(RELOAD_REFUSED):
+            return RequestResult(503, message)
+        return RequestResult(202, message)
 
     # --- switchover / failover
 
@@ -178,7 +186,9 @@ class LoopController:
     def _restart_problem(self, request: RestartRequest) -> str | None:
         status = self.loop.status()
         if request.role not in (None, "any") and request.role != status.role:
-            return f"restart conditions are not satisfied: role is {status.role}"
+            return (
+                f"restart conditions are not satisfied: role is {status.role}, not {request.role}"
+            )
         if request.restart_pending and not status.pending_restart:
             return "restart conditions are not satisfied: no restart is pending"
         if request.postgres_version and status.postgres.server_version is not None:
@@ -189,21 +199,28 @@ class LoopController:
         return None
 
     async def _restart(self, request: RestartRequest) -> RequestResult:
-        problem = self._restart_problem(request)
-        if problem is not None:
-            return RequestResult(412, problem)
+        """As Patroni: the conditions (role, version, pending restart) of a scheduled restart
+        are checked when it is due (202 now); an immediate one that does not meet them
+        answers 503."""
         if request.schedule is not None and request.schedule > datetime.now(UTC):
             if self._scheduled_restart is not None and not self._scheduled_restart.done():
                 return RequestResult(409, "a restart is already scheduled: DELETE /restart first")
             delay = (request.schedule - datetime.now(UTC)).total_seconds()
             self._scheduled_restart = asyncio.create_task(self._restart_later(delay, request))
             return RequestResult(202, f"restart scheduled at {request.schedule.isoformat()}")
+        problem = self._restart_problem(request)
+        if problem is not None:
+            return RequestResult(503, problem)
         return await self._manual(ManualRequest("restart"), request.timeout or 120.0, "restarted")
 
     async def _restart_later(self, delay: float, request: RestartRequest) -> None:
         await asyncio.sleep(delay)
-        if self._restart_problem(request) is None:
-            await self._manual(ManualRequest("restart"), request.timeout or 120.0, "restarted")
+        problem = self._restart_problem(request)
+        if problem is not None:
+            log.info("scheduled restart not done: %s", problem)
+            return
+        result = await self._manual(ManualRequest("restart"), request.timeout or 120.0, "restarted")
+        log.info("scheduled restart: %s", result.message)
 
     def _cancel_restart(self) -> RequestResult:
         task = self._scheduled_restart

@@ -1,9 +1,10 @@
 """The agent process: wires etcd, PostgreSQL, the watchdog, the REST API and the HA loop.
 
-Lifecycle: open etcd (retrying until it answers), start the agent-death guard,
-start the REST API, run the loop; SIGTERM/SIGINT hand over cleanly (a leader
-stops PostgreSQL with a checkpoint and deletes its key, then the guard is
-disarmed and let go), SIGHUP re-reads the config file.
+Lifecycle: open etcd (retrying until it answers), refuse a name a running member
+already uses (exit 2), start the agent-death guard, start the REST API, run the
+loop; SIGTERM/SIGINT hand over cleanly (a leader stops PostgreSQL with a
+checkpoint and deletes its key, then the guard is disarmed and let go), SIGHUP
+re-reads the config file.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from haagent.core.snapshot import Decision
 from haagent.dcs import create_dcs
 from haagent.dcs.errors import AuthenticationFailed, DCSError
 from haagent.dcs.protocol import DCS
-from haagent.engine.controller import LoopController
+from haagent.engine.controller import RELOAD_REFUSED, LoopController
+from haagent.engine.fatal import EXIT_STATUS, AgentStop
 from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient
 from haagent.engine.ports import LeaseFence
 from haagent.engine.postgres_adapter import make_postgres
 from haagent.engine.sdnotify import notify
+from haagent.engine.unique_name import name_in_use
 from haagent.watchdog.guard import boottime
 from haagent.watchdog.guard_client import start_guard
 from haagent.watchdog.local_fence import LocalFence
@@ -52,7 +55,7 @@ class Daemon:
             new = load_settings(Path(source))
         except ConfigError as e:
             log.error("reload refused, keeping the running config: %s", e)
-            return f"reload refused: {e}"
+            return f"{RELOAD_REFUSED}, keeping the running config: {e}"
         if self.loop is not None:
             self.loop.settings = new
             self.loop.executor.settings = new
@@ -88,6 +91,11 @@ class Daemon:
         dcs = await self._open_dcs()
         if dcs is None:
             return 0
+        clash = await name_in_use(dcs.view(), s.name)
+        if clash is not None:
+            log.error("%s", clash)
+            await dcs.close()
+            return EXIT_STATUS
         pg = make_postgres(s)
         watchdog = Watchdog(s.watchdog)
         dynamic = dcs.view().config or s.bootstrap.dcs
@@ -128,17 +136,21 @@ class Daemon:
         log.info("haagent %s: member %s of cluster %s", __version__, s.name, s.scope)
         task = asyncio.create_task(loop.run())
         ready = asyncio.create_task(self._notify_ready(loop))
+        status = 0
         try:
             stop_wait = asyncio.create_task(self.stop.wait())
             await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
             if task.done():
                 task.result()
+        except AgentStop as e:
+            log.error("%s", e)
+            status = EXIT_STATUS
         finally:
             notify("STOPPING=1")
             ready.cancel()
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, AgentStop):
                 await task
             log.info("shutting down")
             try:
@@ -158,7 +170,7 @@ class Daemon:
             await peers.close()
             await dcs.close()
             await pg.close()
-        return 0
+        return status
 
     async def _notify_ready(self, loop: HaLoop) -> None:
         await loop.cycle_done.wait()

@@ -22,12 +22,19 @@ from haagent.core.snapshot import Decision, Snapshot
 from haagent.dcs.errors import DCSError, DCSUnavailable
 from haagent.dcs.model import HistoryEntry
 from haagent.dcs.protocol import DCS
+from haagent.engine.fatal import AgentStop, bootstrap_stop_message
 from haagent.engine.fencing import Fencing
 from haagent.engine.lease import LeaseKeeper, RenewFailed
 from haagent.engine.member import member_data
 from haagent.engine.ports import PeerClient, PostgresControl
 from haagent.engine.state import LoopState
-from haagent.postgres.errors import PostgresError, RewindError, StartError, StartTimeout
+from haagent.postgres.errors import (
+    BootstrapError,
+    PostgresError,
+    RewindError,
+    StartError,
+    StartTimeout,
+)
 from haagent.postgres.model import Upstream
 
 log = logging.getLogger("haagent.engine")
@@ -179,6 +186,8 @@ class Executor:
                 await self._bounded(self.dcs.cancel_initialize(), "cancel initialize")
             except DCSError as cancel_error:
                 log.error("could not remove the initialize key: %s", cancel_error)
+            if isinstance(e, BootstrapError):  # initdb or post_bootstrap: a retry fails alike
+                raise AgentStop(bootstrap_stop_message(e)) from e
             raise ActionFailed(action, f"bootstrap failed: {e}") from e
 
     async def _set_initialize(self, action: a.SetInitialize, s: Snapshot) -> None:

@@ -25,6 +25,7 @@ from haagent.core.snapshot import Decision
 from haagent.dcs.errors import DCSError
 from haagent.dcs.protocol import DCS
 from haagent.engine.executor import Executor, Outcome
+from haagent.engine.fatal import AgentStop
 from haagent.engine.fencing import Fencing, NoFence
 from haagent.engine.lease import LeaseKeeper
 from haagent.engine.member import postgres_state, published_role
@@ -313,6 +314,8 @@ class HaLoop:
         while not self._stopping:
             try:
                 decision, outcome = await self.cycle()
+            except AgentStop:
+                raise  # retrying cannot fix it: the daemon stops and says why
             except Exception:
                 log.exception("HA cycle failed; trying again after loop_wait")
                 await self._wait(self.config.loop_wait)

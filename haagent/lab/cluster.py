@@ -114,6 +114,8 @@ class LabCluster:
     # its network (needs dev/setup as root and NetworkFaults.prepare() before start).
     node_groups: bool = False
     python: str = sys.executable
+    # Changes each node's config before it is written (tests: TLS, pg_hba, ...).
+    configure: Callable[[LabNode, dict[str, Any]], None] | None = None
     nodes: dict[str, LabNode] = field(init=False)
     etcd: EtcdCluster = field(init=False)
     haproxy: Process | None = field(default=None, init=False)
@@ -187,6 +189,12 @@ class LabCluster:
         return config
 
     def node_config(self, node: LabNode) -> dict[str, Any]:
+        config = self._node_config(node)
+        if self.configure is not None:
+            self.configure(node, config)
+        return config
+
+    def _node_config(self, node: LabNode) -> dict[str, Any]:
         return {
             "scope": self.scope,
             "namespace": "/service/",

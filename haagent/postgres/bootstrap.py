@@ -16,7 +16,8 @@ from pathlib import Path
 from psycopg import sql
 
 from haagent.config.model import Credentials
-from haagent.postgres import files
+from haagent.postgres import files, libpq
+from haagent.postgres.conf import conninfo
 from haagent.postgres.control import Controller, log
 from haagent.postgres.errors import BootstrapError, ConfigurationError, DataDirectoryError
 from haagent.postgres.layout import check_owned, owner_name
@@ -27,6 +28,9 @@ Options = Sequence[str | tuple[str, str]]
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
 # Set by haagent from other settings; refused in the user's option lists.
 INITDB_RESERVED = {"pgdata", "D", "username", "U", "pwfile", "pwprompt", "W", "waldir"}
+# The script's sessions, as Patroni sets them: its writes need no synchronous standby (there
+# is none yet) and no statement limit.
+POST_BOOTSTRAP_OPTIONS = "-c synchronous_commit=local -c statement_timeout=0"
 REWIND_FUNCTIONS = (
     "pg_catalog.pg_ls_dir(text, boolean, boolean)",
     "pg_catalog.pg_stat_file(text, boolean)",
@@ -152,17 +156,25 @@ async def create_roles(ctl: Controller, timeout: float) -> list[str]:
     return done
 
 
+def post_bootstrap_dsn(host: str, port: int, user: str, options: dict[str, str]) -> str:
+    """The connection string the script gets, as Patroni writes it: libpq `key=value` pairs
+    (a unix socket directory is a plain `host=/path`), the user's TLS keys, no password."""
+    return conninfo({"dbname": "postgres", "user": user, "host": host, "port": port, **options})
+
+
 async def run_post_bootstrap(ctl: Controller, timeout: float) -> str | None:
     script = ctl.bootstrap_settings.post_bootstrap
     if not script:
         return None
     params = ctl.local_params()
-    url = f"postgres://{params.user}@{params.host}:{params.port}/postgres"
-    argv = [*shlex.split(script), url]
-    try:
-        result = await run(argv, timeout=timeout, env=tool_env(ctl.tool_env_extra()))
-    except OSError as exc:
-        raise BootstrapError(f"bootstrap.post_bootstrap {script!r} cannot run: {exc}") from None
+    with libpq.tool_connection(dict(params.libpq)) as connect:
+        dsn = post_bootstrap_dsn(params.host, params.port, params.user, connect.options)
+        argv = [*shlex.split(script), dsn]
+        env = {**ctl.tool_env_extra(), **connect.env, "PGOPTIONS": POST_BOOTSTRAP_OPTIONS}
+        try:
+            result = await run(argv, timeout=timeout, env=tool_env(env))
+        except OSError as exc:
+            raise BootstrapError(f"bootstrap.post_bootstrap {script!r} cannot run: {exc}") from None
     if not result.ok:
         raise BootstrapError(
             f"bootstrap.post_bootstrap {script!r} exited with {result.returncode}: {result.tail()}"

@@ -11,6 +11,11 @@ Parameters, by precedence (lowest first):
    hot_standby on, wal_level at least replica, wal_log_hints on when use_pg_rewind, and the
    synchronous_standby_names chosen by the HA loop;
 5. on a standby, the recovery parameters (primary_conninfo...), which only haagent sets.
+
+Layers 1-3 are first translated for the server's version (`versions.for_version`), and
+what the server itself refuses among them (`ConfInputs.adjusted`, found by
+`paramcheck.py`) is left out or brought into range, so that no setting written for
+another PostgreSQL version stops the server.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from haagent.postgres.errors import ConfigurationError
 from haagent.postgres.layout import MANAGED_MARKER
 from haagent.postgres.model import Upstream
 from haagent.postgres.slots import slot_name
+from haagent.postgres.versions import for_version
 
 # Replicas must run with values >= the primary's: the cluster-wide (dynamic) value wins.
 CLUSTER_WIDE = frozenset(
@@ -64,6 +70,10 @@ MANAGED = frozenset(
 )
 UPSTREAM_MARKER = "# haagent-upstream:"
 SYNC_MARKER = "# haagent-synchronous-standby-names:"
+# Where parameters come from, as named in messages about them.
+LOCAL_PARAMETERS = "postgresql.parameters"
+DYNAMIC_PARAMETERS = "(DCS config) postgresql.parameters"
+DEFAULT_PARAMETERS = "(haagent's default)"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
@@ -83,9 +93,25 @@ class ConfInputs:
     standby: bool = False
     upstream: Upstream | None = None
     replication: Credentials = field(default_factory=lambda: Credentials("replicator"))
+    # The replication user's libpq keys (sslmode, sslcert, ...), for primary_conninfo.
+    replication_options: Mapping[str, str] = field(default_factory=dict)
     pgpass: Path = Path("/tmp/pgpass0")
     hba_file: Path | None = None
     ident_file: Path | None = None
+    # PG_VERSION_NUM of the server (150004); None: unknown, parameters are not translated.
+    server_version: int | None = None
+    # What the server refused among the user's parameters: name -> the value to write
+    # instead, or None to leave the parameter out (see paramcheck.py).
+    adjusted: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UserParameters:
+    """The parameters from the settings, translated for the server, before haagent's own."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]  # name -> the key path it came from
+    notes: list[str]  # what the translation for the server's version changed
 
 
 def format_value(value: Any) -> str:
@@ -113,21 +139,42 @@ def _as_int(name: str, value: Any) -> int:
         ) from None
 
 
-def effective_parameters(inputs: ConfInputs) -> dict[str, Any]:
-    """The parameters haagent writes, without the recovery ones."""
-    merged: dict[str, Any] = dict(DEFAULTS)
-    merged.update(inputs.dynamic)
-    for name, value in inputs.local.items():
-        if name in CLUSTER_WIDE and name in inputs.dynamic:
+def user_parameters(inputs: ConfInputs) -> UserParameters:
+    """Defaults, dynamic and local parameters merged (see the module's docstring), each layer
+    translated for the server's version; the ones haagent manages itself left out."""
+    version = inputs.server_version
+    defaults, _ = for_version(DEFAULTS, version, DEFAULT_PARAMETERS)
+    dynamic, dynamic_notes = for_version(inputs.dynamic, version, DYNAMIC_PARAMETERS)
+    local, local_notes = for_version(inputs.local, version, LOCAL_PARAMETERS)
+    merged: dict[str, Any] = dict(defaults)
+    sources = dict.fromkeys(defaults, DEFAULT_PARAMETERS)
+    merged.update(dynamic)
+    sources.update(dict.fromkeys(dynamic, DYNAMIC_PARAMETERS))
+    for name, value in local.items():
+        if name in CLUSTER_WIDE and name in dynamic:
             continue
         merged[name] = value
+        sources[name] = LOCAL_PARAMETERS
     for name in merged:
         if not _NAME.match(name):
-            raise ConfigurationError(f"postgresql.parameters: {name!r} is not a parameter name")
+            raise ConfigurationError(f"{sources[name]}: {name!r} is not a parameter name")
     for name in MANAGED:
         merged.pop(name, None)
+        sources.pop(name, None)
+    return UserParameters(merged, sources, dynamic_notes + local_notes)
+
+
+def effective_parameters(inputs: ConfInputs) -> dict[str, Any]:
+    """The parameters haagent writes, without the recovery ones."""
+    merged = user_parameters(inputs).values
+    for name, replacement in inputs.adjusted.items():
+        if name in merged:
+            if replacement is None:
+                del merged[name]
+            else:
+                merged[name] = replacement
     for name, minimum in MINIMUMS.items():
-        merged[name] = max(_as_int(name, merged[name]), minimum)
+        merged[name] = max(_as_int(name, merged.get(name, DEFAULTS[name])), minimum)
     if str(merged.get("wal_level", "replica")).lower() == "minimal":
         merged["wal_level"] = "replica"
     if inputs.use_pg_rewind and not _truthy(merged.get("wal_log_hints", False)):
@@ -165,6 +212,7 @@ def primary_conninfo(inputs: ConfInputs, upstream: Upstream) -> str:
             "user": inputs.replication.username,
             "passfile": str(inputs.pgpass.absolute()),
             "application_name": inputs.name,
+            **inputs.replication_options,
         }
     )
 

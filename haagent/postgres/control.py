@@ -18,10 +18,11 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import replace
+from typing import Any, Literal
 
 from haagent.config.model import BootstrapSettings, Credentials, DynamicConfig, PostgresqlSettings
-from haagent.postgres import conf, files
+from haagent.postgres import conf, files, libpq, paramcheck, versions
 from haagent.postgres.errors import (
     PromoteError,
     QueryError,
@@ -95,6 +96,9 @@ class Controller:
         self.bootstrap_hba = False  # while bootstrapping, bootstrap.pg_hba applies
         self.session = Session(lambda: self.local_params(statement_timeout_ms=5000))
         self.watch: PostmasterWatch | None = None
+        self._server_version: int | None = None
+        self._libpq_warned: set[tuple[str, str]] = set()
+        self._checked: tuple[object, dict[str, Any]] | None = None  # (parameters, adjusted)
         self._stopping = False
         self._starting: int | None = None  # the pid of a postmaster start() still waits on
 
@@ -104,17 +108,84 @@ class Controller:
     def superuser(self) -> Credentials:
         return self.settings.authentication.superuser
 
-    def local_params(self, statement_timeout_ms: int | None = None) -> ConnParams:
+    def libpq_options(self, cred: Credentials) -> dict[str, str]:
+        """`cred`'s libpq keys for this server's version (a key it is too old for is left
+        out, with one warning naming it)."""
+        options, left_out = libpq.options_for(cred, self.server_version)
+        for key in left_out:
+            if (cred.username, key) not in self._libpq_warned:
+                self._libpq_warned.add((cred.username, key))
+                log.warning(
+                    "postgresql.authentication (%s): %s left out of its connections: the libpq "
+                    "of PostgreSQL %s does not know it",
+                    cred.username, key, versions.major_name(self.server_version or 0),
+                )  # fmt: skip
+        return options
+
+    def params_for(self, cred: Credentials, host: str, port: int, **changes: Any) -> ConnParams:
+        """How the agent connects as `cred` to `host:port`, with the user's libpq keys."""
         return ConnParams(
-            host=local_host(self.settings),
-            port=self.settings.listen.port,
-            user=self.superuser.username,
-            password=self.superuser.password,
+            host=host,
+            port=port,
+            user=cred.username,
+            password=cred.password,
             application_name=f"haagent {self.name}",
+            libpq=tuple(self.libpq_options(cred).items()),
+            **changes,
+        )
+
+    def local_params(self, statement_timeout_ms: int | None = None) -> ConnParams:
+        return self.params_for(
+            self.superuser,
+            local_host(self.settings),
+            self.settings.listen.port,
             statement_timeout_ms=statement_timeout_ms,
         )
 
+    @property
+    def server_version(self) -> int | None:
+        """The server's PG_VERSION_NUM, from `postgres -V` (None when it cannot be read)."""
+        if self._server_version is None:
+            self._server_version = versions.server_version(self.layout.bin_dir / "postgres")
+        return self._server_version
+
     def conf_inputs(self) -> conf.ConfInputs:
+        inputs = self._base_inputs()
+        return replace(inputs, adjusted=self._adjusted(inputs))
+
+    def _adjusted(self, inputs: conf.ConfInputs) -> dict[str, Any]:
+        """What the server refuses among the user's parameters (asked once per change).
+
+        Each change is logged once, as a warning naming the parameter's key path.
+        """
+        user = conf.user_parameters(inputs)
+        key = (sorted((n, repr(v)) for n, v in user.values.items()), user.notes)
+        if self._checked is not None and self._checked[0] == key:
+            return self._checked[1]
+        for note in user.notes:
+            log.warning("%s", note)
+        postgres = self.layout.bin_dir / "postgres"
+        refusals = paramcheck.check_parameters(postgres, user.values, conf.format_value)
+        adjusted: dict[str, Any] = {}
+        for name, refusal in (refusals or {}).items():
+            adjusted[name] = refusal.replacement
+            value = user.values[name]
+            where = f"{user.sources.get(name, conf.LOCAL_PARAMETERS)}.{name}"
+            done = (
+                "left out of postgresql.conf"
+                if refusal.replacement is None
+                else f"written as {conf.format_value(refusal.replacement)}"
+            )
+            server = f"PostgreSQL {versions.major_name(self.server_version or 0)}"
+            log.warning(
+                "%s = %s: %s, %s refuses it: %s",
+                where, conf.format_value(value), done,
+                server if self.server_version else "PostgreSQL", refusal.reason,
+            )  # fmt: skip
+        self._checked = (key, adjusted)
+        return adjusted
+
+    def _base_inputs(self) -> conf.ConfInputs:
         separate = self.layout.separate_config_dir
         return conf.ConfInputs(
             name=self.name,
@@ -128,9 +199,11 @@ class Controller:
             standby=self.standby,
             upstream=self.upstream,
             replication=self.settings.authentication.replication,
+            replication_options=self.libpq_options(self.settings.authentication.replication),
             pgpass=self.settings.pgpass,
             hba_file=self.layout.hba_file if separate else None,
             ident_file=self.layout.ident_file if separate else None,
+            server_version=self.server_version,
         )
 
     def hba_lines(self) -> tuple[str, ...]:

@@ -192,7 +192,8 @@ class Postgres:
         if not self.layout.initialized():
             return False  # nothing to configure yet (and the directory must stay empty)
         async with self._action("apply config", timeout) as outcome:
-            changed = self._ctl.write_config()
+            # In a thread: new parameters are first read by the server (paramcheck.py).
+            changed = await asyncio.to_thread(self._ctl.write_config)
             pending = False
             if changed and await self._ctl.reload(timeout):
                 rows = await self._ctl.sql(

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from haagent.postgres import conf, files
+from haagent.postgres import conf, files, libpq
 from haagent.postgres.bootstrap import Options, prepare_new_data_dir, tool_options
 from haagent.postgres.control import Controller, log
 from haagent.postgres.errors import ReplicaCreationError
@@ -58,22 +58,26 @@ def _hint(result: Completed, ctl: Controller) -> str:
 
 
 async def _basebackup(ctl: Controller, source: Upstream, timeout: float) -> Completed:
-    dsn = conf.conninfo(
-        {
-            "host": source.host,
-            "port": source.port,
-            "user": ctl.settings.authentication.replication.username,
-            "application_name": ctl.name,
-        }
-    )
-    argv: list[str | Path] = [
-        ctl.layout.binary("pg_basebackup"),
-        "-D",
-        ctl.layout.data_dir,
-        "--no-password",
-    ]
-    argv += [f"--dbname={dsn}", *basebackup_args(ctl.settings.basebackup)]
-    return await run(argv, timeout=timeout, env=tool_env(ctl.tool_env_extra()))
+    cred = ctl.settings.authentication.replication
+    with libpq.tool_connection(ctl.libpq_options(cred)) as connect:
+        dsn = conf.conninfo(
+            {
+                "host": source.host,
+                "port": source.port,
+                "user": cred.username,
+                "application_name": ctl.name,
+                **connect.options,
+            }
+        )
+        argv: list[str | Path] = [
+            ctl.layout.binary("pg_basebackup"),
+            "-D",
+            ctl.layout.data_dir,
+            "--no-password",
+        ]
+        argv += [f"--dbname={dsn}", *basebackup_args(ctl.settings.basebackup)]
+        env = tool_env({**ctl.tool_env_extra(), **connect.env})
+        return await run(argv, timeout=timeout, env=env)
 
 
 async def create_replica(

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from haagent.postgres import conf
+from haagent.postgres import conf, libpq
 from haagent.postgres.control import Controller, log
 from haagent.postgres.controldata import ControlData, read_controldata
 from haagent.postgres.errors import (
@@ -128,8 +128,7 @@ async def leader_timeline(
 ) -> tuple[str, int, str]:
     """(system identifier, timeline, history file text) of the leader."""
     cred = ctl.settings.authentication.replication
-    params = ConnParams(upstream.host, upstream.port, cred.username, cred.password,
-                        application_name=f"haagent {ctl.name}", replication=True)  # fmt: skip
+    params = ctl.params_for(cred, upstream.host, upstream.port, replication=True)
     async with connection(params, timeout, f"reading {upstream}'s timeline") as conn:
         row = (await query(conn, "IDENTIFY_SYSTEM", timeout, "IDENTIFY_SYSTEM"))[0]
         sysid, tli = _text(row[0]), int(_text(row[1]))
@@ -267,22 +266,25 @@ async def run_rewind(ctl: Controller, upstream: Upstream, timeout: float) -> Non
     deadline = time.monotonic() + timeout
     auth = ctl.settings.authentication
     cred = auth.rewind or auth.superuser
-    params = ConnParams(upstream.host, upstream.port, cred.username, cred.password,
-                        application_name=f"haagent {ctl.name}")  # fmt: skip
+    params = ctl.params_for(cred, upstream.host, upstream.port)
     await _wait_source_checkpoint(ctl, params, timeout)
-    source = conf.conninfo({"host": upstream.host, "port": upstream.port,
-                            "user": cred.username, "dbname": "postgres"})  # fmt: skip
-    argv: list[str | Path] = [ctl.layout.binary("pg_rewind"), "-D", ctl.layout.data_dir,
-            f"--source-server={source}", "--no-ensure-shutdown"]  # fmt: skip
     keep = [ctl.layout.config_dir / n for n in KEEP_FILES] + [ctl.layout.log_file]
-    with tempfile.TemporaryDirectory(prefix="haagent-rewind-") as tmp:
+    with (
+        libpq.tool_connection(ctl.libpq_options(cred)) as connect,
+        tempfile.TemporaryDirectory(prefix="haagent-rewind-") as tmp,
+    ):
+        source = conf.conninfo({"host": upstream.host, "port": upstream.port,
+                                "user": cred.username, "dbname": "postgres",
+                                **connect.options})  # fmt: skip
+        argv: list[str | Path] = [ctl.layout.binary("pg_rewind"), "-D", ctl.layout.data_dir,
+                f"--source-server={source}", "--no-ensure-shutdown"]  # fmt: skip
         saved = [(p, Path(tmp) / f"{i}") for i, p in enumerate(keep) if p.exists()]
         for original, copy in saved:
             shutil.copy2(original, copy)
         ctl.write_pgpass()
         try:
             result = await run(argv, timeout=deadline - time.monotonic(),
-                               env=tool_env(ctl.tool_env_extra()))  # fmt: skip
+                               env=tool_env({**ctl.tool_env_extra(), **connect.env}))  # fmt: skip
         except TimeoutError:
             raise RewindError(f"pg_rewind from {upstream} timed out; data directory kept") from None
         finally:

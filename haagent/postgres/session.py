@@ -37,6 +37,8 @@ class ConnParams:
     application_name: str = "haagent"
     statement_timeout_ms: int | None = None
     replication: bool = False
+    # The user's libpq keys (sslmode, sslcert, ...): see libpq.py.
+    libpq: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def __str__(self) -> str:
         kind = " (replication)" if self.replication else ""
@@ -44,6 +46,7 @@ class ConnParams:
 
     def kwargs(self, connect_timeout: float) -> dict[str, Any]:
         args: dict[str, Any] = {
+            **dict(self.libpq),
             "host": self.host,
             "port": self.port,
             "user": self.user,

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import haagent
+from haagent.config.environ import is_agent_variable
 from haagent.config.model import Settings
 
 log = logging.getLogger("haagent.watchdog")
@@ -51,9 +52,9 @@ def guard_argv(settings: Settings, *, agent_pid: int, python: str | None = None)
 
 
 def guard_env() -> dict[str, str]:
-    """The agent's environment without its secrets (HAAGENT_* overrides, PGPASSWORD),
+    """The agent's environment without its secrets (HAAGENT_*/PATRONI_* settings, PGPASSWORD),
     finding the agent's own copy of haagent first (it runs in `/`, not in the agent's cwd)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAAGENT_")}
+    env = {k: v for k, v in os.environ.items() if not is_agent_variable(k)}
     env.pop("PGPASSWORD", None)
     source = str(Path(haagent.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)

@@ -52,7 +52,9 @@ async def test_smart_stop_escalates_when_clients_stay(nodes: Nodes) -> None:
     assert await node.pg.stop() is False  # idempotent
 
 
-async def test_post_bootstrap_gets_the_url_and_no_password(nodes: Nodes, workdir: Path) -> None:
+async def test_post_bootstrap_gets_a_connection_string_and_no_password(
+    nodes: Nodes, workdir: Path
+) -> None:
     script = workdir / "post.sh"
     script.write_text(
         "#!/bin/sh\n"
@@ -67,9 +69,32 @@ async def test_post_bootstrap_gets_the_url_and_no_password(nodes: Nodes, workdir
     node = nodes.make("node1", "127.0.0.11", bootstrap=boot)
     await node.pg.bootstrap(timeout=120)
     args = (workdir / "args").read_text().strip()
-    assert args == f"postgres://postgres@127.0.0.11:{node.port}/postgres"
+    assert args == f"dbname=postgres user=postgres host=127.0.0.11 port={node.port}"
     assert await node.sql("SELECT count(*) FROM made_by_script") == [(0,)]
     assert await node.sql("SHOW data_checksums") == [("on",)]
+
+
+async def test_post_bootstrap_over_the_unix_socket(nodes: Nodes, workdir: Path) -> None:
+    # use_unix_socket with unix_socket_directories: the script gets host=<directory>,
+    # which psql reads as a socket directory (a URL with a path for a host it misreads).
+    script = workdir / "post.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "$@" > "$(dirname "$0")/args"\n'
+        'echo "$PGOPTIONS" > "$(dirname "$0")/pgoptions"\n'
+        '/usr/lib/postgresql/15/bin/psql "$1" -v ON_ERROR_STOP=1 \\\n'
+        '  -c "CREATE TABLE made_over_the_socket AS SELECT inet_server_addr() AS addr"\n'
+    )
+    script.chmod(0o755)
+    boot = BootstrapSettings(initdb=("no-sync",), pg_hba=HBA, post_bootstrap=str(script))
+    node = nodes.make("node1", "127.0.0.11", bootstrap=boot, use_unix_socket=True)
+    await node.pg.bootstrap(timeout=120)
+    args = (workdir / "args").read_text().strip()
+    assert args == f"dbname=postgres user=postgres host={workdir} port={node.port}"
+    assert await node.sql("SELECT addr FROM made_over_the_socket") == [(None,)]  # a socket
+    assert (workdir / "pgoptions").read_text().strip() == (
+        "-c synchronous_commit=local -c statement_timeout=0"
+    )
 
 
 async def test_a_failed_bootstrap_removes_what_it_made(nodes: Nodes, workdir: Path) -> None:

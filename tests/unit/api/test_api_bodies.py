@@ -112,6 +112,15 @@ def test_restart() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "pending"),
+    [("True", True), ("true", True), ("yes", True), ("ON", True), ("1", True),
+     ("False", False), ("false", False), ("off", False), ("0", False), (None, False)],
+)  # fmt: skip
+def test_restart_pending_may_be_a_string_as_patroni_accepts(value: str, pending: bool) -> None:
+    assert bodies.restart({"restart_pending": value}, NOW).restart_pending is pending
+
+
+@pytest.mark.parametrize(
     ("body", "words"),
     [
         ({"role": "leader"}, "'role' must be one of"),
@@ -121,7 +130,9 @@ def test_restart() -> None:
         ({"timeout": "soon"}, "'timeout'"),
         ({"timeout": -1}, "'timeout'"),
         ({"timeout": True}, "'timeout'"),
-        ({"restart_pending": "yes"}, "'restart_pending' must be true or false, not a string"),
+        ({"restart_pending": "maybe"}, "'restart_pending' must be true or false"),
+        ({"restart_pending": " true"}, "'restart_pending' must be true or false"),
+        ({"restart_pending": 1}, "'restart_pending' must be true or false"),
         ({"schedule": "2030-01-01 10:00"}, "timezone"),
         ({"when": "now"}, "unknown field 'when'"),
         ([1], "must be a JSON object"),

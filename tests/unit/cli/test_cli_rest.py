@@ -25,6 +25,7 @@ from haagent.engine.requests import (
     CancelRestartRequest,
     CancelSwitchoverRequest,
     ReinitializeRequest,
+    ReloadRequest,
     RequestResult,
     RestartRequest,
     SwitchoverRequest,
@@ -150,6 +151,10 @@ def test_restart_reinit_reload_through_the_api(cli: Cli, start_api: StartApi) ->
     assert api.controller.requests[1:] == [ReinitializeRequest(force=True, from_leader=True)]
     result = cli("reload", "node1", "--force")
     assert result.exit_code == 0 and "Success: reload on member node1" in result.output
+    api.controller.results[ReloadRequest] = RequestResult(202, "reloaded")  # as the agent answers
+    result = cli("reload", "node1", "--force")
+    assert result.exit_code == 0
+    assert "Success: reload on member node1: reloaded" in result.output, result.output
     api.controller.results[RestartRequest] = RequestResult(503, "restart failed: boom")
     result = cli("restart", "node2", "--force")
     assert result.exit_code == 1

@@ -26,6 +26,9 @@ from haagent.config import (
     parse_dynamic_config,
     parse_settings,
 )
+from haagent.core.roles import Role
+from haagent.engine.member import member_data
+from haagent.postgres.model import PostgresStatus
 
 # The seed lab's node1 config, with the section headers and addresses the extraction lost.
 SEED_NODE1 = """\
@@ -203,7 +206,9 @@ def test_seed_node1_config_round_trips(tmp_path: Path, bin_dir: Path) -> None:
     assert tags.failover_priority == 2
     assert tags.can_be_leader
     assert tags.raw["datacenter"] == "east"
-    assert len(tags.raw) == 6
+    # Published as Patroni does: false boolean tags left out (nofailover stays next to
+    # failover_priority).
+    assert dict(tags.raw) == {"nofailover": False, "failover_priority": 2, "datacenter": "east"}
     assert settings.log.level == "INFO"
 
 
@@ -328,7 +333,7 @@ def test_unknown_keys_are_warnings_not_errors(
 ) -> None:
     data = minimal(bin_dir, ctl={"insecure": True}, tags={"rack": "r1", "zone": 3})
     data["restapi"]["lisen"] = "127.0.0.11:8008"
-    data["postgresql"]["authentication"]["superuser"]["sslmode"] = "require"
+    data["postgresql"]["authentication"]["superuser"]["sslmod"] = "require"  # a typo
     data["bootstrap"] = {"dcs": {"max_timelines_history": 10}}
     path = tmp_path / "n1.yml"
     path.write_text(yaml.safe_dump(data))
@@ -339,7 +344,7 @@ def test_unknown_keys_are_warnings_not_errors(
     assert sorted(r.getMessage() for r in caplog.records) == sorted(
         [
             f"{path}: restapi.lisen: unknown key, ignored",
-            f"{path}: postgresql.authentication.superuser.sslmode: unknown key, ignored",
+            f"{path}: postgresql.authentication.superuser.sslmod: unknown key, ignored",
             f"{path}: bootstrap.dcs.max_timelines_history: "
             "not used by haagent; kept in the DCS config as is",
             f"{path}: ctl: unknown key, ignored",
@@ -348,6 +353,34 @@ def test_unknown_keys_are_warnings_not_errors(
     assert all(r.name == "haagent.config" for r in caplog.records)
     assert settings.bootstrap.dcs.raw == {"max_timelines_history": 10}
     assert dict(settings.tags.raw) == {"rack": "r1", "zone": 3}
+
+
+def test_false_boolean_tags_are_not_published(tmp_path: Path, bin_dir: Path) -> None:
+    path = tmp_path / "n1.yml"
+    tags = (
+        "tags:\n  clonefrom: false\n  nostream: 'off'\n  noloadbalance: true\n"
+        "  nosync: false\n  sync_priority: 2\n  nofailover: false\n  custom: false\n"
+    )
+    path.write_text(yaml.safe_dump(minimal(bin_dir)) + tags)
+    settings = load_settings(path, {})
+    assert dict(settings.tags.raw) == {
+        "noloadbalance": True,
+        "nosync": False,  # kept next to sync_priority, as Patroni does
+        "sync_priority": 2,
+        "custom": False,  # a user's tag is published as written
+    }
+    assert settings.tags.noloadbalance and not settings.tags.clonefrom
+    member = member_data(
+        settings, PostgresStatus(True, True, False), Role.REPLICA, paused=False, version="x"
+    )
+    assert member["tags"] == dict(settings.tags.raw)
+    plain = tmp_path / "n2.yml"
+    plain.write_text(yaml.safe_dump(minimal(bin_dir)) + "tags:\n  nofailover: false\n")
+    settings = load_settings(plain, {})
+    member = member_data(
+        settings, PostgresStatus(True, True, False), Role.REPLICA, paused=False, version="x"
+    )
+    assert "tags" not in member
 
 
 def test_tags_must_be_json(tmp_path: Path, bin_dir: Path) -> None:
