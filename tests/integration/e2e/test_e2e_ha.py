@@ -162,3 +162,22 @@ def test_agent_killed_and_restarted_keeps_the_primary(cluster: LabCluster, write
     assert settle(cluster, writer, old) == old  # it still held the key: restarted in place
     assert cluster.nodes[old].postmaster_pid() not in (None, pid)
     print(f"agent crash write downtime {writer.downtime_since(t0):.3f}s")
+
+
+def test_a_crashed_primary_that_cannot_start_hands_over(
+    cluster: LabCluster, writer: Writer
+) -> None:
+    # A setting PostgreSQL refuses at start, then the postmaster dies: as Patroni does, the
+    # leader gives its key up after one failed start instead of retrying it for
+    # primary_start_timeout (300 s), and a replica leads.
+    old = cluster.leader()
+    assert old is not None
+    auto = cluster.nodes[old].data_dir / "postgresql.auto.conf"
+    auto.write_text(auto.read_text() + "shared_buffers = 'lots'\n")
+    t0 = time.monotonic()
+    assert cluster.kill_postmaster(old) is not None
+    took = cluster.wait_for(lambda: cluster.leader() not in (None, old), "a new leader", 30)
+    print(f"a primary that cannot start: new leader after {took:.1f}s")
+    log = (cluster.nodes[old].base / "haagent.log").read_text()
+    assert "primary_start_failed" in log
+    assert writer.downtime_since(t0) < 30
