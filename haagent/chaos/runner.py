@@ -153,6 +153,8 @@ def run_scenario(
         notes.append(f"bootstrap {time.monotonic() - started:.1f}s")
         leader = lab.leader()
         assert leader is not None
+        if scenario.synchronous:
+            lab.wait_for(lambda: sync_standby(lab, leader), "a standby in the sync key", 60)
         stats = f"http://{lab.haproxy_host}:{lab.haproxy_ports[2]}/" if lab.haproxy_ports else ""
         lab.wait_for(lambda: routes_match(stats, leader, lab.nodes), "HAProxy routes", 60)
         observers = make_observers(lab, leader)
@@ -247,6 +249,13 @@ def run_scenario(
             shutil.rmtree(lab_dir, ignore_errors=True)
         elif failures:
             say(scenario.name, f"FAILED; logs kept in {lab_dir}")
+
+
+def sync_standby(lab: LabCluster, leader: str) -> bool:
+    """The leader's `GET /cluster` lists a synchronous standby (the sync key names one)."""
+    code, body = lab.nodes[leader].api("/cluster")
+    members = body.get("members", []) if code == 200 and isinstance(body, dict) else []
+    return any(isinstance(m, dict) and m.get("role") == "sync_standby" for m in members)
 
 
 def count_lost(writer: Writer, failures: list[str], dsn: str | None = None) -> int | None:

@@ -109,4 +109,7 @@ class Decision:
     role: Role
     # Decide again right after acting (a step of a longer sequence, or peers were asked for).
     again: bool = False
+    # Decide again within a second rather than after loop_wait (waiting for something that
+    # normally takes milliseconds, such as a new synchronous standby catching up).
+    soon: bool = False
     details: Mapping[str, object] = field(default_factory=dict)

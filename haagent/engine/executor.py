@@ -341,6 +341,10 @@ class Executor:
 
     async def _set_sync_standbys(self, action: a.SetSyncStandbys, s: Snapshot) -> None:
         await self.pg.set_synchronous_standby_names(action.value)
+        # Where the primary's WAL was when PostgreSQL began to wait for these standbys: each
+        # enters the `sync` key once it has flushed this far (see core/rules/sync.py).
+        status = await self.pg.status()
+        self.state.note_sync_names(list(action.members), status.write_lsn)
 
     async def _write_sync_key(self, action: a.WriteSyncKey, s: Snapshot) -> None:
         written = await self._bounded(

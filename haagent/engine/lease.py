@@ -11,9 +11,10 @@ A renewal that fails (etcd says the key is gone or someone else's, or does not
 answer within retry_timeout) fires the fence at once and wakes the HA loop: the
 primary stops accepting writes no later than `loop_wait + retry_timeout` after
 its last good renewal, at least `retry_timeout` before the key can expire.  In
-failsafe mode an unreachable etcd does not fire the fence: the HA loop asks the
-members to confirm it instead (`confirmed_by_failsafe`), and the fence's deadline
-stays the last good one until they do.
+failsafe mode an etcd that does not answer is not the end: the keeper asks every
+member listed in the `failsafe` key to confirm this primary (they then do not race
+for ttl), and their confirmation extends the lease and the fence as a renewal
+would; only when one of them does not confirm is the fence fired.
 
 The background renewal stops when the HA loop shows no sign of life for longer
 than any of its actions may take (`stuck_after`): a wedged agent lets its key
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from haagent.config.timing import Timings
@@ -54,6 +55,7 @@ class LeaseFacts:
     expires: float | None  # the earliest moment our leader key can expire; None: no key
     failure: str | None  # why the last renewal failed; None after a success
     lost: bool  # etcd said the key is gone or someone else's
+    failsafe_confirmed: bool = False  # etcd away, and every failsafe member confirmed us
 
 
 class LeaseKeeper:
@@ -67,6 +69,7 @@ class LeaseKeeper:
         clock: Callable[[], float],
         wake: Callable[[], None],
         stuck_after: Callable[[], float],
+        confirm_failsafe: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.dcs = dcs
         self.fencing = fencing
@@ -75,6 +78,8 @@ class LeaseKeeper:
         self._clock = clock
         self._wake = wake
         self._stuck_after = stuck_after
+        self._confirm_failsafe = confirm_failsafe
+        self.failsafe_confirmed = False
         self.expires: float | None = None
         self.failure: str | None = None
         self.lost = False
@@ -89,7 +94,7 @@ class LeaseKeeper:
     # --- what the HA loop reads and tells
 
     def facts(self) -> LeaseFacts:
-        return LeaseFacts(self.expires, self.failure, self.lost)
+        return LeaseFacts(self.expires, self.failure, self.lost, self.failsafe_confirmed)
 
     def alive(self) -> None:
         """The HA loop made progress (a cycle or an action started)."""
@@ -142,7 +147,26 @@ class LeaseKeeper:
         """Every member confirmed us (failsafe mode, etcd away): they will not race for ttl."""
         expires = asked + self._timings().ttl
         self.expires = max(self.expires or expires, expires)
+        self.failsafe_confirmed = True
         self.fencing.extend(self.expires)
+
+    async def _ask_members(self, why: str) -> None:
+        """etcd did not answer in failsafe mode: ask the members, or fence."""
+        asked = self._clock()
+        confirmed = self._confirm_failsafe is not None and await self._confirm_failsafe()
+        if confirmed:
+            if not self.failsafe_confirmed:
+                log.warning(
+                    "leader key not renewed (%s); failsafe mode: every member confirmed this "
+                    "primary, it stays one",
+                    why,
+                )
+            self.confirmed_by_failsafe(asked)
+            return
+        self.failsafe_confirmed = False
+        self.fencing.fire(
+            self.expires, f"failsafe mode: etcd away ({why}) and not every member confirmed"
+        )
 
     # --- internals
 
@@ -163,14 +187,14 @@ class LeaseKeeper:
         try:
             await asyncio.wait_for(self.dcs.renew_leader(), seconds)
         except LeaderKeyLost as e:
-            self._failed(str(e), lost=True)
+            await self._failed(str(e), lost=True)
             raise RenewFailed(str(e), lost=True) from e
         except TimeoutError as e:
             why = f"etcd did not answer within retry_timeout ({seconds}s)"
-            self._failed(why, lost=False)
+            await self._failed(why, lost=False)
             raise RenewFailed(why, lost=False) from e
         except DCSError as e:
-            self._failed(str(e), lost=False)
+            await self._failed(str(e), lost=False)
             raise RenewFailed(str(e), lost=False) from e
         self._renewed(sent)
 
@@ -179,23 +203,18 @@ class LeaseKeeper:
             log.info("leader key renewed again")
         self._last_sent = sent
         self.expires = sent + self._timings().ttl
-        self.failure, self.lost = None, False
+        self.failure, self.lost, self.failsafe_confirmed = None, False, False
         self.fencing.extend(self.expires)
 
-    def _failed(self, why: str, *, lost: bool) -> None:
-        first = self.failure is None
+    async def _failed(self, why: str, *, lost: bool) -> None:
         self.failure, self.lost = why, lost
         if lost:
             self._keeping = False
+            self.failsafe_confirmed = False
             self.fencing.fire(self.expires, f"the leader key is lost ({why})")
             self.expires = None
         elif self._failsafe():
-            if first:
-                log.warning(
-                    "leader key not renewed (%s); failsafe mode: asking the members to confirm "
-                    "this primary before the lease can expire",
-                    why,
-                )
+            await self._ask_members(why)
         else:
             self.fencing.fire(self.expires, f"the leader key could not be renewed ({why})")
         self._wake()

@@ -76,6 +76,7 @@ class HaLoop:
             clock=clock,
             wake=self.wake.set,
             stuck_after=self._stuck_after,
+            confirm_failsafe=self._confirm_failsafe,
         )
         self.executor = Executor(
             settings,
@@ -150,7 +151,7 @@ class HaLoop:
             loop_finished_at=self.clock(),
             loop_count=self.loop_count,
             loop_duration=previous.loop_duration,
-            failsafe_active=self.state.failsafe_confirmed and not self.state.dcs_ok,
+            failsafe_active=self.keeper.failsafe_confirmed and not self.state.dcs_ok,
             reason_code=str(decision.reason.code) if decision else previous.reason_code,
             reason_text=decision.reason.text if decision else previous.reason_text,
             pending_restart=pg.pending_restart,
@@ -198,7 +199,6 @@ class HaLoop:
             except (DCSError, TimeoutError) as e:
                 self.state.dcs_error = str(e) or "etcd did not answer within retry_timeout"
         self._apply_config()
-        await self._check_failsafe()
         pg = await self.pg.status()
         now = self.clock()
         view = self.dcs.view()
@@ -235,26 +235,16 @@ class HaLoop:
             dcs_error=self.state.dcs_error,
         )
 
-    async def _check_failsafe(self) -> None:
-        """With etcd away and failsafe_mode on, a leader asks every member listed in
-        `failsafe` to confirm it (POST /failsafe); it stays primary only if all do."""
-        self.state.failsafe_confirmed = False
-        view = self.dcs.view()
-        was_leader = self.state.role == Role.PRIMARY or view.leader_name == self.settings.name
-        if self.state.dcs_ok or not self.config.failsafe_mode or not was_leader:
-            return
-        members = dict(view.failsafe or {})
-        if not members:
-            return
+    async def _confirm_failsafe(self) -> bool:
+        """With etcd away in failsafe mode: POST /failsafe to every member listed in the
+        `failsafe` key; True only if every one confirms (they then do not race for ttl)."""
+        members = dict(self.dcs.view().failsafe or {})
+        if not members or self.settings.name not in members:
+            return False
         timeout = min(2.0, self.config.retry_timeout / 2)
-        asked = self.clock()
         confirmed = await self.peers.confirm_failsafe(members, self.settings.name, timeout)
-        self.state.failsafe_confirmed = confirmed
-        if confirmed:
-            # Every member promised not to race for ttl: that is our lease now (the fence's
-            # deadline too), so when etcd comes back the leader key is renewed.
-            self.keeper.confirmed_by_failsafe(asked)
         log.info("failsafe: %s", "every member confirmed" if confirmed else "not confirmed")
+        return confirmed
 
     async def cycle(self) -> tuple[Decision, Outcome]:
         started = self.clock()
@@ -327,7 +317,9 @@ class HaLoop:
                     await self._wait(min(1.0, 0.05 * immediate))
                 continue
             immediate = 0
-            await self._wait(self.config.loop_wait)
+            await self._wait(
+                min(1.0, self.config.loop_wait) if decision.soon else self.config.loop_wait
+            )
 
     async def _wait(self, seconds: float) -> None:
         waiters = [

@@ -22,7 +22,6 @@ class LoopState:
     start_failure: str | None = None
     rewind_failed: str | None = None
     replica_clone_failures: int = 0
-    failsafe_confirmed: bool = False
     # When a leader last asked us to confirm it in failsafe mode (POST /failsafe).
     failsafe_heard_at: float | None = None
     leaderless_since: float | None = None
@@ -48,7 +47,7 @@ class LoopState:
             start_failure=self.start_failure,
             rewind_failed=self.rewind_failed,
             replica_clone_failures=self.replica_clone_failures,
-            failsafe_confirmed=self.failsafe_confirmed,
+            failsafe_confirmed=lease.failsafe_confirmed,
             leaderless_since=self.leaderless_since,
             shutdown_requested=self.shutdown_requested,
             manual=self.manual,

@@ -13,9 +13,15 @@ from haagent.dcs.model import ClusterView, Member
 
 
 def decision(
-    actions: Sequence[Action], code: Code, text: str, role: Role, *, again: bool = False
+    actions: Sequence[Action],
+    code: Code,
+    text: str,
+    role: Role,
+    *,
+    again: bool = False,
+    soon: bool = False,
 ) -> Decision:
-    return Decision(tuple(actions), Reason(code, text), role, again=again)
+    return Decision(tuple(actions), Reason(code, text), role, again=again, soon=soon)
 
 
 def idle(s: Snapshot, code: Code, text: str, role: Role | None = None) -> Decision:

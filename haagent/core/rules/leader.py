@@ -22,7 +22,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
-from haagent.core.rules.sync import sync_actions
+from haagent.core.rules.sync import sync_actions, sync_pending
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -129,6 +129,7 @@ def decide_leader(s: Snapshot) -> Decision:
             "holds the leader key and runs the primary"
             + (" (a switchover is scheduled)" if scheduled else ""),
             Role.PRIMARY,
+            soon=sync_pending(s),
         )
     if pg.running and pg.accepting and pg.in_recovery:
         if not s.watchdog_ok:

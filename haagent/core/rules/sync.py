@@ -59,6 +59,16 @@ def caught_up(s: Snapshot) -> set[str]:
     }
 
 
+def sync_pending(s: Snapshot) -> bool:
+    """A standby the leader wants synchronous is not in the `sync` key yet: look again soon
+    (it usually catches up within milliseconds of being named)."""
+    if not s.config.synchronous_mode:
+        return False
+    key = s.cluster.sync
+    listed = key.sync_standby if key is not None and key.leader == s.name else ()
+    return any(m not in listed for m in wanted_sync_standbys(s))
+
+
 def sync_actions(s: Snapshot) -> list[Action]:
     """What the leader does this cycle to keep `synchronous_standby_names` and `sync` right."""
     cfg = s.config

@@ -84,6 +84,8 @@ class World:
     keeper: LeaseKeeper
     woken: list[float]
     failsafe: list[bool]
+    members_confirm: list[bool]
+    asked: list[float]
 
 
 @pytest.fixture
@@ -97,6 +99,13 @@ def world() -> Iterator[World]:
     fencing = Fencing(watchdog, fence, lambda: TIMINGS, vt.clock)
     woken: list[float] = []
     failsafe = [False]
+    members_confirm = [True]
+    asked: list[float] = []
+
+    async def confirm() -> bool:
+        asked.append(vt.clock())
+        return members_confirm[0]
+
     keeper = LeaseKeeper(
         dcs,
         fencing,
@@ -105,10 +114,24 @@ def world() -> Iterator[World]:
         clock=vt.clock,
         wake=lambda: woken.append(vt.clock()),
         stuck_after=lambda: 200.0,
+        confirm_failsafe=confirm,
     )
     vt.run(dcs.open())
     vt.run(other.open())
-    w = World(vt, store, dcs, other, fence, watchdog, fencing, keeper, woken, failsafe)
+    w = World(
+        vt,
+        store,
+        dcs,
+        other,
+        fence,
+        watchdog,
+        fencing,
+        keeper,
+        woken,
+        failsafe,
+        members_confirm,
+        asked,
+    )
     vt.loop.create_task(keeper.run())
     yield w
     vt.close()
@@ -194,14 +217,21 @@ def test_failsafe_mode_asks_the_members_instead_of_firing(world: World) -> None:
     lead(w)
     w.failsafe[0] = True
     w.vt.advance(1)
-    before = w.fence.holds[-1]
+    renewed = w.fence.holds[-1][1] - TIMINGS.ttl
     w.store.partition("node1")
-    w.vt.advance(TIMINGS.loop_wait + 1)
-    assert w.keeper.failure is not None
-    assert w.fence.holds[-1] == before  # not fired: the old deadline stands
-    asked = w.vt.clock()
-    w.keeper.confirmed_by_failsafe(asked)
-    assert w.fence.holds[-1][1] == asked + TIMINGS.ttl
+    w.vt.advance(TIMINGS.loop_wait + TIMINGS.retry_timeout + 1)
+    assert w.keeper.failure is not None and w.keeper.failsafe_confirmed
+    # Asked as soon as the renewal failed, and their confirmation moved the fence on as a
+    # renewal would: the lease holds ttl from when they were asked.
+    assert w.asked[0] - renewed <= TIMINGS.demote_within + 1e-6
+    when, expires, margin = w.fence.holds[-1]
+    assert expires == w.asked[-1] + TIMINGS.ttl and expires - margin > when
+    # One member stops confirming: the fence fires at once.
+    w.members_confirm[0] = False
+    w.vt.advance(TIMINGS.retry_timeout + 2)
+    when, expires, margin = w.fence.holds[-1]
+    assert expires - margin <= when + 1e-6
+    assert not w.keeper.failsafe_confirmed
 
 
 def test_a_wedged_ha_loop_lets_the_key_expire(world: World) -> None:
