@@ -46,7 +46,7 @@ class Member:
         value = self.tags.get("failover_priority", 1)
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return 1
 
     @property
