@@ -32,6 +32,7 @@ from haagent.config.parse import Context, Section, describe, parse_str
 from haagent.config.postgresql import parse_postgresql
 from haagent.config.sections import (
     parse_bootstrap,
+    parse_ctl,
     parse_etcd3,
     parse_log,
     parse_restapi,
@@ -95,6 +96,7 @@ def parse_settings_with_warnings(
         name=name,
         namespace=namespace,
         restapi=parse_restapi(top.section("restapi")),
+        ctl=parse_ctl(top.section("ctl")),
         etcd3=parse_etcd3(top.section("etcd3")),
         bootstrap=bootstrap,
         postgresql=parse_postgresql(top.section("postgresql")),

@@ -1,4 +1,4 @@
-"""Parsers for the small sections: restapi, etcd3, bootstrap, watchdog, tags, log."""
+"""Parsers for the small sections: restapi, ctl, etcd3, bootstrap, watchdog, tags, log."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from haagent.config.model import (
     Address,
     BootstrapSettings,
     Credentials,
+    CtlSettings,
     Etcd3Settings,
     ListenAddress,
     LogSettings,
@@ -156,6 +157,29 @@ def _allowlist(section: Section) -> tuple[str, ...]:
                     what,
                 ) from None
     return tuple(entry.strip() for entry in entries)
+
+
+def parse_ctl(section: Section) -> CtlSettings:
+    """Patroni's `ctl` section (TLS and credentials for calls to the members' REST APIs)."""
+    auth = section.section("authentication")
+    files = {}
+    for name in ("cacert", "certfile", "keyfile"):
+        path = section.get_path(name)
+        files[name] = None if path is None else existing_file(section.ctx, section.key(name), path)
+    if files["keyfile"] and not files["certfile"]:
+        raise section.ctx.error(
+            section.key("certfile"), "is missing while keyfile is set", "the certificate file"
+        )
+    result = CtlSettings(
+        insecure=section.get_bool("insecure", False),
+        cacert=files["cacert"],
+        certfile=files["certfile"],
+        keyfile=files["keyfile"],
+        keyfile_password=section.get_str("keyfile_password", None),
+        authentication=credentials(auth, password_required=True) if auth.data else None,
+    )
+    section.finish()
+    return result
 
 
 def parse_etcd3(section: Section) -> Etcd3Settings:

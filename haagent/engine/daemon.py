@@ -14,8 +14,6 @@ import logging
 import signal
 from pathlib import Path
 
-import aiohttp
-
 from haagent import __version__
 from haagent.api.metrics import Metrics
 from haagent.api.server import RestApiServer
@@ -26,7 +24,7 @@ from haagent.dcs.errors import AuthenticationFailed, DCSError
 from haagent.dcs.protocol import DCS
 from haagent.engine.controller import LoopController
 from haagent.engine.loop import HaLoop
-from haagent.engine.peers import HttpPeerClient
+from haagent.engine.peers import HttpPeerClient, peer_access
 from haagent.engine.ports import WatchdogControl
 from haagent.engine.postgres_adapter import make_postgres
 from haagent.engine.sdnotify import notify
@@ -83,6 +81,7 @@ class Daemon:
             running.add_signal_handler(sig, self.stop.set)
         running.add_signal_handler(signal.SIGHUP, self.reload)
 
+        access = peer_access(s)  # bad TLS files end the start here, with one line
         dcs = await self._open_dcs()
         if dcs is None:
             return 0
@@ -96,11 +95,7 @@ class Daemon:
             control = GuardedWatchdog(
                 watchdog, guard, paused=lambda: (dcs.view().config or s.bootstrap.dcs).pause
             )
-        auth = s.restapi.authentication
-        peers = HttpPeerClient(
-            auth=aiohttp.BasicAuth(auth.username, auth.password or "") if auth else None,
-            ssl=False if s.restapi.certfile else None,
-        )
+        peers = HttpPeerClient(access, members=lambda: dcs.view().members)
         metrics = Metrics(scope=s.scope, name=s.name)
 
         def on_decision(decision: Decision, seconds: float) -> None:

@@ -342,9 +342,9 @@ def test_unknown_keys_are_warnings_not_errors(
             f"{path}: postgresql.authentication.superuser.sslmode: unknown key, ignored",
             f"{path}: bootstrap.dcs.max_timelines_history: "
             "not used by haagent; kept in the DCS config as is",
-            f"{path}: ctl: unknown key, ignored",
         ]
     )
+    assert settings.ctl.insecure  # Patroni's ctl section is honoured (the peer client uses it)
     assert all(r.name == "haagent.config" for r in caplog.records)
     assert settings.bootstrap.dcs.raw == {"max_timelines_history": 10}
     assert dict(settings.tags.raw) == {"rack": "r1", "zone": 3}
