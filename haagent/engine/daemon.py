@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from haagent import __version__
+from haagent.api.auth import TlsSettingsError, server_ssl_context
 from haagent.api.metrics import Metrics
 from haagent.api.server import RestApiServer
 from haagent.config import ConfigError, Settings, load_settings
@@ -27,6 +30,7 @@ from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient, peer_access
 from haagent.engine.ports import WatchdogControl
 from haagent.engine.postgres_adapter import make_postgres
+from haagent.engine.reloading import changed_settings, needing_restart
 from haagent.engine.sdnotify import notify
 from haagent.watchdog.guard_client import GuardedWatchdog, start_guard
 from haagent.watchdog.manager import Watchdog
@@ -39,23 +43,68 @@ class Daemon:
         self.settings = settings
         self.stop = asyncio.Event()
         self.loop: HaLoop | None = None
+        self.api: RestApiServer | None = None
+        self.peers: HttpPeerClient | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
 
     def reload(self) -> str:
+        """Re-read the config file and apply what can change while running (one log line).
+
+        Everything is checked before anything changes: a bad file, or TLS files that
+        cannot be loaded, leave the running config as it was.  The REST API takes its
+        new settings (authentication, allowlist, TLS files, listen address) in a task
+        started here: a POST /reload must not wait for its own listener.
+        """
         source = self.settings.source
         if source is None:
             return "no config file to reload"
+        old = self.settings
         try:
             new = load_settings(Path(source))
-        except ConfigError as e:
+            access = peer_access(new)
+            server_ssl_context(new.restapi)
+        except (ConfigError, TlsSettingsError) as e:
             log.error("reload refused, keeping the running config: %s", e)
             return f"reload refused: {e}"
+        if self.api is not None:
+            self._in_background(self._reconfigure_api(old, new))
+        if self.peers is not None:
+            self.peers.reconfigure(access)
         if self.loop is not None:
             self.loop.settings = new
             self.loop.executor.settings = new
         self.settings = new
         logging.getLogger().setLevel(new.log.level)
-        log.info("reloaded %s (tags and log level apply now; addresses need a restart)", source)
-        return "reloaded"
+        changed = changed_settings(old, new)
+        restart = needing_restart(changed)
+        applied = [key for key in changed if key not in restart]
+        message = f"reloaded {source}: " + (
+            f"applied {', '.join(applied)}" if applied else "nothing changed that applies now"
+        )
+        if restart:
+            message += f"; {', '.join(restart)} changed and need a restart of haagent"
+        log.info("%s", message)
+        return message
+
+    async def _reconfigure_api(self, old: Settings, new: Settings) -> None:
+        """The REST API's new settings; its old ones again when they cannot be applied."""
+        assert self.api is not None
+        try:
+            await self.api.reconfigure(new.restapi)
+        except (TlsSettingsError, OSError) as e:
+            log.error(
+                "the REST API cannot use the reloaded restapi settings (%s); it keeps %s",
+                e, old.restapi.listen,
+            )  # fmt: skip
+            try:
+                await self.api.reconfigure(old.restapi)
+            except (TlsSettingsError, OSError) as again:
+                log.error("the REST API cannot listen on %s either: %s", old.restapi.listen, again)
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _open_dcs(self) -> DCS | None:
         """Open etcd, retrying until it answers; None when asked to stop meanwhile."""
@@ -95,7 +144,7 @@ class Daemon:
             control = GuardedWatchdog(
                 watchdog, guard, paused=lambda: (dcs.view().config or s.bootstrap.dcs).pause
             )
-        peers = HttpPeerClient(access, members=lambda: dcs.view().members)
+        peers = self.peers = HttpPeerClient(access, members=lambda: dcs.view().members)
         metrics = Metrics(scope=s.scope, name=s.name)
 
         def on_decision(decision: Decision, seconds: float) -> None:
@@ -112,6 +161,7 @@ class Daemon:
             metrics=metrics,
         )
         await api.start()
+        self.api = api
         log.info("haagent %s: member %s of cluster %s", __version__, s.name, s.scope)
         task = asyncio.create_task(loop.run())
         ready = asyncio.create_task(self._notify_ready(loop))
