@@ -22,8 +22,8 @@ from haagent.config.parse import (
     describe,
     parse_bool,
     parse_bytes,
+    parse_hba_lines,
     parse_mapping,
-    parse_str_list,
 )
 
 log = logging.getLogger("haagent.config")
@@ -150,9 +150,7 @@ def _postgresql(section: Section) -> DynamicPostgresql:
             )
     pg_hba: tuple[str, ...] = ()
     if section.has("pg_hba"):
-        pg_hba = parse_str_list(
-            section.ctx, section.key("pg_hba"), section.get("pg_hba"), what="pg_hba lines"
-        )
+        pg_hba = parse_hba_lines(section.ctx, section.key("pg_hba"), section.get("pg_hba"))
     result = DynamicPostgresql(
         use_pg_rewind=section.get_bool("use_pg_rewind", False),
         use_slots=section.get_bool("use_slots", True),

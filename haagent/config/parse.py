@@ -136,6 +136,21 @@ def parse_str_list(ctx: Context, key: str, value: object, *, what: str) -> tuple
     return tuple(parse_str(ctx, f"{key}[{i}]", item, what=what) for i, item in enumerate(value))
 
 
+def parse_hba_lines(ctx: Context, key: str, value: object) -> tuple[str, ...]:
+    """`pg_hba` lines; a `host` line with the `trust` method is warned about (no password
+    is asked of anyone who can reach the address)."""
+    lines = parse_str_list(ctx, key, value, what="pg_hba lines")
+    for i, line in enumerate(lines):
+        fields = line.split("#", 1)[0].split()
+        if fields and fields[0].startswith("host") and "trust" in fields[3:]:
+            ctx.warn(
+                f"{key}[{i}]",
+                f"{line.strip()!r} lets anyone who reaches that address in without a password;"
+                " use scram-sha-256",
+            )
+    return lines
+
+
 def parse_mapping(ctx: Context, key: str, value: object, *, what: str) -> dict[str, Any]:
     """A mapping with text keys; YAML `key:` with nothing after it is an empty mapping."""
     if value is None:

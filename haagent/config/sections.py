@@ -30,6 +30,7 @@ from haagent.config.parse import (
     is_hostname,
     is_wildcard,
     parse_address,
+    parse_hba_lines,
     parse_listen,
     parse_options,
     parse_str,
@@ -294,9 +295,7 @@ def parse_bootstrap(section: Section) -> BootstrapSettings:
     result = BootstrapSettings(
         dcs=dcs,
         initdb=() if initdb is MISSING else parse_options(ctx, section.key("initdb"), initdb),
-        pg_hba=()
-        if pg_hba is MISSING
-        else parse_str_list(ctx, section.key("pg_hba"), pg_hba, what="pg_hba lines"),
+        pg_hba=() if pg_hba is MISSING else parse_hba_lines(ctx, section.key("pg_hba"), pg_hba),
         post_bootstrap=post,
     )
     section.finish()

@@ -1,0 +1,45 @@
+"""Safe defaults on real PostgreSQL 15: what a bootstrap without pg_hba lines leaves open,
+which pgpass lines the tools get, and which environment the postmaster inherits."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from pgnodes import AUTH, Nodes
+
+from haagent.config.model import BootstrapSettings, Credentials, PostgresqlAuthentication
+from haagent.postgres.errors import BootstrapError
+
+pytestmark = pytest.mark.integration
+
+NO_HBA = BootstrapSettings(initdb=("no-sync",))
+
+
+def connect(host: str, port: int, password: str | None) -> None:
+    dsn = f"host={host} port={port} user=postgres dbname=postgres connect_timeout=5"
+    dsn += " passfile=/nonexistent" + (f" password={password}" if password else "")
+    psycopg.connect(dsn).close()
+
+
+async def test_without_pg_hba_lines_tcp_needs_a_password(nodes: Nodes) -> None:
+    """initdb's own default is trust: haagent asks for peer (local) and scram-sha-256 (host)."""
+    node = nodes.make("node1", "127.0.0.11", bootstrap=NO_HBA)
+    await node.pg.bootstrap(timeout=120)
+    assert (await node.pg.status()).accepting  # the agent logs in with the password
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        connect("127.0.0.11", node.port, None)
+    connect("127.0.0.11", node.port, AUTH.superuser.password)
+    hba = (node.settings.data_dir / "pg_hba.conf").read_text()
+    rules = [line.split() for line in hba.splitlines() if line and not line.startswith("#")]
+    assert rules and all(rule[-1] != "trust" for rule in rules), rules
+    assert any(rule[0] == "local" and rule[-1] == "peer" for rule in rules)
+
+
+async def test_a_superuser_without_password_is_refused_before_initdb(nodes: Nodes) -> None:
+    auth = PostgresqlAuthentication(
+        superuser=Credentials("postgres"), replication=AUTH.replication, rewind=AUTH.rewind
+    )
+    node = nodes.make("node1", "127.0.0.11", bootstrap=NO_HBA, authentication=auth)
+    with pytest.raises(BootstrapError, match=r"superuser\.password, or bootstrap\.pg_hba"):
+        await node.pg.bootstrap(timeout=120)
+    assert not (node.settings.data_dir / "PG_VERSION").exists()
