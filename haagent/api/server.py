@@ -35,6 +35,7 @@ from aiohttp.web_request import BaseRequest
 from haagent.api import auth, health, status_json
 from haagent.api.actions import ACTIONS, text
 from haagent.api.bodies import BodyError
+from haagent.api.limits import LimitedServer
 from haagent.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from haagent.api.metrics import Metrics
 from haagent.config.model import RestApiSettings
@@ -128,7 +129,7 @@ class RestApiServer:
         self._ssl_context = ssl_context
         self._warn_if_open(settings)
         self._started_at = self._clock()
-        server = web.Server(
+        server = LimitedServer(
             self._handle,
             access_log_class=_AccessLogger,
             access_log=logging.getLogger("haagent.api.access"),
@@ -207,7 +208,9 @@ class RestApiServer:
         try:
             return await action(self.controller, request)
         except BodyError as exc:
-            return text(exc.status, exc.message)
+            answer = text(exc.status, exc.message)
+            answer.force_close()  # the body may be partly unread: nothing more on this connection
+            return answer
 
     def _status(self) -> PublishedStatus:
         status = self.controller.status()
