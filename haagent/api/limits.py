@@ -7,6 +7,9 @@
 - `MAX_CONNECTIONS_PER_ADDRESS`: more open connections from one client address are
   closed at once, so one host cannot take every connection the agent can hold.
   HAProxy opens one short connection per check; `wrk -c8` eight.
+- A request that is not HTTP (or bytes after a body, parsed as the next request) gets
+  a short 400 and one log line of at most LOGGED_CHARS characters: never the bytes
+  echoed back, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 log = logging.getLogger("haagent.api")
 
@@ -26,6 +31,32 @@ MAX_CONNECTIONS_PER_ADDRESS = 64
 # After an answer that leaves part of a body unread (400 too large, 408), the rest is
 # read and dropped this long, so the client can still read the answer, then closed.
 LINGERING_TIME = 2.0
+LOGGED_CHARS = 160
+
+
+class _Handler(RequestHandler):
+    """aiohttp's connection handler, answering malformed requests briefly."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        detail = " ".join(str(exc or message or "").split())
+        if len(detail) > LOGGED_CHARS:
+            detail = detail[: LOGGED_CHARS - 3] + "..."
+        log.info("malformed request from %s answered %d: %s", request.remote, status, detail)
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer was already sent on this connection")
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        answer = web.Response(status=status, text=f"{status} {phrase}: malformed request\n")
+        answer.force_close()
+        return answer
 
 
 class LimitedServer(web.Server):
@@ -45,6 +76,9 @@ class LimitedServer(web.Server):
         self._open: Counter[str] = Counter()
         self._address: dict[RequestHandler, str] = {}
         self._refusing: set[str] = set()
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, loop=self._loop, **self._kwargs)
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
