@@ -19,6 +19,7 @@ from haagent.config.parse import (
     Context,
     Section,
     check_json,
+    check_parameter_text,
     describe,
     parse_bool,
     parse_bytes,
@@ -148,6 +149,7 @@ def _postgresql(section: Section) -> DynamicPostgresql:
             raise section.ctx.error(
                 section.key(f"parameters.{name}"), f"{describe(value)} is not a value", "a scalar"
             )
+        check_parameter_text(section.ctx, section.key(f"parameters.{name}"), value)
     pg_hba: tuple[str, ...] = ()
     if section.has("pg_hba"):
         pg_hba = parse_hba_lines(section.ctx, section.key("pg_hba"), section.get("pg_hba"))

@@ -12,6 +12,7 @@ from haagent.config.parse import (
     MISSING,
     Context,
     Section,
+    check_parameter_text,
     describe,
     parse_hba_lines,
     parse_mapping,
@@ -101,6 +102,7 @@ def _parameters(ctx: Context, key: str, value: object) -> dict[str, object]:
     for name, item in parameters.items():
         if isinstance(item, Mapping | list | tuple) or item is None:
             raise ctx.error(f"{key}.{name}", f"{describe(item)} is not a value", "a scalar")
+        check_parameter_text(ctx, f"{key}.{name}", item)
     return parameters
 
 

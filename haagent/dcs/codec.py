@@ -22,6 +22,7 @@ from typing import Any, cast
 from haagent.config.dynamic import parse_dynamic_config
 from haagent.config.errors import ConfigError
 from haagent.config.model import DynamicConfig
+from haagent.config.parse import MEMBER_NAME_RULE, is_member_name
 from haagent.dcs.kv import KeyValue
 from haagent.dcs.model import (
     ClusterStatus,
@@ -147,8 +148,20 @@ def encode_leader(name: str) -> bytes:
     return name.encode("utf-8")
 
 
+def _name(value: object, what: str) -> str:
+    """A member name read from etcd (a key or a value): it ends up in postgresql.conf."""
+    if not isinstance(value, str) or not is_member_name(value):
+        raise ValueError(f"{what} {_shown(value)} is not a member name ({MEMBER_NAME_RULE})")
+    return value
+
+
+def _opt_name(value: object, what: str) -> str | None:
+    return None if value is None or value == "" else _name(value, what)
+
+
 def decode_leader(kv: KeyValue) -> Leader:
-    return Leader(name=kv.value.decode("utf-8"), lease_id=kv.lease, mod_revision=kv.mod_revision)
+    name = _name(kv.value.decode("utf-8"), "the leader")
+    return Leader(name=name, lease_id=kv.lease, mod_revision=kv.mod_revision)
 
 
 def encode_initialize(sysid: str) -> bytes:
@@ -196,6 +209,7 @@ def member_to_dict(member: Member) -> dict[str, Any]:
 
 
 def decode_member(name: str, value: bytes, mod_revision: int = 0) -> Member:
+    _name(name, "the key's member name")
     data = _object(value, f"member {name}")
     tags = data.get("tags")
     if tags is not None and not isinstance(tags, dict):
@@ -235,15 +249,15 @@ def decode_sync(value: bytes, mod_revision: int = 0) -> SyncState:
     data = _object(value, "sync")
     standby = data.get("sync_standby")
     if isinstance(standby, str):
-        names = tuple(n.strip() for n in standby.split(",") if n.strip())
+        names = tuple(_name(n.strip(), "sync_standby") for n in standby.split(",") if n.strip())
     elif isinstance(standby, list):
-        names = tuple(str(n) for n in standby)
+        names = tuple(_name(n, "sync_standby") for n in standby)
     elif standby is None:
         names = ()
     else:
         raise ValueError("sync_standby is neither a string nor null")
     return SyncState(
-        leader=_opt_str(data.get("leader")),
+        leader=_opt_name(data.get("leader"), "leader"),
         sync_standby=names,
         quorum=_opt_int(data.get("quorum")) or 0,
         mod_revision=mod_revision,
@@ -284,8 +298,10 @@ def decode_failover(value: bytes, mod_revision: int = 0) -> Failover | None:
             in_range = False
         if not in_range:
             raise ValueError(f"failover scheduled_at {data['scheduled_at']!r} is out of range")
-    leader = _opt_str(data.get("leader"))
-    candidate = _opt_str(data.get("member")) or _opt_str(data.get("candidate"))
+    leader = _opt_name(data.get("leader"), "leader")
+    candidate = _opt_name(data.get("member"), "member") or _opt_name(
+        data.get("candidate"), "candidate"
+    )
     if leader is None and candidate is None and scheduled_at is None:
         return None
     return Failover(leader, candidate, scheduled_at, mod_revision=mod_revision)
@@ -298,6 +314,7 @@ def encode_failsafe(members: Mapping[str, str]) -> bytes:
 def decode_failsafe(value: bytes) -> dict[str, str]:
     data = _object(value, "failsafe")
     for name, url in data.items():
+        _name(name, "failsafe member")
         if not isinstance(url, str):
             raise ValueError(f"the api_url of {name!r} is {_shown(url)}, not a string")
     return dict(data)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from haagent.config.model import Credentials, ListenAddress
+from haagent.config.parse import has_control_characters
 from haagent.postgres.errors import ConfigurationError
 from haagent.postgres.layout import MANAGED_MARKER
 from haagent.postgres.model import Upstream
@@ -94,6 +95,11 @@ def format_value(value: Any) -> str:
         return "on" if value else "off"
     if isinstance(value, int | float):
         return str(value)
+    if has_control_characters(str(value)):
+        raise ConfigurationError(
+            f"parameter value {str(value)[:60]!r} contains control characters: it would end "
+            "its postgresql.conf line; remove them"
+        )
     text = str(value).replace("\\", "\\\\").replace("'", "''")
     return f"'{text}'"
 
@@ -221,6 +227,9 @@ def parse_sync_marker(text: str) -> str | None:
 
 
 def render_hba(lines: tuple[str, ...]) -> str:
+    for line in lines:
+        if has_control_characters(line):
+            raise ConfigurationError(f"pg_hba line {line[:60]!r} contains control characters")
     header = f"{MANAGED_MARKER}: from postgresql.pg_hba (or bootstrap.pg_hba); do not edit.\n"
     return header + "".join(f"{line}\n" for line in lines)
 
