@@ -16,7 +16,7 @@ Parameters, by precedence (lowest first):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,16 +235,27 @@ def render_hba(lines: tuple[str, ...]) -> str:
 
 
 def _pgpass_field(value: str) -> str:
+    if has_control_characters(value):
+        raise ConfigurationError(
+            "a user name or password contains control characters, which a pgpass line "
+            "cannot hold: remove them from postgresql.authentication"
+        )
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def render_pgpass(credentials: list[Credentials]) -> str:
-    """One `*:*:*:user:password` line per distinct user with a password (first one wins)."""
-    seen: set[str] = set()
+def render_pgpass(entries: Iterable[tuple[str, int, Credentials]]) -> str:
+    """One `host:port:*:user:password` line per (host, port, credentials) with a password.
+
+    Each password is offered only to the server it is meant for: never `*:*:*`, which
+    would hand it to any address a tool is pointed at.  The first entry for the same
+    host, port and user wins.
+    """
+    seen: set[tuple[str, int, str]] = set()
     lines = []
-    for cred in credentials:
-        if cred.password is None or cred.username in seen:
+    for host, port, cred in entries:
+        if cred.password is None or (host, port, cred.username) in seen:
             continue
-        seen.add(cred.username)
-        lines.append(f"*:*:*:{_pgpass_field(cred.username)}:{_pgpass_field(cred.password)}\n")
+        seen.add((host, port, cred.username))
+        fields = (_pgpass_field(host), str(port), "*", _pgpass_field(cred.username))
+        lines.append(":".join(fields) + f":{_pgpass_field(cred.password)}\n")
     return "".join(lines)

@@ -139,12 +139,23 @@ class Controller:
             lines = self.bootstrap_settings.pg_hba
         return lines
 
-    def write_pgpass(self) -> None:
+    def write_pgpass(
+        self, source: Upstream | None = None, rewind: Credentials | None = None
+    ) -> None:
+        """The pgpass file, each password scoped to the server it is for: the superuser's
+        to this node's PostgreSQL (post_bootstrap), the replication user's to the server
+        this node streams or clones from (`source`, else the upstream), and `rewind`'s to
+        `source` while pg_rewind runs."""
         auth = self.settings.authentication
-        creds = [auth.replication, *([auth.rewind] if auth.rewind else []), auth.superuser]
+        entries = [(local_host(self.settings), self.settings.listen.port, auth.superuser)]
+        remote = source or self.upstream
+        if remote is not None:
+            entries.append((remote.host, remote.port, auth.replication))
+            if rewind is not None:
+                entries.append((remote.host, remote.port, rewind))
         path = self.settings.pgpass
         path.parent.mkdir(parents=True, exist_ok=True)
-        files.write_atomic(path, conf.render_pgpass(creds), 0o600)
+        files.write_atomic(path, conf.render_pgpass(entries), 0o600)
 
     def tool_env_extra(self) -> dict[str, str]:
         """Environment for tools that connect: passwords come from the pgpass file only."""

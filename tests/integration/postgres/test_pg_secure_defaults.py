@@ -3,9 +3,11 @@ which pgpass lines the tools get, and which environment the postmaster inherits.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psycopg
 import pytest
-from pgnodes import AUTH, Nodes
+from pgnodes import AUTH, Node, Nodes, diverge, pair, wait_status
 
 from haagent.config.model import BootstrapSettings, Credentials, PostgresqlAuthentication
 from haagent.postgres.errors import BootstrapError
@@ -43,3 +45,30 @@ async def test_a_superuser_without_password_is_refused_before_initdb(nodes: Node
     with pytest.raises(BootstrapError, match=r"superuser\.password, or bootstrap\.pg_hba"):
         await node.pg.bootstrap(timeout=120)
     assert not (node.settings.data_dir / "PG_VERSION").exists()
+
+
+def pgpass_lines(node: Node) -> list[str]:
+    return node.settings.pgpass.read_text().splitlines()
+
+
+@pytest.mark.slow
+async def test_pgpass_lines_are_scoped_to_the_server_in_use(nodes: Nodes) -> None:
+    """The superuser's password is offered only to this node's own PostgreSQL; the
+    replication user's to the upstream; a rewind without a rewind user offers the
+    superuser's to the source only while pg_rewind runs."""
+    no_rewind_user = replace(AUTH, rewind=None)
+    primary, replica = await pair(nodes, authentication=no_rewind_user)
+    su, rep = AUTH.superuser, AUTH.replication
+    assert pgpass_lines(replica) == [
+        f"127.0.0.12:{replica.port}:*:{su.username}:{su.password}",
+        f"127.0.0.11:{primary.port}:*:{rep.username}:{rep.password}",
+    ]
+    assert pgpass_lines(primary) == [f"127.0.0.11:{primary.port}:*:{su.username}:{su.password}"]
+    await diverge(primary, replica)
+    outcome = await primary.pg.demote(replica.upstream, mode="fast", timeout=60)
+    assert "rewound" in outcome  # pg_rewind logged in as the superuser, through the pgpass
+    await wait_status(primary, lambda s: s.receiver_streaming, "streaming from node2")
+    assert pgpass_lines(primary) == [
+        f"127.0.0.11:{primary.port}:*:{su.username}:{su.password}",
+        f"127.0.0.12:{replica.port}:*:{rep.username}:{rep.password}",
+    ]
