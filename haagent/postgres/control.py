@@ -38,6 +38,7 @@ from haagent.postgres.proc import (
     port_owner,
     read_pid_file,
     running_postmaster,
+    scrubbed_environ,
 )
 from haagent.postgres.session import Conn, ConnParams, Session, connection, query
 from haagent.postgres.watch import PostmasterWatch
@@ -262,7 +263,7 @@ class Controller:
             pid = os.posix_spawn(  # noqa: ASYNC221
                 str(postgres),
                 argv,
-                dict(os.environ),
+                scrubbed_environ(),
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, log_fd, 1),

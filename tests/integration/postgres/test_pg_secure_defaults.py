@@ -3,11 +3,13 @@ which pgpass lines the tools get, and which environment the postmaster inherits.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg
 import pytest
-from pgnodes import AUTH, Node, Nodes, diverge, pair, wait_status
+from pgnodes import AUTH, HBA, Node, Nodes, diverge, pair, wait_status
 
 from haagent.config.model import BootstrapSettings, Credentials, PostgresqlAuthentication
 from haagent.postgres.errors import BootstrapError
@@ -72,3 +74,40 @@ async def test_pgpass_lines_are_scoped_to_the_server_in_use(nodes: Nodes) -> Non
         f"127.0.0.11:{primary.port}:*:{su.username}:{su.password}",
         f"127.0.0.12:{replica.port}:*:{rep.username}:{rep.password}",
     ]
+
+
+SECRETS = {
+    "HAAGENT_SUPERUSER_PASSWORD": "env-secret-1",
+    "PATRONI_REPLICATION_PASSWORD": "env-secret-2",
+    "PGPASSWORD": "env-secret-3",
+    "HAACTL_PASSWORD": "env-secret-4",
+    "NOTIFY_SOCKET": "/run/systemd/notify",
+}
+
+
+async def test_the_postmaster_and_the_tools_get_a_scrubbed_environment(
+    nodes: Nodes, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HAAGENT_TEST_KEEP_OUT", "x")
+    monkeypatch.setenv("TZ", "UTC")  # an ordinary variable is passed on
+    script = workdir / "post.sh"
+    script.write_text('#!/bin/sh\nenv > "$(dirname "$0")/post-env"\n')
+    script.chmod(0o755)
+    boot = BootstrapSettings(initdb=("no-sync",), pg_hba=HBA, post_bootstrap=str(script))
+    node = nodes.make("node1", "127.0.0.11", bootstrap=boot)
+    await node.pg.bootstrap(timeout=120)
+    pid = node.pg._ctl.postmaster()
+    assert pid is not None
+    raw = await asyncio.to_thread(Path(f"/proc/{pid.pid}/environ").read_bytes)
+    postmaster = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+    tool = dict(
+        line.split("=", 1)
+        for line in (await asyncio.to_thread((workdir / "post-env").read_text)).splitlines()
+        if "=" in line
+    )
+    for env in (postmaster, tool):
+        assert not {k for k in env if k in SECRETS or k.startswith("HAAGENT_")}, sorted(env)
+        assert not any(value in env.values() for value in SECRETS.values())
+        assert env.get("TZ") == "UTC"
