@@ -20,10 +20,9 @@ from pathlib import Path
 
 from haagent import __version__
 from haagent.config import ConfigError, LogSettings, Settings, load_settings_with_warnings
+from haagent.errors import EXIT_CONFIG, EXIT_FAILED, StartupError
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 log = logging.getLogger("haagent")
 
@@ -117,6 +116,9 @@ def _run_daemon(settings: Settings) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
 
 
 def configure_logging(settings: LogSettings) -> None:

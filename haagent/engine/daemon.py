@@ -32,6 +32,8 @@ from haagent.engine.ports import WatchdogControl
 from haagent.engine.postgres_adapter import make_postgres
 from haagent.engine.reloading import changed_settings, needing_restart
 from haagent.engine.sdnotify import notify
+from haagent.engine.startup import listen_problem, preflight
+from haagent.errors import StartupError
 from haagent.watchdog.guard_client import GuardedWatchdog, start_guard
 from haagent.watchdog.manager import Watchdog
 
@@ -117,7 +119,10 @@ class Daemon:
             except AuthenticationFailed as e:
                 log.error("etcd refused our credentials: %s (fix etcd3.username/password)", e)
             except DCSError as e:
-                log.warning("etcd cannot be reached yet: %s; trying again in %.0fs", e, delay)
+                log.warning(
+                    "etcd cannot be reached yet: %s; trying again in %.0fs (etcd3.hosts in %s)",
+                    e, delay, self.settings.source,
+                )  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
             delay = min(delay * 2, 5.0)
@@ -130,7 +135,7 @@ class Daemon:
             running.add_signal_handler(sig, self.stop.set)
         running.add_signal_handler(signal.SIGHUP, self.reload)
 
-        access = peer_access(s)  # bad TLS files end the start here, with one line
+        access = preflight(s)  # TLS files, the REST API address: one line and an exit status
         dcs = await self._open_dcs()
         if dcs is None:
             return 0
@@ -160,7 +165,10 @@ class Daemon:
             name=s.name,
             metrics=metrics,
         )
-        await api.start()
+        try:
+            await api.start()
+        except OSError as e:  # taken since the preflight check
+            raise StartupError(listen_problem(s) or f"cannot start the REST API: {e}") from None
         self.api = api
         log.info("haagent %s: member %s of cluster %s", __version__, s.name, s.scope)
         task = asyncio.create_task(loop.run())

@@ -218,19 +218,25 @@ def port_owner(host: str, port: int) -> str | None:
     return None
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Something already listens on host:port (a bind like PostgreSQL's own would fail)."""
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why a server could not listen on host:port now (in use, not an address of this
+    host, a privileged port), or None when a bind works."""
     bind_host = "0.0.0.0" if host in ("*", "") else host
     try:
         infos = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
+    except OSError as exc:
+        return exc
     for family, kind, proto, _, sockaddr in infos:
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(sockaddr)
             except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return True
-    return False
+                return exc
+    return None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Something already listens on host:port (a bind like PostgreSQL's own would fail)."""
+    error = bind_error(host, port)
+    return error is not None and error.errno == errno.EADDRINUSE
