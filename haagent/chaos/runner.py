@@ -25,7 +25,7 @@ from haagent.chaos.result import Result
 from haagent.chaos.scenario import FAST_TIMINGS, Context, Scenario
 from haagent.config.model import Address
 from haagent.lab import processes
-from haagent.lab.cluster import LAB_PASSWORD, LabCluster
+from haagent.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
 from haagent.lab.haproxy import routes_match
 from haagent.lab.netfault import NetworkFaults
 from haagent.lab.processes import ProcessError
@@ -147,8 +147,10 @@ def run_scenario(
         notes.append(f"bootstrap {time.monotonic() - started:.1f}s")
         leader = lab.leader()
         assert leader is not None
-        stats = f"http://{lab.haproxy_host}:{lab.haproxy_ports[2]}/" if lab.haproxy_ports else ""
-        lab.wait_for(lambda: routes_match(stats, leader, lab.nodes), "HAProxy routes", 60)
+        stats = lab.stats_url if lab.haproxy_ports else ""
+        lab.wait_for(
+            lambda: routes_match(stats, leader, lab.nodes, LAB_STATS), "HAProxy routes", 60
+        )
         observers = make_observers(lab)
         observers.start()
         time.sleep(BASELINE)
