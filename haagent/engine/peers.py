@@ -161,7 +161,10 @@ class HttpPeerClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            # A new connection per call: peers are asked seldom (a race, failsafe), and a
+            # kept-alive one could be closed by the peer's idle timeout as it is reused.
+            connector = aiohttp.TCPConnector(force_close=True)
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def close(self) -> None:
