@@ -20,9 +20,10 @@ from pathlib import Path
 
 from haagent import __version__
 from haagent.config import ConfigError, LogSettings, Settings, load_settings_with_warnings
-from haagent.errors import EXIT_CONFIG, EXIT_FAILED, StartupError
 
 EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
 
 log = logging.getLogger("haagent")
 
@@ -111,6 +112,8 @@ def _run_daemon(settings: Settings) -> int:
         print("error: the HA engine is not built yet", file=sys.stderr)
         return EXIT_FAILED
     run_daemon: Callable[[Settings], int] = module.run_daemon
+    from haagent.errors import StartupError  # with the engine: a start it refused
+
     try:
         return run_daemon(settings)
     except ConfigError as exc:

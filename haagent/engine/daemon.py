@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import haagent.engine.startup as startup
 from haagent import __version__
 from haagent.api.auth import TlsSettingsError, server_ssl_context
 from haagent.api.metrics import Metrics
@@ -32,8 +33,6 @@ from haagent.engine.ports import WatchdogControl
 from haagent.engine.postgres_adapter import make_postgres
 from haagent.engine.reloading import changed_settings, needing_restart
 from haagent.engine.sdnotify import notify
-from haagent.engine.startup import listen_problem, preflight
-from haagent.errors import StartupError
 from haagent.watchdog.guard_client import GuardedWatchdog, start_guard
 from haagent.watchdog.manager import Watchdog
 
@@ -68,15 +67,15 @@ class Daemon:
         except (ConfigError, TlsSettingsError) as e:
             log.error("reload refused, keeping the running config: %s", e)
             return f"reload refused: {e}"
-        if self.api is not None:
-            self._in_background(self._reconfigure_api(old, new))
-        if self.peers is not None:
-            self.peers.reconfigure(access)
         if self.loop is not None:
             self.loop.settings = new
             self.loop.executor.settings = new
         self.settings = new
         logging.getLogger().setLevel(new.log.level)
+        if self.api is not None:
+            self._in_background(self._reconfigure_api(old, new))
+        if self.peers is not None:
+            self.peers.reconfigure(access)
         changed = changed_settings(old, new)
         restart = needing_restart(changed)
         applied = [key for key in changed if key not in restart]
@@ -135,7 +134,7 @@ class Daemon:
             running.add_signal_handler(sig, self.stop.set)
         running.add_signal_handler(signal.SIGHUP, self.reload)
 
-        access = preflight(s)  # TLS files, the REST API address: one line and an exit status
+        access = startup.preflight(s)  # TLS files, the REST API address: a line and a status
         dcs = await self._open_dcs()
         if dcs is None:
             return 0
@@ -168,7 +167,7 @@ class Daemon:
         try:
             await api.start()
         except OSError as e:  # taken since the preflight check
-            raise StartupError(listen_problem(s) or f"cannot start the REST API: {e}") from None
+            raise startup.bind_failure(s, e) from None
         self.api = api
         log.info("haagent %s: member %s of cluster %s", __version__, s.name, s.scope)
         task = asyncio.create_task(loop.run())

@@ -13,7 +13,8 @@ import errno
 from haagent.api.auth import TlsSettingsError, server_ssl_context
 from haagent.config import ConfigError, Settings
 from haagent.engine.peers import PeerAccess, peer_access
-from haagent.errors import EXIT_CONFIG, StartupError
+from haagent.errors import StartupError
+from haagent.main import EXIT_CONFIG, EXIT_FAILED
 from haagent.postgres.proc import bind_error, port_owner
 
 
@@ -62,5 +63,11 @@ def preflight(settings: Settings) -> PeerAccess:
         raise StartupError(str(e), EXIT_CONFIG) from None
     problem = listen_problem(settings)
     if problem is not None:
-        raise StartupError(problem)
+        raise StartupError(problem, EXIT_FAILED)
     return access
+
+
+def bind_failure(settings: Settings, error: OSError) -> StartupError:
+    """The REST API could not listen after all (the address was taken since the check)."""
+    problem = listen_problem(settings) or f"cannot start: the REST API cannot listen: {error}"
+    return StartupError(problem, EXIT_FAILED)

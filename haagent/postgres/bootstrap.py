@@ -28,8 +28,6 @@ Options = Sequence[str | tuple[str, str]]
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
 # Set by haagent from other settings; refused in the user's option lists.
 INITDB_RESERVED = {"pgdata", "D", "username", "U", "pwfile", "pwprompt", "W", "waldir"}
-# initdb's own default is `trust` for every local connection, TCP included.
-INITDB_AUTH = (("auth-local", "peer"), ("auth-host", "scram-sha-256"))
 REWIND_FUNCTIONS = (
     "pg_catalog.pg_ls_dir(text, boolean, boolean)",
     "pg_catalog.pg_stat_file(text, boolean)",
@@ -53,6 +51,10 @@ def tool_options(options: Options, key: str, reserved: set[str]) -> list[str]:
             )
         args.append(f"--{name}" if value is None else f"--{name}={value}")
     return args
+
+
+# initdb's own default is `trust` for every local connection, TCP included.
+INITDB_AUTH = (("auth-local", "peer"), ("auth-host", "scram-sha-256"))
 
 
 def initdb_args(options: Options) -> list[str]:

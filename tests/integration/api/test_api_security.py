@@ -15,7 +15,7 @@ import pytest
 from haagent.api.auth import TlsSettingsError
 from haagent.api.testing import ApiClient, primary_status
 from haagent.config.model import Credentials, RestApiSettings
-from support.pki import key_and_csr, make_pki, sign
+from support.api_pki import key_and_csr, make_pki, sign
 
 StartApi = Any  # the start_api fixture (tests/integration/api/conftest.py)
 

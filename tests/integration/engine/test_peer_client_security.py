@@ -38,7 +38,7 @@ from haagent.config.model import (
 )
 from haagent.dcs.model import Member
 from haagent.engine.peers import MAX_RESPONSE_BYTES, HttpPeerClient, peer_access
-from support.pki import make_pki
+from support.api_pki import make_pki
 
 pytestmark = pytest.mark.integration
 
