@@ -126,11 +126,16 @@ def _run_daemon(settings: Settings) -> int:
         print("error: the HA engine is not built yet", file=sys.stderr)
         return EXIT_FAILED
     run_daemon: Callable[[Settings], int] = module.run_daemon
+    from haagent.errors import StartupError  # with the engine: a start it refused
+
     try:
         return run_daemon(settings)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
 
 
 def configure_logging(settings: LogSettings) -> None:

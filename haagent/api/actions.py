@@ -9,6 +9,7 @@ checks (allowlist, client certificate, basic auth) run before any of this, in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
-from haagent.api import bodies
+from haagent.api import bodies, limits
 from haagent.api.bodies import MAX_BODY_BYTES, BodyError
 from haagent.api.status_json import encode
 from haagent.engine.requests import (
@@ -44,20 +45,27 @@ def json_response(status: int, document: Any) -> web.Response:
 
 
 async def read_body(request: BaseRequest) -> bytes:
-    """The request body, refused with 400 past 64 KiB without reading the rest."""
+    """The request body, refused with 400 past 64 KiB without reading the rest, and
+    with 408 when it has not arrived within `limits.REQUEST_READ_TIMEOUT` seconds."""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise BodyError(f"request body is larger than {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     total = 0
-    while True:
-        chunk = await request.content.read(MAX_BODY_BYTES + 1)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            raise BodyError(f"request body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(limits.REQUEST_READ_TIMEOUT):
+            while True:
+                chunk = await request.content.read(MAX_BODY_BYTES + 1)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > MAX_BODY_BYTES:
+                    raise BodyError(f"request body is larger than {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyError(
+            f"request body not received within {limits.REQUEST_READ_TIMEOUT:g}s", status=408
+        ) from None
     return b"".join(chunks)
 
 

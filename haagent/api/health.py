@@ -97,7 +97,8 @@ def parse_lag(value: str) -> int | None:
     multiplier = _UNITS.get(unit)
     if multiplier is None:
         return None
-    return int(float(number) * multiplier)
+    size = float(number) * multiplier
+    return int(size) if math.isfinite(size) else None  # 400 digits: not a lag either
 
 
 def cluster_lsn(view: ClusterView) -> int | None:

@@ -35,6 +35,7 @@ from aiohttp.web_request import BaseRequest
 from haagent.api import auth, health, status_json
 from haagent.api.actions import ACTIONS, text
 from haagent.api.bodies import BodyError
+from haagent.api.limits import LimitedServer
 from haagent.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from haagent.api.metrics import Metrics
 from haagent.config.model import RestApiSettings
@@ -104,6 +105,7 @@ class RestApiServer:
         self._cache_status: PublishedStatus | None = None
         self._cache: dict[tuple[object, str], tuple[int, float, bytes]] = {}
         self._openapi = _openapi_bytes()
+        self._failures: set[tuple[str, str]] = set()  # (path, error) already logged in full
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -128,7 +130,7 @@ class RestApiServer:
         self._ssl_context = ssl_context
         self._warn_if_open(settings)
         self._started_at = self._clock()
-        server = web.Server(
+        server = LimitedServer(
             self._handle,
             access_log_class=_AccessLogger,
             access_log=logging.getLogger("haagent.api.access"),
@@ -195,8 +197,8 @@ class RestApiServer:
                 if kind is not None:
                     return self._health(kind, request, method)
                 return self._read(path, method)
-            except Exception:  # a health check must fail closed, with a code HAProxy reads
-                log.exception("%s %s failed", method, path)
+            except Exception as exc:  # a health check must fail closed, with a code HAProxy reads
+                self._log_failure(method, path, exc)
                 return text(503, "the agent's status is unavailable; see its log")
         action = ACTIONS.get((method, path))
         if action is None:
@@ -207,7 +209,20 @@ class RestApiServer:
         try:
             return await action(self.controller, request)
         except BodyError as exc:
-            return text(exc.status, exc.message)
+            answer = text(exc.status, exc.message)
+            answer.force_close()  # the body may be partly unread: nothing more on this connection
+            return answer
+
+    def _log_failure(self, method: str, path: str, exc: Exception) -> None:
+        """A failed read: the traceback the first time per path and error, one line after."""
+        key = (path, type(exc).__name__)
+        detail = " ".join(str(exc).split())[:160]
+        if key in self._failures:
+            log.warning("%s %s failed again: %s: %s", method, path, key[1], detail)
+            return
+        if len(self._failures) < _CACHE_LIMIT:
+            self._failures.add(key)
+        log.error("%s %s failed: %s: %s", method, path, key[1], detail, exc_info=exc)
 
     def _status(self) -> PublishedStatus:
         status = self.controller.status()

@@ -26,7 +26,7 @@ from haagent.chaos.result import Result
 from haagent.chaos.scenario import Context, Scenario
 from haagent.config.model import Address
 from haagent.lab import processes
-from haagent.lab.cluster import LAB_PASSWORD, LabCluster
+from haagent.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
 from haagent.lab.haproxy import routes_match
 from haagent.lab.netfault import NetworkFaults
 from haagent.lab.processes import ProcessError
@@ -155,8 +155,10 @@ def run_scenario(
         assert leader is not None
         if scenario.synchronous:
             lab.wait_for(lambda: sync_standby(lab, leader), "a standby in the sync key", 60)
-        stats = f"http://{lab.haproxy_host}:{lab.haproxy_ports[2]}/" if lab.haproxy_ports else ""
-        lab.wait_for(lambda: routes_match(stats, leader, lab.nodes), "HAProxy routes", 60)
+        stats = lab.stats_url if lab.haproxy_ports else ""
+        lab.wait_for(
+            lambda: routes_match(stats, leader, lab.nodes, LAB_STATS), "HAProxy routes", 60
+        )
         observers = make_observers(lab, leader)
         observers.start()
         time.sleep(BASELINE)

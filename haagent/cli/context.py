@@ -21,7 +21,7 @@ from haagent.config import ConfigError, Credentials, Etcd3Settings, read_yaml
 from haagent.config.load import parse_settings_with_warnings
 from haagent.config.model import DEFAULT_NAMESPACE
 from haagent.config.parse import Context, Section
-from haagent.config.sections import parse_etcd3
+from haagent.config.sections import parse_ctl, parse_etcd3
 from haagent.dcs.channel import EtcdChannel, TlsConfig
 from haagent.dcs.errors import DCSError
 from haagent.dcs.etcd import EtcdKV
@@ -124,38 +124,36 @@ def _from_file(path: Path) -> Connection:
     if not isinstance(data, Mapping):
         raise BadInput(f"{path}: not a YAML mapping; expected a haagent (Patroni) config file")
     scope = data.get("scope") if isinstance(data.get("scope"), str) else None
-    ctl = _ctl_section(data.get("ctl"), path)
     try:
         if "postgresql" not in data:
-            return _short_file(data, path, scope, ctl)
+            return _short_file(data, path, scope)
         filled = {**data, "scope": scope or _PLACEHOLDER_SCOPE}
         filled.setdefault("name", "haactl")
-        filled.pop("ctl", None)
         settings, _ = parse_settings_with_warnings(filled, source=path)
     except ConfigError as e:
         raise BadInput(f"{e} (fix the file, or pass --dcs-url to bypass it)") from None
     dynamic = settings.bootstrap.dcs
+    ctl = settings.ctl
     return Connection(
         scope=scope or None,
         namespace=settings.namespace,
         etcd=settings.etcd3,
         retry_timeout=float(dynamic.retry_timeout),
-        rest_auth=ctl.get("authentication") or settings.restapi.authentication,
-        rest_cacert=ctl.get("cacert") or settings.restapi.cafile,
-        rest_cert=ctl.get("certfile"),
-        rest_key=ctl.get("keyfile"),
-        insecure=bool(ctl.get("insecure", False)),
+        rest_auth=ctl.authentication or settings.restapi.authentication,
+        rest_cacert=ctl.cacert or settings.restapi.cafile,
+        rest_cert=ctl.certfile,
+        rest_key=ctl.keyfile,
+        insecure=ctl.insecure,
         superuser=settings.postgresql.authentication.superuser,
         source=f"etcd3.hosts in {path}",
     )
 
 
-def _short_file(
-    data: Mapping[str, Any], path: Path, scope: str | None, ctl: Mapping[str, Any]
-) -> Connection:
+def _short_file(data: Mapping[str, Any], path: Path, scope: str | None) -> Connection:
     """A haactl-only file: scope, namespace, etcd3, restapi (auth, cafile), ctl."""
     context = Context(file=path)
     etcd = parse_etcd3(Section(context, "etcd3", data.get("etcd3") or {}))
+    ctl = parse_ctl(Section(context, "ctl", data.get("ctl") or {}))
     value = data.get("restapi")
     restapi: Mapping[str, Any] = value if isinstance(value, Mapping) else {}
     auth = restapi.get("authentication")
@@ -169,11 +167,11 @@ def _short_file(
         namespace=namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE,
         etcd=etcd,
         retry_timeout=_retry_timeout(data),
-        rest_auth=ctl.get("authentication") or rest_auth,
-        rest_cacert=ctl.get("cacert") or (Path(cafile) if isinstance(cafile, str) else None),
-        rest_cert=ctl.get("certfile"),
-        rest_key=ctl.get("keyfile"),
-        insecure=bool(ctl.get("insecure", False)),
+        rest_auth=ctl.authentication or rest_auth,
+        rest_cacert=ctl.cacert or (Path(cafile) if isinstance(cafile, str) else None),
+        rest_cert=ctl.certfile,
+        rest_key=ctl.keyfile,
+        insecure=ctl.insecure,
         source=f"etcd3.hosts in {path}",
     )
 
@@ -186,22 +184,6 @@ def _retry_timeout(data: Mapping[str, Any]) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     return DEFAULT_RETRY_TIMEOUT
-
-
-def _ctl_section(value: object, path: Path) -> dict[str, Any]:
-    """Patroni's `ctl:` section: TLS for the REST API calls and their credentials."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise BadInput(f"{path}: ctl: expected a mapping (insecure, cacert, certfile, keyfile)")
-    result: dict[str, Any] = {"insecure": bool(value.get("insecure", False))}
-    for name in ("cacert", "certfile", "keyfile"):
-        if isinstance(value.get(name), str):
-            result[name] = Path(value[name])
-    auth = value.get("authentication")
-    if isinstance(auth, Mapping) and auth.get("username"):
-        result["authentication"] = Credentials(str(auth["username"]), str(auth.get("password")))
-    return result
 
 
 def etcd_backend(conn: Connection) -> KVBackend:

@@ -48,8 +48,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 @click.option(
     "--user",
     envvar="HAACTL_USER",
-    metavar="USER[:PASSWORD]",
-    help="REST API user (default: restapi.authentication). Env: HAACTL_USER.",
+    metavar="USER",
+    help="REST API user (default: restapi.authentication); the password comes from "
+    "HAACTL_PASSWORD. Env: HAACTL_USER (USER:PASSWORD there is accepted).",
 )
 @click.option(
     "--password", envvar="HAACTL_PASSWORD", hidden=True, help="REST API password (env only)."
@@ -76,6 +77,14 @@ def main(
 
     Exit status: 0 success, 1 the action failed, 2 bad usage.
     """
+    for name, shown in (("user", "--user USER:PASSWORD"), ("password", "--password")):
+        value = user if name == "user" else password
+        from_argv = ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        if from_argv and (name == "password" or (value and ":" in value)):
+            raise click.UsageError(
+                f"{shown} puts the password on the command line, where every user of this "
+                "host can read it (ps); pass --user USER and set HAACTL_PASSWORD instead"
+            )
     options = Options(
         config_file=config_file,
         dcs_url=dcs_url,

@@ -1,10 +1,14 @@
 """Calls to the members' REST APIs (Patroni's endpoints), with basic auth and TLS.
 
 Credentials come from `--user` / `HAACTL_USER` + `HAACTL_PASSWORD`, else the config's
-`ctl.authentication`, else `restapi.authentication`.  TLS: `--cacert` (or `ctl.cacert`,
-`restapi.cafile`) verifies the members' certificates, `--cert`/`--key` (or
-`ctl.certfile`/`ctl.keyfile`) present a client certificate, `-k`/`--insecure` skips
-verification.  A member that does not answer is an `ApiUnreachable`, never a crash.
+`ctl.authentication`, else `restapi.authentication`.  They go with the changing
+requests only (reads need none), and never over plain HTTP when TLS is configured
+(`--cacert`/`--cert`, `ctl.cacert`, `restapi.cafile`).  TLS: `--cacert` (or
+`ctl.cacert`, `restapi.cafile`) verifies the members' certificates, `--cert`/`--key`
+(or `ctl.certfile`/`ctl.keyfile`) present a client certificate, `-k`/`--insecure`
+skips verification.  Member addresses come from etcd: only http(s) URLs are called,
+redirects are not followed and answers are read up to MAX_REPLY_BYTES.  A member that
+does not answer (or answers nonsense) is an `ApiUnreachable`, never a crash.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ import aiohttp
 
 from haagent.cli.context import Connection
 from haagent.cli.errors import BadInput
+from haagent.dcs.member_api import api_url_problem, read_limited
 from haagent.dcs.model import Member
 
 STATUS_TIMEOUT = 3.0
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ApiUnreachable(Exception):
@@ -44,7 +51,7 @@ class Reply:
     def json(self) -> Any:
         try:
             return json.loads(self.text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
     @property
@@ -55,9 +62,10 @@ class Reply:
 
 def base_url(api_url: str) -> str:
     """`http://node1:8008/patroni` -> `http://node1:8008`."""
+    problem = api_url_problem(api_url)
+    if problem is not None:
+        raise ApiUnreachable(problem)
     parts = urlsplit(api_url)
-    if not parts.scheme or not parts.netloc:
-        raise ApiUnreachable(f"api_url {api_url!r} is not a URL")
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -121,17 +129,19 @@ class RestClient:
             if self._ssl is None:
                 self._ssl = ssl_context(self._conn)
             tls = self._ssl
+        headers = self._headers if self._sends_credentials(method, tls is not False) else {}
         try:
             async with self._client().request(
                 method,
                 url,
                 json=None if body is None else dict(body),
-                headers=self._headers,
+                headers=headers,
                 ssl=tls,
                 timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
             ) as response:
-                text = await response.text(errors="replace")
-                return Reply(response.status, text)
+                raw = await read_limited(response.content, MAX_REPLY_BYTES)
+                return Reply(response.status, raw.decode("utf-8", errors="replace"))
         except TimeoutError:
             raise ApiUnreachable(f"no answer from {url} within {timeout:g}s") from None
         except aiohttp.ClientConnectorCertificateError as e:
@@ -154,6 +164,13 @@ class RestClient:
             raise ApiUnreachable(f"{url}: {e or type(e).__name__}{hint}") from None
         except (OSError, ValueError) as e:
             raise ApiUnreachable(f"{url}: {e}") from None
+
+    def _sends_credentials(self, method: str, https: bool) -> bool:
+        """Credentials go with changing requests, and over HTTPS only once TLS is configured."""
+        if method.upper() in _READS:
+            return False
+        tls_configured = self._conn.rest_cacert is not None or self._conn.rest_cert is not None
+        return https or not tls_configured
 
     async def status(self, member: Member, timeout: float = STATUS_TIMEOUT) -> dict[str, Any]:
         """The member's `GET /patroni` JSON; raises `ApiUnreachable`."""

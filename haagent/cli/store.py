@@ -44,7 +44,7 @@ class Snapshot:
             return None
         try:
             return json.loads(kv.value.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
 
     def revision_of(self, key: str) -> int:
@@ -113,7 +113,7 @@ class Store:
 
         revision, kvs = await self._call("read the cluster keys", call)
         raw = {kv.key[len(self._prefix) :].decode("utf-8", errors="replace"): kv for kv in kvs}
-        view = codec.decode_view(raw, revision=revision)
+        view = codec.decode_view(raw, revision=revision, prefix=self.prefix)
         return Snapshot(self.scope, revision, raw, view)
 
     async def put_if(self, key: str, value: bytes, revision: int) -> bool:

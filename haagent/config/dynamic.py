@@ -19,11 +19,12 @@ from haagent.config.parse import (
     Context,
     Section,
     check_json,
+    check_parameter_text,
     describe,
     parse_bool,
     parse_bytes,
+    parse_hba_lines,
     parse_mapping,
-    parse_str_list,
 )
 from haagent.config.timing import MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, adjust_timings
 
@@ -144,11 +145,10 @@ def _postgresql(section: Section) -> DynamicPostgresql:
             raise section.ctx.error(
                 section.key(f"parameters.{name}"), f"{describe(value)} is not a value", "a scalar"
             )
+        check_parameter_text(section.ctx, section.key(f"parameters.{name}"), value)
     pg_hba: tuple[str, ...] = ()
     if section.has("pg_hba"):
-        pg_hba = parse_str_list(
-            section.ctx, section.key("pg_hba"), section.get("pg_hba"), what="pg_hba lines"
-        )
+        pg_hba = parse_hba_lines(section.ctx, section.key("pg_hba"), section.get("pg_hba"))
     result = DynamicPostgresql(
         use_pg_rewind=section.get_bool("use_pg_rewind", False),
         use_slots=section.get_bool("use_slots", True),

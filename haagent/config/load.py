@@ -28,10 +28,18 @@ from haagent.config.dynamic import dynamic_config_to_dict, parse_dynamic_config
 from haagent.config.environ import apply_environment
 from haagent.config.errors import ConfigError
 from haagent.config.model import DEFAULT_NAMESPACE, Settings
-from haagent.config.parse import Context, Section, describe, parse_str
+from haagent.config.parse import (
+    MEMBER_NAME_RULE,
+    Context,
+    Section,
+    describe,
+    is_member_name,
+    parse_str,
+)
 from haagent.config.postgresql import parse_postgresql
 from haagent.config.sections import (
     parse_bootstrap,
+    parse_ctl,
     parse_etcd3,
     parse_log,
     parse_restapi,
@@ -127,6 +135,7 @@ def parse_settings_with_warnings(
         name=name,
         namespace=namespace,
         restapi=parse_restapi(top.section("restapi")),
+        ctl=parse_ctl(top.section("ctl")),
         etcd3=parse_etcd3(top.section("etcd3")),
         bootstrap=bootstrap,
         postgresql=parse_postgresql(top.section("postgresql")),
@@ -148,6 +157,10 @@ def _name(top: Section, key: str, expected: str) -> str:
         raise top.ctx.error(key, f"{value!r} contains '/'", f"{expected}, without '/'")
     if not value.isprintable():
         raise top.ctx.error(key, f"{value!r} contains control characters", expected)
+    if key == "name" and not is_member_name(value):
+        raise top.ctx.error(
+            key, f"{value!r} is not a member name", f"{expected}: {MEMBER_NAME_RULE}"
+        )
     return value
 
 

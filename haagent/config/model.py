@@ -77,6 +77,24 @@ class RestApiSettings:
 
 
 @dataclass(frozen=True)
+class CtlSettings:
+    """Patroni's `ctl` section: how haactl, and this agent, call the members' REST APIs.
+
+    `cacert` (else `restapi.cafile`, else the system's CAs) verifies their
+    certificates; `certfile`/`keyfile` (else `restapi.certfile`/`keyfile`) is the client
+    certificate presented to them; `authentication` (else `restapi.authentication`) the
+    credentials of the changing requests; `insecure` skips certificate verification.
+    """
+
+    insecure: bool = False
+    cacert: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    keyfile_password: str | None = field(default=None, repr=False)
+    authentication: Credentials | None = None
+
+
+@dataclass(frozen=True)
 class Etcd3Settings:
     hosts: tuple[Address, ...] = (Address("127.0.0.1", 2379),)
     protocol: Literal["http", "https"] = "http"
@@ -230,6 +248,7 @@ class Settings:
     postgresql: PostgresqlSettings
     namespace: str = DEFAULT_NAMESPACE
     restapi: RestApiSettings = RestApiSettings()
+    ctl: CtlSettings = CtlSettings()
     etcd3: Etcd3Settings = Etcd3Settings()
     bootstrap: BootstrapSettings = BootstrapSettings()
     watchdog: WatchdogSettings = WatchdogSettings()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,18 @@ _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "min": 60, "h": 3600, "d": 86400}
 _SIZE_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}
 _NUMBER_WITH_UNIT = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+_MEMBER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+MEMBER_NAME_RULE = "letters, digits, '_', '.' and '-' (at most 128)"
+
+
+def is_member_name(text: str) -> bool:
+    """A member name haagent accepts: from the config, from etcd keys and values."""
+    return bool(_MEMBER_NAME.fullmatch(text))
+
+
+def has_control_characters(text: str) -> bool:
+    """Control characters (a line break would end a postgresql.conf or pg_hba.conf line)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
 
 
 @dataclass
@@ -137,6 +150,33 @@ def parse_str_list(ctx: Context, key: str, value: object, *, what: str) -> tuple
     if not isinstance(value, list | tuple):
         raise ctx.error(key, f"{describe(value)} is not a list", f"a list of {what}")
     return tuple(parse_str(ctx, f"{key}[{i}]", item, what=what) for i, item in enumerate(value))
+
+
+def parse_hba_lines(ctx: Context, key: str, value: object) -> tuple[str, ...]:
+    """`pg_hba` lines, without control characters; a `host` line with the `trust` method
+    is warned about (no password is asked of anyone who can reach the address)."""
+    lines = parse_str_list(ctx, key, value, what="pg_hba lines")
+    for i, line in enumerate(lines):
+        if has_control_characters(line):
+            raise ctx.error(
+                f"{key}[{i}]", f"{line!r} contains control characters", "one pg_hba line"
+            )
+        fields = line.split("#", 1)[0].split()
+        if fields and fields[0].startswith("host") and "trust" in fields[3:]:
+            ctx.warn(
+                f"{key}[{i}]",
+                f"{line.strip()!r} lets anyone who reaches that address in without a password;"
+                " use scram-sha-256",
+            )
+    return lines
+
+
+def check_parameter_text(ctx: Context, key: str, value: object) -> None:
+    """A PostgreSQL parameter value goes on one postgresql.conf line: no control characters."""
+    if isinstance(value, str) and has_control_characters(value):
+        raise ctx.error(
+            key, f"{value!r} contains control characters", "a value on one line, printable"
+        )
 
 
 def parse_mapping(ctx: Context, key: str, value: object, *, what: str) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from haagent.config.parse import (
     MISSING,
     Context,
     Section,
+    check_parameter_text,
     describe,
+    parse_hba_lines,
     parse_mapping,
     parse_options,
     parse_str,
@@ -59,9 +61,7 @@ def parse_postgresql(section: Section) -> PostgresqlSettings:
         pgpass=section.get_path("pgpass") or defaults.pgpass,
         authentication=_authentication(section.section("authentication")),
         parameters=_parameters(ctx, section.key("parameters"), parameters),
-        pg_hba=()
-        if pg_hba is MISSING
-        else parse_str_list(ctx, section.key("pg_hba"), pg_hba, what="pg_hba lines"),
+        pg_hba=() if pg_hba is MISSING else parse_hba_lines(ctx, section.key("pg_hba"), pg_hba),
         pg_ctl_timeout=section.get_seconds("pg_ctl_timeout", defaults.pg_ctl_timeout, minimum=1),
         use_unix_socket=section.get_bool("use_unix_socket", False),
         create_replica_methods=_replica_methods(section),
@@ -156,6 +156,7 @@ def _parameters(ctx: Context, key: str, value: object) -> dict[str, object]:
     for name, item in parameters.items():
         if isinstance(item, Mapping | list | tuple) or item is None:
             raise ctx.error(f"{key}.{name}", f"{describe(item)} is not a value", "a scalar")
+        check_parameter_text(ctx, f"{key}.{name}", item)
     return parameters
 
 

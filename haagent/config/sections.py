@@ -1,4 +1,4 @@
-"""Parsers for the small sections: restapi, etcd3, bootstrap, watchdog, tags, log."""
+"""Parsers for the small sections: restapi, ctl, etcd3, bootstrap, watchdog, tags, log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from haagent.config.model import (
     Address,
     BootstrapSettings,
     Credentials,
+    CtlSettings,
     Etcd3Settings,
     ListenAddress,
     LogSettings,
@@ -30,6 +31,7 @@ from haagent.config.parse import (
     is_hostname,
     is_wildcard,
     parse_address,
+    parse_hba_lines,
     parse_listen,
     parse_options,
     parse_str,
@@ -160,6 +162,29 @@ def _allowlist(section: Section) -> tuple[str, ...]:
     return tuple(entry.strip() for entry in entries)
 
 
+def parse_ctl(section: Section) -> CtlSettings:
+    """Patroni's `ctl` section (TLS and credentials for calls to the members' REST APIs)."""
+    auth = section.section("authentication")
+    files = {}
+    for name in ("cacert", "certfile", "keyfile"):
+        path = section.get_path(name)
+        files[name] = None if path is None else existing_file(section.ctx, section.key(name), path)
+    if files["keyfile"] and not files["certfile"]:
+        raise section.ctx.error(
+            section.key("certfile"), "is missing while keyfile is set", "the certificate file"
+        )
+    result = CtlSettings(
+        insecure=section.get_bool("insecure", False),
+        cacert=files["cacert"],
+        certfile=files["certfile"],
+        keyfile=files["keyfile"],
+        keyfile_password=section.get_str("keyfile_password", None),
+        authentication=credentials(auth, password_required=True) if auth.data else None,
+    )
+    section.finish()
+    return result
+
+
 def parse_etcd3(section: Section) -> Etcd3Settings:
     ctx = section.ctx
     for name in ("url", "proxy", "srv", "srv_suffix", "use_proxies"):
@@ -272,9 +297,7 @@ def parse_bootstrap(section: Section) -> BootstrapSettings:
     result = BootstrapSettings(
         dcs=dcs,
         initdb=() if initdb is MISSING else parse_options(ctx, section.key("initdb"), initdb),
-        pg_hba=()
-        if pg_hba is MISSING
-        else parse_str_list(ctx, section.key("pg_hba"), pg_hba, what="pg_hba lines"),
+        pg_hba=() if pg_hba is MISSING else parse_hba_lines(ctx, section.key("pg_hba"), pg_hba),
         post_bootstrap=post,
     )
     section.finish()

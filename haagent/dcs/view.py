@@ -86,7 +86,12 @@ class ViewState:
             self._publish(wake)
 
     def _publish(self, wake: bool) -> None:
-        self.view = codec.decode_view(self._kvs, revision=self.revision, cache=self._cache)
+        self.view = codec.decode_view(
+            self._kvs,
+            revision=self.revision,
+            cache=self._cache,
+            prefix=self._prefix.decode("utf-8", errors="replace"),
+        )
         self._updated.set()
         self._updated = asyncio.Event()
         if wake:

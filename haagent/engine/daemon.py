@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
-import aiohttp
-
+import haagent.engine.startup as startup
 from haagent import __version__
+from haagent.api.auth import TlsSettingsError, server_ssl_context
 from haagent.api.metrics import Metrics
 from haagent.api.server import RestApiServer
 from haagent.config import ConfigError, Settings, load_settings
@@ -28,9 +30,10 @@ from haagent.dcs.protocol import DCS
 from haagent.engine.controller import RELOAD_REFUSED, LoopController
 from haagent.engine.fatal import EXIT_STATUS, AgentStop
 from haagent.engine.loop import HaLoop
-from haagent.engine.peers import HttpPeerClient
+from haagent.engine.peers import HttpPeerClient, peer_access
 from haagent.engine.ports import LeaseFence
 from haagent.engine.postgres_adapter import make_postgres
+from haagent.engine.reloading import changed_settings, needing_restart
 from haagent.engine.sdnotify import notify
 from haagent.engine.unique_name import name_in_use
 from haagent.watchdog.guard import boottime
@@ -46,14 +49,27 @@ class Daemon:
         self.settings = settings
         self.stop = asyncio.Event()
         self.loop: HaLoop | None = None
+        self.api: RestApiServer | None = None
+        self.peers: HttpPeerClient | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
 
     def reload(self) -> str:
+        """Re-read the config file and apply what can change while running (one log line).
+
+        Everything is checked before anything changes: a bad file, or TLS files that
+        cannot be loaded, leave the running config as it was.  The REST API takes its
+        new settings (authentication, allowlist, TLS files, listen address) in a task
+        started here: a POST /reload must not wait for its own listener.
+        """
         source = self.settings.source
         if source is None:
             return "no config file to reload"
+        old = self.settings
         try:
             new = load_settings(Path(source))
-        except ConfigError as e:
+            access = peer_access(new)
+            server_ssl_context(new.restapi)
+        except (ConfigError, TlsSettingsError) as e:
             log.error("reload refused, keeping the running config: %s", e)
             return f"{RELOAD_REFUSED}, keeping the running config: {e}"
         if self.loop is not None:
@@ -61,8 +77,40 @@ class Daemon:
             self.loop.executor.settings = new
         self.settings = new
         logging.getLogger().setLevel(new.log.level)
-        log.info("reloaded %s (tags and log level apply now; addresses need a restart)", source)
-        return "reloaded"
+        if self.api is not None:
+            self._in_background(self._reconfigure_api(old, new))
+        if self.peers is not None:
+            self.peers.reconfigure(access)
+        changed = changed_settings(old, new)
+        restart = needing_restart(changed)
+        applied = [key for key in changed if key not in restart]
+        message = f"reloaded {source}: " + (
+            f"applied {', '.join(applied)}" if applied else "nothing changed that applies now"
+        )
+        if restart:
+            message += f"; {', '.join(restart)} changed and need a restart of haagent"
+        log.info("%s", message)
+        return message
+
+    async def _reconfigure_api(self, old: Settings, new: Settings) -> None:
+        """The REST API's new settings; its old ones again when they cannot be applied."""
+        assert self.api is not None
+        try:
+            await self.api.reconfigure(new.restapi)
+        except (TlsSettingsError, OSError) as e:
+            log.error(
+                "the REST API cannot use the reloaded restapi settings (%s); it keeps %s",
+                e, old.restapi.listen,
+            )  # fmt: skip
+            try:
+                await self.api.reconfigure(old.restapi)
+            except (TlsSettingsError, OSError) as again:
+                log.error("the REST API cannot listen on %s either: %s", old.restapi.listen, again)
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _open_dcs(self) -> DCS | None:
         """Open etcd, retrying until it answers; None when asked to stop meanwhile."""
@@ -75,7 +123,10 @@ class Daemon:
             except AuthenticationFailed as e:
                 log.error("etcd refused our credentials: %s (fix etcd3.username/password)", e)
             except DCSError as e:
-                log.warning("etcd cannot be reached yet: %s; trying again in %.0fs", e, delay)
+                log.warning(
+                    "etcd cannot be reached yet: %s; trying again in %.0fs (etcd3.hosts in %s)",
+                    e, delay, self.settings.source,
+                )  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
             delay = min(delay * 2, 5.0)
@@ -88,6 +139,7 @@ class Daemon:
             running.add_signal_handler(sig, self.stop.set)
         running.add_signal_handler(signal.SIGHUP, self.reload)
 
+        access = startup.preflight(s)  # TLS files, the REST API address: a line and a status
         dcs = await self._open_dcs()
         if dcs is None:
             return 0
@@ -102,11 +154,7 @@ class Daemon:
         watchdog.configure(dynamic.ttl, dynamic.loop_wait)
         guard = await start_guard(s)
         fence: LeaseFence = guard if guard is not None else LocalFence(s.postgresql.data_dir)
-        auth = s.restapi.authentication
-        peers = HttpPeerClient(
-            auth=aiohttp.BasicAuth(auth.username, auth.password or "") if auth else None,
-            ssl=False if s.restapi.certfile else None,
-        )
+        peers = self.peers = HttpPeerClient(access, members=lambda: dcs.view().members)
         metrics = Metrics(scope=s.scope, name=s.name)
 
         def on_decision(decision: Decision, seconds: float) -> None:
@@ -132,7 +180,11 @@ class Daemon:
             name=s.name,
             metrics=metrics,
         )
-        await api.start()
+        try:
+            await api.start()
+        except OSError as e:  # taken since the preflight check
+            raise startup.bind_failure(s, e) from None
+        self.api = api
         log.info("haagent %s: member %s of cluster %s", __version__, s.name, s.scope)
         task = asyncio.create_task(loop.run())
         ready = asyncio.create_task(self._notify_ready(loop))

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from haagent.lab.cluster import LAB_PASSWORD, LabCluster
+from haagent.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
 from haagent.lab.haproxy import routes_match, server_states
 from haagent.lab.processes import ProcessError
 
@@ -66,8 +66,7 @@ def lab_running(base: Path) -> bool:
 
 
 def stats_url(lab: LabCluster) -> str:
-    assert lab.haproxy_ports is not None
-    return f"http://{lab.haproxy_host}:{lab.haproxy_ports[2]}/"
+    return lab.stats_url
 
 
 def wait_for_haproxy(lab: LabCluster, timeout: float = 30.0) -> None:
@@ -76,14 +75,16 @@ def wait_for_haproxy(lab: LabCluster, timeout: float = 30.0) -> None:
     if leader is None:
         return
     try:
-        lab.wait_for(lambda: routes_match(stats_url(lab), leader, lab.nodes), "HAProxy", timeout)
+        lab.wait_for(
+            lambda: routes_match(stats_url(lab), leader, lab.nodes, LAB_STATS), "HAProxy", timeout
+        )
     except ProcessError:
         print(f"warning: HAProxy does not route writes to {leader} yet", file=sys.stderr)
 
 
 def show_haproxy(lab: LabCluster) -> None:
     try:
-        states = server_states(stats_url(lab))
+        states = server_states(stats_url(lab), credentials=LAB_STATS)
     except (OSError, ValueError) as e:
         print(f"HAProxy: no answer from {stats_url(lab)} ({e})")
         return
@@ -135,7 +136,7 @@ def up(base: Path) -> int:
 The lab is up.  Connect (password {LAB_PASSWORD}):
   writes:  psql "host=127.0.0.1 port=5000 user=postgres dbname=postgres"
   reads:   psql "host=127.0.0.1 port=5001 user=postgres dbname=postgres"
-  stats:   http://127.0.0.1:7000/
+  stats:   http://127.0.0.1:7000/ (user {LAB_STATS[0]}, password {LAB_STATS[1]})
   haactl:  .venv/bin/haactl -c {base}/node1/haagent.yml list
 Try a switchover:  .venv/bin/haactl -c {base}/node1/haagent.yml switchover --force
 Stop it all:       dev/lab down

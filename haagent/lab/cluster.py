@@ -24,12 +24,16 @@ import yaml
 from haagent.config.model import Address
 from haagent.lab import processes
 from haagent.lab.etcd import EtcdCluster, make_cluster
-from haagent.lab.haproxy import haproxy_config
+from haagent.lab.haproxy import STATS_PASSWORD, STATS_USER, haproxy_config
 from haagent.lab.netfault import node_group
 from haagent.lab.processes import Process, ProcessError
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-LAB_PASSWORD = "lab-secret"  # the lab's throwaway credentials; never use them elsewhere
+# The lab's throwaway credentials, one per role; never use them elsewhere.
+LAB_PASSWORD = "lab-secret"  # the superuser, postgres
+LAB_REPLICATION_PASSWORD = "lab-replication-secret"
+LAB_REWIND_PASSWORD = "lab-rewind-secret"
+LAB_STATS = ("haagent", "lab-stats-secret")  # HAProxy's stats page
 
 
 @dataclass
@@ -221,8 +225,8 @@ class LabCluster:
                 "pgpass": str(node.base / "pgpass"),
                 "authentication": {
                     "superuser": {"username": "postgres", "password": LAB_PASSWORD},
-                    "replication": {"username": "replicator", "password": LAB_PASSWORD},
-                    "rewind": {"username": "rewind_user", "password": LAB_PASSWORD},
+                    "replication": {"username": "replicator", "password": LAB_REPLICATION_PASSWORD},
+                    "rewind": {"username": "rewind_user", "password": LAB_REWIND_PASSWORD},
                 },
                 "parameters": {"unix_socket_directories": str(node.base)},
             },
@@ -264,8 +268,16 @@ class LabCluster:
     def write_configs(self) -> None:
         for node in self.nodes.values():
             processes.make_dir(node.base, self.user, 0o700)
-            node.config_path.write_text(yaml.safe_dump(self.node_config(node), sort_keys=False))
-            self._own(node.config_path)
+            self._write_private(
+                node.config_path, yaml.safe_dump(self.node_config(node), sort_keys=False)
+            )
+
+    def _write_private(self, path: Path, text: str) -> None:
+        """A file only its owner (the lab's user) can read: configs hold passwords."""
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(text)
+        self._own(path)
 
     def _own(self, path: Path) -> None:
         if self.user is not None and os.geteuid() == 0:
@@ -330,19 +342,26 @@ class LabCluster:
     def start_haproxy(self) -> Process:
         assert self.haproxy_ports is not None
         path = self.base / "haproxy.cfg"
-        path.write_text(
+        self._write_private(
+            path,
             haproxy_config(
                 [(n.name, Address(n.host, n.pg_port), n.api_port) for n in self.nodes.values()],
                 bind_host=self.haproxy_host,
                 ports=self.haproxy_ports,
-            )
+            ),
         )
-        self._own(path)
+        user, password = LAB_STATS
         self.haproxy = processes.start(
             "haproxy", ["/usr/sbin/haproxy", "-db", "-f", str(path)], self.base / "haproxy.log",
-            user=self.user,
+            user=self.user, env={**os.environ, STATS_USER: user, STATS_PASSWORD: password},
         )  # fmt: skip
         return self.haproxy
+
+    @property
+    def stats_url(self) -> str:
+        """HAProxy's stats page (its user and password: LAB_STATS)."""
+        assert self.haproxy_ports is not None
+        return f"http://{self.haproxy_host}:{self.haproxy_ports[2]}/"
 
     def start(self, timeout: float = 120.0) -> None:
         processes.make_dir(self.base, self.user, 0o755)

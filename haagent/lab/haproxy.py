@@ -13,6 +13,7 @@ lab and the end-to-end tests exercise the health checks users deploy.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import urllib.request
@@ -21,6 +22,18 @@ from collections.abc import Iterable, Sequence
 from haagent.config.model import Address
 
 CHECK_TIMING = "inter 1s fastinter 500ms downinter 1s fall 2 rise 1"
+# The stats page asks for a user and password taken from HAProxy's environment; HAProxy
+# refuses to start without them rather than show the page to anyone.
+STATS_USER = "HAPROXY_STATS_USER"
+STATS_PASSWORD = "HAPROXY_STATS_PASSWORD"
+STATS_AUTH = f'stats auth "${{{STATS_USER}}}:${{{STATS_PASSWORD}}}"'
+STATS_GUARD = (
+    f".if !defined({STATS_USER}) || !defined({STATS_PASSWORD}) || "
+    f'streq("${STATS_USER}","") || streq("${STATS_PASSWORD}","")\n'
+    f'.alert "set {STATS_USER} and {STATS_PASSWORD} in the environment of HAProxy '
+    '(/etc/default/haproxy): the stats page needs a password"\n'
+    ".endif"
+)
 
 
 def listen_section(
@@ -77,22 +90,31 @@ defaults
     timeout connect 4s
     timeout check 2s
 
+{STATS_GUARD}
 listen stats
     mode http
     bind {bind_host}:{stats}
     stats enable
     stats uri /
+    {STATS_AUTH}
 
 {primary}
 {replicas}"""
 
 
-def server_states(stats_url: str, timeout: float = 2.0) -> dict[str, dict[str, str]]:
+def server_states(
+    stats_url: str, timeout: float = 2.0, credentials: tuple[str, str] | None = None
+) -> dict[str, dict[str, str]]:
     """HAProxy's view from its stats page: {proxy: {server: status}}, e.g. "UP", "DOWN".
 
-    `stats_url` is the stats page (http://host:port/); its CSV export is read.
+    `stats_url` is the stats page (http://host:port/); its CSV export is read, with
+    the stats page's (user, password) when given.
     """
-    with urllib.request.urlopen(stats_url.rstrip("/") + "/;csv", timeout=timeout) as response:
+    request = urllib.request.Request(stats_url.rstrip("/") + "/;csv")
+    if credentials is not None:
+        token = base64.b64encode(":".join(credentials).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         text = response.read().decode()
     states: dict[str, dict[str, str]] = {}
     for row in csv.DictReader(io.StringIO(text.lstrip("# "))):
@@ -102,13 +124,18 @@ def server_states(stats_url: str, timeout: float = 2.0) -> dict[str, dict[str, s
     return states
 
 
-def routes_match(stats_url: str, leader: str, members: Iterable[str]) -> bool:
+def routes_match(
+    stats_url: str,
+    leader: str,
+    members: Iterable[str],
+    credentials: tuple[str, str] | None = None,
+) -> bool:
     """True when HAProxy sends writes to `leader` only and reads to every other member.
 
     False while HAProxy's health checks have not caught up (or it does not answer).
     """
     try:
-        states = server_states(stats_url)
+        states = server_states(stats_url, credentials=credentials)
     except (OSError, ValueError):
         return False
     primary, replicas = states.get("primary", {}), states.get("replicas", {})

@@ -70,6 +70,10 @@ class Writer:
                 self.acked.append((next_id, time.monotonic()))
                 next_id += 1
             except psycopg.Error:
+                # The outcome is unknown (a commit can succeed and its answer be lost, such
+                # as one waiting for a synchronous standby when the connection ends): never
+                # reuse the id, or the retry fails on a duplicate key for ever.
+                next_id += 1
                 self.errors += 1
                 if conn is not None:
                     conn.close()

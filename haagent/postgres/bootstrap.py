@@ -6,6 +6,7 @@ before), so another attempt, or another member, can start clean.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import tempfile
@@ -56,8 +57,47 @@ def tool_options(options: Options, key: str, reserved: set[str]) -> list[str]:
     return args
 
 
+# initdb's own default is `trust` for every local connection, TCP included.
+INITDB_AUTH = (("auth-local", "peer"), ("auth-host", "scram-sha-256"))
+
+
 def initdb_args(options: Options) -> list[str]:
-    return tool_options(options, "bootstrap.initdb", INITDB_RESERVED)
+    """The user's `bootstrap.initdb` options, with haagent's safe authentication defaults
+    (`--auth-local=peer --auth-host=scram-sha-256`, not initdb's `trust`) for the ones
+    the user did not choose."""
+    args = tool_options(options, "bootstrap.initdb", INITDB_RESERVED)
+    chosen = {arg.split("=", 1)[0][2:] for arg in args}
+    if "auth" not in chosen:
+        args += [f"--{name}={method}" for name, method in INITDB_AUTH if name not in chosen]
+    return args
+
+
+def default_auth_problem(ctl: Controller) -> str | None:
+    """Why the agent could not log in to the cluster initdb makes, or None.
+
+    Only when no pg_hba lines are configured and the initdb options leave the
+    authentication to haagent's defaults: over TCP the superuser needs a password
+    (scram-sha-256); over the unix socket (`use_unix_socket`) it must have the name of
+    the OS user running haagent (peer).
+    """
+    options = tool_options(ctl.bootstrap_settings.initdb, "bootstrap.initdb", INITDB_RESERVED)
+    if ctl.hba_lines() or any(option.startswith("--auth") for option in options):
+        return None
+    superuser = ctl.superuser
+    if ctl.settings.use_unix_socket:
+        me = owner_name(os.geteuid())
+        if superuser.username == me:
+            return None
+        how = f"the unix socket needs the superuser to be named {me} (peer authentication)"
+    elif superuser.password:
+        return None
+    else:
+        how = "TCP connections need the superuser's password (scram-sha-256)"
+    return (
+        "cannot bootstrap: no pg_hba lines are configured, so initdb's authentication is "
+        f"haagent's default (local: peer, host: scram-sha-256), and {how}. Set "
+        "postgresql.authentication.superuser.password, or bootstrap.pg_hba lines"
+    )
 
 
 def prepare_new_data_dir(path: Path) -> bool:
@@ -187,6 +227,11 @@ async def bootstrap(ctl: Controller, timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     for tool in ("initdb", "postgres", "pg_controldata"):
         ctl.layout.binary(tool)
+    ctl.bootstrap_hba = True
+    problem = default_auth_problem(ctl)
+    ctl.bootstrap_hba = False
+    if problem is not None:
+        raise BootstrapError(problem)
     existed = prepare_new_data_dir(ctl.layout.data_dir)
     steps: list[str] = []
     try:

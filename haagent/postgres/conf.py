@@ -21,12 +21,13 @@ another PostgreSQL version stops the server.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from haagent.config.model import Credentials, ListenAddress
+from haagent.config.parse import has_control_characters
 from haagent.postgres.errors import ConfigurationError
 from haagent.postgres.layout import MANAGED_MARKER
 from haagent.postgres.model import Upstream
@@ -120,6 +121,11 @@ def format_value(value: Any) -> str:
         return "on" if value else "off"
     if isinstance(value, int | float):
         return str(value)
+    if has_control_characters(str(value)):
+        raise ConfigurationError(
+            f"parameter value {str(value)[:60]!r} contains control characters: it would end "
+            "its postgresql.conf line; remove them"
+        )
     text = str(value).replace("\\", "\\\\").replace("'", "''")
     return f"'{text}'"
 
@@ -269,21 +275,35 @@ def parse_sync_marker(text: str) -> str | None:
 
 
 def render_hba(lines: tuple[str, ...]) -> str:
+    for line in lines:
+        if has_control_characters(line):
+            raise ConfigurationError(f"pg_hba line {line[:60]!r} contains control characters")
     header = f"{MANAGED_MARKER}: from postgresql.pg_hba (or bootstrap.pg_hba); do not edit.\n"
     return header + "".join(f"{line}\n" for line in lines)
 
 
 def _pgpass_field(value: str) -> str:
+    if has_control_characters(value):
+        raise ConfigurationError(
+            "a user name or password contains control characters, which a pgpass line "
+            "cannot hold: remove them from postgresql.authentication"
+        )
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def render_pgpass(credentials: list[Credentials]) -> str:
-    """One `*:*:*:user:password` line per distinct user with a password (first one wins)."""
-    seen: set[str] = set()
+def render_pgpass(entries: Iterable[tuple[str, int, Credentials]]) -> str:
+    """One `host:port:*:user:password` line per (host, port, credentials) with a password.
+
+    Each password is offered only to the server it is meant for: never `*:*:*`, which
+    would hand it to any address a tool is pointed at.  The first entry for the same
+    host, port and user wins.
+    """
+    seen: set[tuple[str, int, str]] = set()
     lines = []
-    for cred in credentials:
-        if cred.password is None or cred.username in seen:
+    for host, port, cred in entries:
+        if cred.password is None or (host, port, cred.username) in seen:
             continue
-        seen.add(cred.username)
-        lines.append(f"*:*:*:{_pgpass_field(cred.username)}:{_pgpass_field(cred.password)}\n")
+        seen.add((host, port, cred.username))
+        fields = (_pgpass_field(host), str(port), "*", _pgpass_field(cred.username))
+        lines.append(":".join(fields) + f":{_pgpass_field(cred.password)}\n")
     return "".join(lines)

@@ -39,6 +39,7 @@ from haagent.postgres.proc import (
     port_owner,
     read_pid_file,
     running_postmaster,
+    scrubbed_environ,
 )
 from haagent.postgres.session import Conn, ConnParams, Session, connection, query
 from haagent.postgres.watch import PostmasterWatch
@@ -212,12 +213,23 @@ class Controller:
             lines = self.bootstrap_settings.pg_hba
         return lines
 
-    def write_pgpass(self) -> None:
+    def write_pgpass(
+        self, source: Upstream | None = None, rewind: Credentials | None = None
+    ) -> None:
+        """The pgpass file, each password scoped to the server it is for: the superuser's
+        to this node's PostgreSQL (post_bootstrap), the replication user's to the server
+        this node streams or clones from (`source`, else the upstream), and `rewind`'s to
+        `source` while pg_rewind runs."""
         auth = self.settings.authentication
-        creds = [auth.replication, *([auth.rewind] if auth.rewind else []), auth.superuser]
+        entries = [(local_host(self.settings), self.settings.listen.port, auth.superuser)]
+        remote = source or self.upstream
+        if remote is not None:
+            entries.append((remote.host, remote.port, auth.replication))
+            if rewind is not None:
+                entries.append((remote.host, remote.port, rewind))
         path = self.settings.pgpass
         path.parent.mkdir(parents=True, exist_ok=True)
-        files.write_atomic(path, conf.render_pgpass(creds), 0o600)
+        files.write_atomic(path, conf.render_pgpass(entries), 0o600)
 
     def tool_env_extra(self) -> dict[str, str]:
         """Environment for tools that connect: passwords come from the pgpass file only."""
@@ -324,7 +336,7 @@ class Controller:
             pid = os.posix_spawn(  # noqa: ASYNC221
                 str(postgres),
                 argv,
-                dict(os.environ),
+                scrubbed_environ(),
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, log_fd, 1),

@@ -1,14 +1,16 @@
 """Errors of PostgreSQL management, each saying what went wrong and what to do.
 
 Every error is a `PostgresError`; callers that only need "it failed" catch
-that.  Messages name the setting, path, address or member involved and never
+that.  It is a RuntimeError, so the HA loop's executor records a failing
+PostgreSQL operation as a failed action (one warning line, retried) rather than
+a failed cycle.  Messages name the setting, path, address or member involved and never
 contain a password.
 """
 
 from __future__ import annotations
 
 
-class PostgresError(Exception):
+class PostgresError(RuntimeError):
     """An operation on the local PostgreSQL failed; the message says why and what to do."""
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from haagent.config.parse import is_hostname, is_ip, is_member_name
+
 
 class PgState(StrEnum):
     """The `state` a member publishes (Patroni's words)."""
@@ -33,13 +35,23 @@ class Upstream:
     host: str
     port: int
 
+    def __post_init__(self) -> None:
+        # Written into postgresql.conf (primary_conninfo, haagent's upstream comment) and
+        # read from etcd: a line break in either would write a setting of its own.
+        if not is_member_name(self.name):
+            raise ValueError(f"upstream name {self.name[:60]!r} is not a member name")
+        if not (is_ip(self.host) or is_hostname(self.host)):
+            raise ValueError(f"member {self.name}: host {self.host[:60]!r} is not a host name")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"member {self.name}: port {self.port} is out of range")
+
     @classmethod
     def from_conn_url(cls, name: str, conn_url: str) -> Upstream:
         """From a member's published `conn_url` (`postgres://host:port/postgres`)."""
         parsed = urlsplit(conn_url)
         if parsed.hostname is None:
             raise ValueError(f"member {name}: conn_url {conn_url!r} has no host")
-        return cls(name, parsed.hostname, parsed.port or 5432)
+        return cls(name, parsed.hostname, parsed.port or 5432)  # port: ValueError if bad
 
     def __str__(self) -> str:
         return f"{self.name} ({self.host}:{self.port})"

@@ -18,8 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Connection settings inherited from the agent's environment must not leak into the tools.
-_PG_CONNECTION_VARS = ("PGPASSWORD", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE")
+# Never passed on to PostgreSQL and its tools: the agent's settings (HAAGENT_*/PATRONI_*
+# overrides hold passwords), haactl's and etcdctl's credentials, libpq connection
+# settings (PGPASSWORD...), and systemd's socket for the agent's own notifications.
+_AGENT_PREFIXES = ("HAAGENT_", "PATRONI_", "HAACTL_", "ETCDCTL_")
+_PG_CONNECTION_VARS = (
+    "PGPASSWORD", "PGPASSFILE", "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE",
+    "PGSERVICE", "PGSERVICEFILE", "PGOPTIONS",
+)  # fmt: skip
+_AGENT_ONLY = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_FDS", "LISTEN_PID")
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,21 @@ class Completed:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def scrubbed_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The agent's environment without its secrets and settings: what the postmaster and
+    every tool (and so archive_command, callbacks, post_bootstrap) inherit."""
+    source = os.environ if environ is None else environ
+    return {
+        key: value
+        for key, value in source.items()
+        if not key.startswith(_AGENT_PREFIXES)
+        and key not in _PG_CONNECTION_VARS
+        and key not in _AGENT_ONLY
+    }
+
+
 def tool_env(extra: Mapping[str, str] | None = None, *, english: bool = False) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _PG_CONNECTION_VARS}
+    env = scrubbed_environ()
     if english:  # output that is parsed: pg_controldata, pg_waldump
         env.pop("LANGUAGE", None)
         env["LC_MESSAGES"] = "C"
@@ -198,19 +218,25 @@ def port_owner(host: str, port: int) -> str | None:
     return None
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Something already listens on host:port (a bind like PostgreSQL's own would fail)."""
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why a server could not listen on host:port now (in use, not an address of this
+    host, a privileged port), or None when a bind works."""
     bind_host = "0.0.0.0" if host in ("*", "") else host
     try:
         infos = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
+    except OSError as exc:
+        return exc
     for family, kind, proto, _, sockaddr in infos:
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(sockaddr)
             except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return True
-    return False
+                return exc
+    return None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Something already listens on host:port (a bind like PostgreSQL's own would fail)."""
+    error = bind_error(host, port)
+    return error is not None and error.errno == errno.EADDRINUSE

@@ -95,10 +95,10 @@ async def create_replica(
         raise ReplicaCreationError("no member to clone from: no leader and no clonefrom member")
     ctl.layout.binary("pg_basebackup")
     deadline = time.monotonic() + timeout
-    ctl.write_pgpass()
     errors: list[str] = []
     for attempt in range(1, attempts + 1):
         for source in sources:
+            ctl.write_pgpass(source)
             existed = prepare_new_data_dir(ctl.layout.data_dir)
             remaining = deadline - time.monotonic()
             try:

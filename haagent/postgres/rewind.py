@@ -281,7 +281,7 @@ async def run_rewind(ctl: Controller, upstream: Upstream, timeout: float) -> Non
         saved = [(p, Path(tmp) / f"{i}") for i, p in enumerate(keep) if p.exists()]
         for original, copy in saved:
             shutil.copy2(original, copy)
-        ctl.write_pgpass()
+        ctl.write_pgpass(upstream, rewind=cred)
         try:
             result = await run(argv, timeout=deadline - time.monotonic(),
                                env=tool_env({**ctl.tool_env_extra(), **connect.env}))  # fmt: skip
@@ -290,6 +290,7 @@ async def run_rewind(ctl: Controller, upstream: Upstream, timeout: float) -> Non
         finally:
             for original, copy in saved:
                 shutil.copy2(copy, original)
+            ctl.write_pgpass()  # the rewind user's password only while pg_rewind runs
     if not result.ok:
         raise RewindError(
             f"pg_rewind from {upstream} failed: {result.tail(6)}. The data directory is kept as "

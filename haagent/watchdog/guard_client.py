@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 
 import haagent
-from haagent.config.environ import is_agent_variable
 from haagent.config.model import Settings
+from haagent.postgres.proc import scrubbed_environ
 
 log = logging.getLogger("haagent.watchdog")
 
@@ -54,8 +54,7 @@ def guard_argv(settings: Settings, *, agent_pid: int, python: str | None = None)
 def guard_env() -> dict[str, str]:
     """The agent's environment without its secrets (HAAGENT_*/PATRONI_* settings, PGPASSWORD),
     finding the agent's own copy of haagent first (it runs in `/`, not in the agent's cwd)."""
-    env = {k: v for k, v in os.environ.items() if not is_agent_variable(k)}
-    env.pop("PGPASSWORD", None)
+    env = scrubbed_environ()
     source = str(Path(haagent.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
     return env

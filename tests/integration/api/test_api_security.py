@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from haagent.api.auth import TlsSettingsError
 from haagent.api.testing import ApiClient, primary_status
 from haagent.config.model import Credentials, RestApiSettings
+from support.api_pki import key_and_csr, make_pki, sign
 
 StartApi = Any  # the start_api fixture (tests/integration/api/conftest.py)
 
@@ -100,83 +100,10 @@ async def test_allowlist_include_members(start_api: StartApi) -> None:
 # -- TLS ---------------------------------------------------------------------------------
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _key_and_csr(name: str, cn: str, cwd: Path) -> None:
-    _openssl(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        "-subj",
-        f"/CN={cn}",
-        cwd=cwd,
-    )
-
-
-def _ca(name: str, cwd: Path) -> None:
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.crt",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN={name}",
-        cwd=cwd,
-    )
-
-
-def _sign(name: str, ca: str, extensions: str, cwd: Path) -> None:
-    (cwd / f"{name}.ext").write_text(extensions + "\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        f"{ca}.crt",
-        "-CAkey",
-        f"{ca}.key",
-        "-CAcreateserial",
-        "-out",
-        f"{name}.crt",
-        "-days",
-        "2",
-        "-extfile",
-        f"{name}.ext",
-        cwd=cwd,
-    )
-
-
 @pytest.fixture
 def pki(workdir: Path) -> Path:
     """A CA, a server certificate for 127.0.0.1, a client certificate, and a rogue one."""
-    _ca("ca", workdir)
-    _ca("rogue-ca", workdir)
-    _key_and_csr("server", "127.0.0.1", workdir)
-    _sign("server", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth", workdir)
-    _key_and_csr("client", "haactl", workdir)
-    _sign("client", "ca", "extendedKeyUsage=clientAuth", workdir)
-    _key_and_csr("rogue", "haactl", workdir)
-    _sign("rogue", "rogue-ca", "extendedKeyUsage=clientAuth", workdir)
-    return workdir
+    return make_pki(workdir)
 
 
 def _tls_settings(pki: Path, verify_client: str) -> RestApiSettings:
@@ -270,8 +197,8 @@ async def test_reconfigure_switches_to_tls_and_rotates_certificates(
     https = ApiClient(f"https://127.0.0.1:{api.server.port}", _client(pki, None))
     assert (await https.call("GET", "/primary")).status == 200
     # rotate: the same paths now hold a certificate from another CA
-    _key_and_csr("server", "127.0.0.1", pki)
-    _sign("server", "rogue-ca", "subjectAltName=IP:127.0.0.1", pki)
+    key_and_csr("server", "127.0.0.1", pki)
+    sign("server", "rogue-ca", "subjectAltName=IP:127.0.0.1", pki)
     await api.server.reconfigure(replace(_tls_settings(pki, "none"), listen=listen))
     trusts_rogue = ssl.create_default_context(cafile=str(pki / "rogue-ca.crt"))
     assert (await https.call("GET", "/primary", ssl_context=trusts_rogue)).status == 200

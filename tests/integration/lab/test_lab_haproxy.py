@@ -19,7 +19,7 @@ import pytest
 
 from haagent.lab import __main__ as lab_cli
 from haagent.lab import processes
-from haagent.lab.cluster import LAB_PASSWORD, LabCluster
+from haagent.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
 from haagent.lab.haproxy import routes_match, server_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,12 +62,12 @@ def wait_routed(cluster: LabCluster, timeout: float = 30.0) -> float:
     assert leader is not None
 
     def routed() -> bool:
-        return routes_match(stats_url(cluster), leader, cluster.nodes)
+        return routes_match(stats_url(cluster), leader, cluster.nodes, LAB_STATS)
 
     try:
         return cluster.wait_for(routed, f"HAProxy to route writes to {leader}", timeout)
     except processes.ProcessError:
-        print(server_states(stats_url(cluster)))
+        print(server_states(stats_url(cluster), credentials=LAB_STATS))
         raise
 
 
@@ -133,6 +133,21 @@ def test_writes_reach_the_primary_and_reads_both_replicas(
     reads = [read_through(cluster) for _ in range(8)]
     assert sorted({node for node, _ in reads}) == replicas, reads
     assert all(in_recovery for _, in_recovery in reads), reads
+
+
+def test_the_stats_page_and_the_lab_files_are_not_open(cluster: LabCluster) -> None:
+    """HAProxy's stats page asks for a password; the lab's configs are readable by their
+    owner only, and each role has its own password."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(stats_url(cluster) + ";csv", timeout=5)
+    assert refused.value.code == 401
+    assert server_states(stats_url(cluster), credentials=LAB_STATS)["primary"]
+    for node in cluster.nodes.values():
+        assert node.config_path.stat().st_mode & 0o777 == 0o600
+        auth = cluster.node_config(node)["postgresql"]["authentication"]
+        passwords = [auth[role]["password"] for role in ("superuser", "replication", "rewind")]
+        assert len(set(passwords)) == 3
+    assert (cluster.base / "haproxy.cfg").stat().st_mode & 0o777 == 0o600
 
 
 def test_switchover_is_seen_through_haproxy_within_three_seconds(cluster: LabCluster) -> None:

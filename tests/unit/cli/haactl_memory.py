@@ -153,10 +153,17 @@ class Cli:
     def backend(self, conn: Connection) -> KVBackend:
         return ReactingKV(self.store, self.react)
 
-    def __call__(self, *args: str, input: str | None = None, scope: bool = True) -> Result:
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        scope: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> Result:
         runner = CliRunner()
         argv = (["--scope", SCOPE] if scope else []) + list(args)
-        return runner.invoke(main, argv, input=input, obj=Ctl(backend_factory=self.backend))
+        obj = Ctl(backend_factory=self.backend)
+        return runner.invoke(main, argv, input=input, obj=obj, env=env)
 
 
 @pytest.fixture

@@ -74,7 +74,10 @@ def test_pause_goes_through_the_api_with_credentials(cli: Cli, start_api: StartA
     result = cli("pause")
     assert result.exit_code == 1
     assert "refused the change (401" in result.output and "--user" in result.output
-    result = cli("--user", "ops:s3cret", "pause")
+    result = cli("--user", "ops:s3cret", "pause")  # a password in argv is refused
+    assert result.exit_code == 2 and "HAACTL_PASSWORD" in result.output
+    assert api.controller.requests == []
+    result = cli("--user", "ops", "pause", env={"HAACTL_PASSWORD": "s3cret"})
     assert result.exit_code == 0, result.output
     assert "Success: cluster management is paused" in result.output
     assert api.controller.config["pause"] is True

@@ -347,9 +347,9 @@ def test_unknown_keys_are_warnings_not_errors(
             f"{path}: postgresql.authentication.superuser.sslmod: unknown key, ignored",
             f"{path}: bootstrap.dcs.max_timelines_history: "
             "not used by haagent; kept in the DCS config as is",
-            f"{path}: ctl: unknown key, ignored",
         ]
     )
+    assert settings.ctl.insecure  # Patroni's ctl section is honoured (the peer client uses it)
     assert all(r.name == "haagent.config" for r in caplog.records)
     assert settings.bootstrap.dcs.raw == {"max_timelines_history": 10}
     assert dict(settings.tags.raw) == {"rack": "r1", "zone": 3}
@@ -498,3 +498,19 @@ def test_settings_is_frozen(bin_dir: Path) -> None:
     assert isinstance(settings, Settings)
     with pytest.raises(AttributeError):
         settings.name = "other"  # type: ignore[misc]
+
+
+def test_trust_on_host_lines_is_warned_about(tmp_path: Path, bin_dir: Path) -> None:
+    hba = ["local all all peer", "host all all 10.0.0.0/8 trust", "hostssl all all ::1/128 md5"]
+    data = minimal(bin_dir, bootstrap={"pg_hba": hba})
+    data["postgresql"]["pg_hba"] = ["host replication all 10.0.0.0 255.0.0.0 trust # lab"]
+    path = tmp_path / "n1.yml"
+    path.write_text(yaml.safe_dump(data))
+    _, warnings = load_settings_with_warnings(path, {})
+    trust = [w for w in warnings if "without a password" in w]
+    assert len(trust) == 2
+    assert trust[0].startswith(f"{path}: bootstrap.pg_hba[1]: 'host all all 10.0.0.0/8 trust'")
+    assert f"{path}: postgresql.pg_hba[0]: " in trust[1]
+    dynamic: list[str] = []
+    parse_dynamic_config({"postgresql": {"pg_hba": ["host all all 0/0 trust"]}}, warnings=dynamic)
+    assert any("postgresql.pg_hba[0]" in w and "without a password" in w for w in dynamic)

@@ -9,6 +9,7 @@ users deploy.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from haagent.config.model import Address
-from haagent.lab.haproxy import haproxy_config
+from haagent.lab.haproxy import STATS_PASSWORD, STATS_USER, haproxy_config
 
 REPO = Path(__file__).resolve().parents[3]
 PRODUCTION = REPO / "haproxy" / "haproxy.cfg"
@@ -30,10 +31,20 @@ needs_haproxy = pytest.mark.skipif(
 NODES = [(f"node{i}", Address(f"node{i}", 5432), 8008) for i in (1, 2, 3)]
 
 
-def check(path: Path) -> subprocess.CompletedProcess[str]:
+STATS_ENV = {STATS_USER: "admin", STATS_PASSWORD: "s3cret"}
+
+
+def check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`haproxy -c`, with the stats page's user and password in the environment (or `env`)."""
     assert HAPROXY is not None
+    base = {k: v for k, v in os.environ.items() if k not in STATS_ENV}
     return subprocess.run(
-        [HAPROXY, "-c", "-f", str(path)], capture_output=True, text=True, check=False, timeout=30
+        [HAPROXY, "-c", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+        env={**base, **(STATS_ENV if env is None else env)},
     )
 
 
@@ -120,3 +131,25 @@ def test_the_production_config_has_the_seed_ports_and_fast_checks() -> None:
             f"server node{i} node{i}:5432 maxconn 100 check port 8008" for i in (1, 2, 3)
         ]
     assert "mode tcp" in found["defaults"]
+
+
+@needs_haproxy
+@pytest.mark.parametrize("which", ["production", "lab"])
+def test_the_stats_page_needs_a_password_or_haproxy_does_not_start(
+    tmp_path: Path, which: str
+) -> None:
+    text = (
+        with_addresses(PRODUCTION.read_text())
+        if which == "production"
+        else haproxy_config(NODES, bind_host="127.0.0.1", ports=(15000, 15001, 17000))
+    )
+    if which == "lab":
+        text = re.sub(r"(?m)^(\s+server node(\d) )node\d:", r"\g<1>127.0.0.1\2:", text)
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(text)
+    assert 'stats auth "${HAPROXY_STATS_USER}:${HAPROXY_STATS_PASSWORD}"' in text
+    for env in ({}, {STATS_USER: "admin", STATS_PASSWORD: ""}, {STATS_PASSWORD: "x"}):
+        refused = check(path, env)
+        assert refused.returncode != 0, env
+        assert "the stats page needs a password" in refused.stdout + refused.stderr
+    assert check(path).returncode == 0

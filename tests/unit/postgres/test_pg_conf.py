@@ -134,10 +134,12 @@ def test_hba_and_pgpass() -> None:
     assert render_hba(("local all all trust",)).endswith("\nlocal all all trust\n")
     text = render_pgpass(
         [
-            Credentials("rep", "p:w\\d"),
-            Credentials("nopass"),
-            Credentials("rep", "other"),
-            Credentials("postgres", "su"),
+            ("127.0.0.12", 5433, Credentials("rep", "p:w\\d")),
+            ("127.0.0.12", 5433, Credentials("nopass")),
+            ("127.0.0.12", 5433, Credentials("rep", "other")),
+            ("/run/pg:x", 5432, Credentials("postgres", "su")),
         ]
-    )
-    assert text == "*:*:*:rep:p\\:w\\\\d\n*:*:*:postgres:su\n"
+    )  # each password scoped to one server, never *:*:*
+    assert text == "127.0.0.12:5433:*:rep:p\\:w\\\\d\n/run/pg\\:x:5432:*:postgres:su\n"
+    with pytest.raises(ConfigurationError, match="control characters"):
+        render_pgpass([("h", 1, Credentials("rep", "pw\n127.0.0.1:5432:*:rep:x"))])

@@ -88,7 +88,12 @@ def test_parse_plain_synchronous_list() -> None:
 
 def test_initdb_args() -> None:
     args = initdb_args(["data-checksums", ("encoding", "UTF8"), ("--locale", "C")])
-    assert args == ["--data-checksums", "--encoding=UTF8", "--locale=C"]
+    safe = ["--auth-local=peer", "--auth-host=scram-sha-256"]  # not initdb's trust
+    assert args == ["--data-checksums", "--encoding=UTF8", "--locale=C", *safe]
+    assert initdb_args([("auth", "md5")]) == ["--auth=md5"]
+    assert initdb_args([("auth-local", "trust")]) == [
+        "--auth-local=trust", "--auth-host=scram-sha-256"
+    ]  # fmt: skip
     for reserved in (("pgdata", "/x"), "pwprompt", ("username", "x"), ("U", "x")):
         with pytest.raises(ConfigurationError, match="set by haagent"):
             initdb_args([reserved])
