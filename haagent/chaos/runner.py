@@ -28,7 +28,7 @@ from haagent.config.model import Address
 from haagent.lab import processes
 from haagent.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
 from haagent.lab.haproxy import routes_match
-from haagent.lab.netfault import NetworkFaults
+from haagent.lab.netfault import NetFaultError, NetworkFaults
 from haagent.lab.processes import ProcessError
 from haagent.lab.workload import CLIENT_TIMEOUTS, Writer, multi_host_dsn
 
@@ -232,7 +232,7 @@ def run_scenario(
             notes=tuple(notes + ctx.notes),
             duration=time.monotonic() - started,
         )
-    except (ProcessError, OSError, psycopg.Error, AssertionError, KeyError) as e:
+    except (ProcessError, NetFaultError, OSError, psycopg.Error, AssertionError, KeyError) as e:
         failures.append(f"the scenario could not run: {type(e).__name__}: {e}")
         return Result(
             scenario.label, scenario.title, 0.0, 0.0, 0, None, 0, 0, None, "?", None,
