@@ -35,9 +35,10 @@ def slot_members(s: Snapshot) -> tuple[str, ...]:
     return tuple(sorted(n for n in names if n != s.name))
 
 
-def switchover_target(s: Snapshot) -> tuple[str | None, str] | None:
-    """`(candidate, who)` when the `failover` key asks this leader to hand over now and a
-    fit member exists; None when there is nothing to do yet.  Raises `Unfit` otherwise."""
+def switchover_target(s: Snapshot) -> str | None:
+    """Who to hand over to (a name, or "any healthy replica") when the `failover` key asks
+    this leader to hand over now and a fit member exists; None when there is nothing to do
+    yet.  Raises `Unfit` otherwise."""
     fo = s.cluster.failover
     if fo is None or (fo.leader is None and fo.candidate is None):
         return None
@@ -61,7 +62,7 @@ def switchover_target(s: Snapshot) -> tuple[str | None, str] | None:
             f"switchover to {who} cancelled: no such member is a running, streaming "
             f"replica within maximum_lag_on_failover"
         )
-    return fo.candidate, who
+    return who
 
 
 class Unfit(Exception):
@@ -71,7 +72,7 @@ class Unfit(Exception):
 def switchover(s: Snapshot) -> Decision | None:
     """Hand over leadership when the `failover` key asks for it and it is time."""
     try:
-        target = switchover_target(s)
+        who = switchover_target(s)
     except Unfit as why:
         return decision(
             [RenewLeaderKey(), ClearFailoverKey(), UpdateMember()],
@@ -79,17 +80,17 @@ def switchover(s: Snapshot) -> Decision | None:
             str(why),
             Role.PRIMARY,
         )
-    if target is None:
+    if who is None:
         return None
-    candidate, who = target
     if s.config.pause:
         # Maintenance mode: nothing is fenced, and the old primary must not be left
-        # stopped (nothing would start it): it follows the candidate at once.
+        # stopped (nothing would start it): it runs on as a replica and follows the new
+        # leader once there is one.
         return decision(
-            [Checkpoint(), Demote("fast", candidate), ReleaseLeaderKey(), UpdateMember()],
+            [Checkpoint(), Demote("fast", None), ReleaseLeaderKey(), UpdateMember()],
             Code.SWITCHOVER_DEMOTING,
-            f"switchover to {who} in maintenance mode: checkpoint, restart as a replica of "
-            f"{candidate}, release the leader key",
+            f"switchover to {who} in maintenance mode: checkpoint, restart as a replica, "
+            "release the leader key",
             Role.DEMOTED,
             again=True,
         )

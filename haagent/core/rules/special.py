@@ -11,6 +11,8 @@ from haagent.core.actions import (
     CreateReplica,
     Demote,
     DisarmFencing,
+    EnsureSlots,
+    Follow,
     KeepaliveLease,
     Promote,
     ReleaseLeaderKey,
@@ -22,12 +24,13 @@ from haagent.core.actions import (
     StopRenewing,
     TakeLeaderKey,
     UpdateMember,
+    WriteStatusKey,
 )
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.bootstrap import clone_source
 from haagent.core.rules.common import current, decision
-from haagent.core.rules.leader import switchover
+from haagent.core.rules.leader import slot_members, switchover
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -65,8 +68,13 @@ def decide_paused(s: Snapshot) -> Decision:
             handover = switchover(s)
             if handover is not None:
                 return handover
+        # Slots are kept as usual (a member that follows a new leader in maintenance mode
+        # needs its slot); nothing starts, stops or promotes PostgreSQL.
+        upkeep: list[Action] = (
+            [EnsureSlots(slot_members(s)), WriteStatusKey()] if s.is_running_primary else []
+        )
         return decision(
-            [RenewLeaderKey(), DisarmFencing(), UpdateMember()],
+            [RenewLeaderKey(), DisarmFencing(), *upkeep, UpdateMember()],
             Code.PAUSED,
             text + "; keeps the key",
             role,
@@ -92,6 +100,22 @@ def decide_paused(s: Snapshot) -> Decision:
             f"{'switchover' if fo.leader else 'failover'}: taking the leader key and promoting",
             Role.PRIMARY,
             again=True,
+        )
+    leader = s.cluster.leader_name
+    if (
+        leader is not None
+        and s.postgres.running
+        and s.postgres.accepting
+        and s.postgres.in_recovery
+        and s.local.following != leader
+    ):
+        # As Patroni does in maintenance mode: a replica follows a new leader (a manual
+        # switchover or failover), it is not started or stopped otherwise.
+        return decision(
+            [Follow(leader), KeepaliveLease(), DisarmFencing(), UpdateMember()],
+            Code.PAUSED,
+            f"{text}; following the new leader {leader}",
+            Role.REPLICA,
         )
     if s.cluster.leader is None and s.is_running_primary and s.postgres.accepting:
         return decision(

@@ -181,3 +181,30 @@ def test_a_crashed_primary_that_cannot_start_hands_over(
     log = (cluster.nodes[old].base / "haagent.log").read_text()
     assert "primary_start_failed" in log
     assert writer.downtime_since(t0) < 30
+
+
+def test_a_switchover_in_maintenance_mode_is_carried_out(cluster: LabCluster) -> None:
+    # As Patroni does: pause, then a manual switchover to a named candidate happens; the
+    # old primary follows the new one and nothing else is automatic.
+    old = cluster.leader()
+    assert old is not None
+    request = urllib.request.Request(
+        cluster.nodes[old].api_url + "/config",
+        data=json.dumps({"pause": True}).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    cluster.wait_for(
+        lambda: all(n.api("/patroni")[1].get("pause") for n in cluster.nodes.values()),
+        "every member paused",
+        30,
+    )
+    candidate = next(n for n in cluster.nodes if n != old)
+    code, text = post(cluster, old, "/switchover", {"leader": old, "candidate": candidate})
+    assert code == 200, text
+    cluster.wait_for(lambda: cluster.leader() == candidate, f"{candidate} to lead", 30)
+    cluster.wait_for(
+        lambda: old in cluster.streaming_replicas(), f"{old} to follow {candidate}", 60
+    )
