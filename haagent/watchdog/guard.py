@@ -154,6 +154,9 @@ class GuardProtocol:
     armed: bool = False
     expires: float = 0.0
     margin: float = 0.0
+    # The fence fired and no newer lease came: any PostgreSQL that appears is stopped too
+    # (a start already under way when the lease ran out must not come up as a primary).
+    expired: bool = False
     _pending: bytes = b""
     _overflowed: bool = False
 
@@ -172,7 +175,7 @@ class GuardProtocol:
             line = raw.decode("ascii", "replace").strip()
             if line == DISARM:
                 if self.armed:
-                    self.armed = False
+                    self.armed = self.expired = False
                     messages.append("disarmed: PostgreSQL is not a primary; it is left alone")
                 continue
             lease = parse_lease(line)
@@ -184,6 +187,7 @@ class GuardProtocol:
                         "once if the agent dies"
                     )
                 self.armed, (self.expires, self.margin) = True, lease
+                self.expired = False
             elif line:
                 messages.append(f"ignoring an unknown request {line[:60]!r}")
         if len(self._pending) > MAX_LINE:
@@ -195,8 +199,8 @@ class GuardProtocol:
         return messages
 
     def fired(self) -> None:
-        """The fence stopped PostgreSQL: disarmed until the agent sends a new lease."""
-        self.armed = False
+        """The fence stopped PostgreSQL: expired until the agent sends a new lease or DISARM."""
+        self.expired = True
 
     def verdict(self) -> tuple[bool, str]:
         """`(stop PostgreSQL?, why)` once the agent is gone (a partial last line is ignored)."""
@@ -263,29 +267,40 @@ def verified_postmaster(data_dir: Path) -> tuple[int | None, str]:
     return pid, ""
 
 
-def stop_postgres(data_dir: Path, fast_grace: float, immediate_grace: float) -> bool:
-    """Fast shutdown, then immediate; True when no postmaster of `data_dir` runs any more."""
-    pid, why = verified_postmaster(data_dir)
+def stop_postgres(
+    data_dir: Path, fast_grace: float, immediate_grace: float, why: str = ""
+) -> bool:
+    """Fast shutdown, then immediate; True when no postmaster of `data_dir` runs any more.
+
+    The signal goes out before anything is logged: a log that blocks (a stalled journal or
+    disk, likely in the very stall the guard exists for) must not delay it."""
+    pid, found = verified_postmaster(data_dir)
     if pid is None:
-        log.warning("nothing to stop: %s", why)
+        log.warning("%snothing to stop: %s", f"{why}: " if why else "", found)
         return True
     started = time.monotonic()
     try:
-        log.warning("stopping PostgreSQL (postmaster pid %d): fast shutdown (SIGINT)", pid)
-        if not _signal(pid, signal.SIGINT) or wait_gone(pid, fast_grace):
+        sent = _signal(pid, signal.SIGINT)
+        log.warning(
+            "%sfast shutdown (SIGINT) sent to PostgreSQL (postmaster pid %d)",
+            f"{why}: " if why else "",
+            pid,
+        )
+        if not sent or wait_gone(pid, fast_grace):
             log.warning("PostgreSQL stopped (fast shutdown) in %.2fs", time.monotonic() - started)
             return True
         # Still the same server?  (A running process keeps its pid, but check anyway.)
-        again, why = verified_postmaster(data_dir)
+        again, found = verified_postmaster(data_dir)
         if again != pid:
-            log.warning("postmaster pid %d gone or replaced, not escalating: %s", pid, why)
+            log.warning("postmaster pid %d gone or replaced, not escalating: %s", pid, found)
             return not process_alive(pid)
+        sent = _signal(pid, signal.SIGQUIT)
         log.warning(
-            "PostgreSQL (pid %d) still runs %.1fs after SIGINT: immediate shutdown (SIGQUIT)",
+            "PostgreSQL (pid %d) still ran %.1fs after SIGINT: immediate shutdown (SIGQUIT) sent",
             pid,
             fast_grace,
         )
-        if not _signal(pid, signal.SIGQUIT) or wait_gone(pid, immediate_grace):
+        if not sent or wait_gone(pid, immediate_grace):
             took = time.monotonic() - started
             log.warning("PostgreSQL stopped (immediate shutdown) in %.2fs", took)
             return True
@@ -315,12 +330,11 @@ def _signal(pid: int, sig: signal.Signals) -> bool:
 def fence(protocol: GuardProtocol, data_dir: Path, immediate_grace: float) -> None:
     """The lease is about to expire with no renewal: stop PostgreSQL now."""
     left = protocol.expires - boottime()
-    log.warning(
-        "lease fence: no renewal of the leader key arrived and its lease can expire in %.1fs: "
-        "stopping PostgreSQL so that it accepts no write after that",
-        left,
+    why = (
+        f"lease fence: no renewal of the leader key arrived and its lease can expire in "
+        f"{left:.1f}s"
     )
-    stop_postgres(data_dir, max(0.0, left), immediate_grace)
+    stop_postgres(data_dir, max(0.0, left), immediate_grace, why)
     protocol.fired()
 
 
@@ -337,9 +351,16 @@ def watch(
     while True:
         stop_at = protocol.stop_at
         if stop_at is not None and clock() >= stop_at:
-            fence(protocol, data_dir, immediate_grace)
-            continue
-        timeout = PARENT_CHECK_EVERY if stop_at is None else min(POLL, stop_at - clock())
+            if not protocol.expired:
+                fence(protocol, data_dir, immediate_grace)
+            elif verified_postmaster(data_dir)[0] is not None:
+                stop_postgres(
+                    data_dir, 0.0, immediate_grace, "PostgreSQL started after its lease expired"
+                )
+        if stop_at is None:
+            timeout = PARENT_CHECK_EVERY
+        else:
+            timeout = POLL if protocol.expired else min(POLL, stop_at - clock())
         readable, _, _ = select.select([fd], [], [], max(0.0, timeout))
         if time.monotonic() >= next_parent_check:
             next_parent_check = time.monotonic() + PARENT_CHECK_EVERY
@@ -357,9 +378,12 @@ def watch(
             log.info("%s", message)
 
 
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    log.info("stopped by signal %d: PostgreSQL left alone", signum)
-    raise SystemExit(0)
+class Stopped(Exception):
+    """SIGTERM or SIGINT: the guard leaves, stopping PostgreSQL first if it is armed."""
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(f"stopped by signal {signum}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -401,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     agent_pid = args.agent_pid if args.agent_pid is not None else os.getppid()
     configure_logging(args)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGINT, _exit_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     protocol = GuardProtocol()
     log.info(
@@ -416,17 +440,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
-    if os.getppid() != agent_pid:
-        gone = f"the agent (pid {agent_pid}) is gone already"
-    else:
-        gone = watch(0, protocol, agent_pid, args.data_dir, args.immediate_grace)
+    try:
+        if os.getppid() != agent_pid:
+            gone = f"the agent (pid {agent_pid}) is gone already"
+        else:
+            gone = watch(0, protocol, agent_pid, args.data_dir, args.immediate_grace)
+    except Stopped as e:
+        # Even a `systemctl kill` of the whole unit must not leave an armed primary behind.
+        gone = str(e)
+    # Decided: a signal now does not leave the job half done.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop, why = protocol.verdict()
-    log.log(logging.WARNING if stop else logging.INFO, "%s; %s", gone, why)
     if stop:
-        # Decided: a signal now does not leave the job half done.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stop_postgres(args.data_dir, args.fast_grace, args.immediate_grace)
+        stop_postgres(args.data_dir, args.fast_grace, args.immediate_grace, f"{gone}; {why}")
+    else:
+        log.info("%s; %s", gone, why)
     return 0
 
 

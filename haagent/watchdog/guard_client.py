@@ -149,13 +149,15 @@ class AgentDeathGuard:
         """Close the pipe and wait for the guard to exit (kill it if it does not).
 
         Still armed (PostgreSQL may run as a primary): the guard stops PostgreSQL on
-        the end of file, as it would if the agent had died.  Call `release()` first for
-        a clean exit that leaves PostgreSQL alone.
+        the end of file, as it would if the agent had died, and is never killed for
+        taking its time.  Call `release()` first for a clean exit that leaves
+        PostgreSQL alone.
         """
         pipe, self._pipe = self._pipe, None
         if pipe is None:
             return
-        if self._armed:
+        armed = self._armed
+        if armed:
             log.warning(
                 "leaving while PostgreSQL may still run as a primary: the agent-death guard "
                 "(pid %d) stops it now",
@@ -165,6 +167,12 @@ class AgentDeathGuard:
         try:
             await asyncio.wait_for(self.process.wait(), timeout)
         except TimeoutError:
+            if armed:
+                log.warning(
+                    "agent-death guard (pid %d) still stopping PostgreSQL: left to finish",
+                    self.pid,
+                )
+                return
             log.warning("agent-death guard (pid %d) did not exit: killing it", self.pid)
             await _kill(self.process)
 

@@ -199,13 +199,17 @@ def test_input_without_newlines_does_not_grow_without_bound() -> None:
     assert protocol.feed(b"\nDISARM\n")[-1].startswith("disarmed")
 
 
-def test_after_the_fence_fired_the_guard_waits_for_a_new_lease() -> None:
+def test_after_the_fence_fired_the_guard_stays_expired_until_a_new_lease() -> None:
     protocol = GuardProtocol()
     protocol.feed(LEASE_LINE)
     protocol.fired()
-    assert not armed(protocol) and protocol.verdict()[0] is False
+    assert armed(protocol) and protocol.expired
+    assert protocol.verdict()[0] is True  # the agent dying now: stop again (if anything runs)
     protocol.feed(b"LEASE 3000 2\n")
-    assert armed(protocol) and protocol.stop_at == 2998.0
+    assert armed(protocol) and not protocol.expired and protocol.stop_at == 2998.0
+    protocol.fired()
+    protocol.feed(b"DISARM\n")
+    assert not armed(protocol) and not protocol.expired
 
 
 # --- a stand-in postmaster
@@ -481,6 +485,41 @@ async def test_the_lease_fence_stops_postgres_before_the_lease_can_expire(
     assert guard.hold(boottime() + 60, 5)
     await guard.close()
     assert guard.process.returncode == 0
+
+
+async def test_a_postgres_started_after_the_lease_expired_is_stopped_too(
+    tmp_path: Path, postmasters: list[FakePostmaster]
+) -> None:
+    # A start already under way when the lease ran out must not come up as a primary.
+    guard = await started_guard(tmp_path / "data")
+    (tmp_path / "data").mkdir()
+    guard.hold(boottime() + 0.3, 0.2)  # fires at +0.1 s: nothing runs yet
+    await asyncio.sleep(0.5)
+    postmaster = fake(postmasters, tmp_path)
+    postmaster.process.wait(10)
+    assert postmaster.process.returncode in (-signal.SIGINT, -signal.SIGQUIT)
+    # A new lease ends the expiry: the next PostgreSQL is left alone.
+    guard.hold(boottime() + 60, 5)
+    await asyncio.sleep(0.2)
+    again = fake(postmasters, tmp_path)
+    await asyncio.sleep(0.5)
+    assert not again.gone()
+    guard.release()
+    await guard.close()
+
+
+async def test_sigterm_to_an_armed_guard_stops_postgres_first(
+    tmp_path: Path, postmasters: list[FakePostmaster]
+) -> None:
+    # `systemctl kill` signals every process of the unit: an armed guard must not just go.
+    postmaster = fake(postmasters, tmp_path)
+    guard = await started_guard(postmaster.data_dir)
+    guard.hold(boottime() + 60, 5)
+    await asyncio.sleep(0.2)
+    guard.process.terminate()
+    assert await wait_exit(guard) == 0
+    postmaster.process.wait(10)
+    assert postmaster.process.returncode == -signal.SIGINT
 
 
 async def test_renewals_keep_the_fence_away(
