@@ -98,6 +98,10 @@ class KVDCS:
         return self._lease.id
 
     @property
+    def lease_ttl(self) -> int:
+        return self._lease.granted_ttl
+
+    @property
     def watch_live(self) -> bool:
         """True while a watch stream is delivering events into the view."""
         return self._watch.live

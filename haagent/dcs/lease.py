@@ -47,6 +47,11 @@ class Lease:
         self._lock = asyncio.Lock()
 
     @property
+    def granted_ttl(self) -> int:
+        """The ttl of the lease we hold (the configured one until the first grant)."""
+        return self._granted_ttl or self.ttl
+
+    @property
     def current(self) -> bool:
         """True when we hold a lease granted with the current TTL."""
         return self.id is not None and self._granted_ttl == self.ttl

@@ -54,6 +54,11 @@ class DCS(Protocol):
         """The lease this member's keys live under (None before the first grant)."""
         ...
 
+    @property
+    def lease_ttl(self) -> int:
+        """The ttl that lease was granted with (a changed ttl applies from the next renewal)."""
+        ...
+
     async def refresh(self) -> ClusterView:
         """A full linearizable read of the prefix; updates `view()`."""
         ...

@@ -168,6 +168,7 @@ class Daemon:
             watchdog,
             peers,
             fence=fence,
+            fallback_fence=lambda: LocalFence(s.postgresql.data_dir),
             clock=boottime,
             version=__version__,
             on_decision=on_decision,

@@ -20,7 +20,7 @@ from haagent.config.model import DynamicConfig, Settings
 from haagent.core import actions as a
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.dcs.errors import DCSError, DCSUnavailable
-from haagent.dcs.model import HistoryEntry
+from haagent.dcs.model import HistoryEntry, Member
 from haagent.dcs.protocol import DCS
 from haagent.engine.fatal import AgentStop, bootstrap_stop_message
 from haagent.engine.fencing import Fencing
@@ -166,9 +166,16 @@ class Executor:
     # --- handlers
 
     async def _observe_peers(self, action: a.ObservePeers, s: Snapshot) -> None:
-        others = [m for n, m in s.cluster.members.items() if n != s.name]
+        """Ask every member we know of: those in the view, those seen lately whose member
+        key is gone, and those the `failsafe` key lists (a leader cut off from etcd may run
+        on their confirmations): any of them may still run a primary."""
+        others = {n: m for n, (m, _) in self.state.known_members.items()}
+        for name, url in (s.cluster.failsafe or {}).items():
+            others.setdefault(name, Member(name=name, conn_url="", api_url=url))
+        others.update(s.cluster.members)
+        others.pop(s.name, None)
         timeout = min(2.0, max(0.5, self.config.retry_timeout / 2))
-        self.state.peers = await self.peers.positions(others, timeout)
+        self.state.peers = await self.peers.positions(list(others.values()), timeout)
 
     async def _race_initialize(self, action: a.RaceInitialize, s: Snapshot) -> None:
         won = await self._bounded(self.dcs.race_initialize(action.value), "initialize race")
@@ -230,8 +237,16 @@ class Executor:
         expires = self.keeper.expires
         if expires is None:
             raise ActionFailed(action, "no lease to fence by: the leader key is not held")
+        if expires - self.fencing.margin <= self.clock():
+            raise ActionFailed(action, "the lease is about to expire: renew the key first")
         if not self.fencing.arm(expires):
             raise ActionFailed(action, f"watchdog unusable: {self.fencing.describe()}")
+
+    async def _disarm_if_stopped(self) -> None:
+        """PostgreSQL is about to start as a replica: an armed fence (whose lease may have
+        run out) must not stop it.  Only when PostgreSQL is confirmed not running."""
+        if self.fencing.armed and not (await self.pg.status()).running:
+            self.fencing.disarm()
 
     async def _disarm_fencing(self, action: a.DisarmFencing, s: Snapshot) -> None:
         if not self.config.pause:
@@ -259,6 +274,8 @@ class Executor:
 
     async def _start(self, action: a.StartPostgres, s: Snapshot) -> None:
         upstream = self._upstream(s, action.leader, action)
+        if action.role == "replica":
+            await self._disarm_if_stopped()
         try:
             await self.pg.start(action.role, upstream)
         except StartError as e:
@@ -289,6 +306,8 @@ class Executor:
 
     async def _demote(self, action: a.Demote, s: Snapshot) -> None:
         upstream = self._upstream(s, action.leader, action)
+        await self.pg.stop(action.mode, self._stop_timeout())
+        await self._disarm_if_stopped()  # stopped: not a primary, and must start as a replica
         await self.pg.demote(action.mode, upstream, self._stop_timeout())
         self.state.following = action.leader
 
@@ -340,11 +359,9 @@ class Executor:
         await self.pg.ensure_slots(sorted(self.state.slot_last_seen))
 
     async def _set_sync_standbys(self, action: a.SetSyncStandbys, s: Snapshot) -> None:
+        # The primary's position when PostgreSQL began to wait for these standbys is taken at
+        # the next observe (walsenders read the new value a moment after the reload).
         await self.pg.set_synchronous_standby_names(action.value)
-        # Where the primary's WAL was when PostgreSQL began to wait for these standbys: each
-        # enters the `sync` key once it has flushed this far (see core/rules/sync.py).
-        status = await self.pg.status()
-        self.state.note_sync_names(list(action.members), status.write_lsn)
 
     async def _write_sync_key(self, action: a.WriteSyncKey, s: Snapshot) -> None:
         written = await self._bounded(

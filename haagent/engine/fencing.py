@@ -35,12 +35,18 @@ class Fencing:
         fence: LeaseFence,
         timings: Callable[[], Timings],
         clock: Callable[[], float],
+        fallback: Callable[[], LeaseFence] | None = None,
     ) -> None:
         self.watchdog = watchdog
         self.fence = fence
         self._timings = timings
         self._clock = clock
+        self._fallback = fallback
         self._armed = False
+        # When the fence will stop PostgreSQL unless moved on (None: not held).
+        self.stop_at: float | None = None
+        self._watchdog_ttl: int | None = None
+        self._loop_wait: int | None = None
 
     @property
     def armed(self) -> bool:
@@ -53,10 +59,20 @@ class Fencing:
     def can_be_leader(self) -> tuple[bool, str | None]:
         return self.watchdog.can_be_leader()
 
+    def _hold(self, expires: float, margin: float) -> None:
+        self.stop_at = expires - margin
+        if self.fence.hold(expires, margin) or self._fallback is None:
+            return
+        # The guard process is gone: the fence inside the agent takes over at once.
+        log.error("the lease fence falls back to the one inside the agent")
+        self.fence, self._fallback = self._fallback(), None
+        self.fence.hold(expires, margin)
+
     def arm(self, expires: float) -> bool:
-        """Before PostgreSQL runs as a primary: False means do not (watchdog required, unusable)."""
-        if not self.watchdog.arm():
-            return False
+        """Before PostgreSQL runs as a primary: False means do not (watchdog required, unusable).
+
+        The lease fence is held first, whatever the watchdog says: a primary that is
+        already running stays fenced while the agent gives up."""
         if not self._armed:
             log.info(
                 "fencing armed: PostgreSQL is stopped %.1fs before the lease can expire unless "
@@ -64,15 +80,19 @@ class Fencing:
                 self.margin,
             )
         self._armed = True
-        self.fence.hold(expires, self.margin)
-        return True
+        self._hold(expires, self.margin)
+        return self.watchdog.arm()
 
-    def extend(self, expires: float) -> None:
-        """After a successful renewal: the lease holds until `expires`."""
+    def extend(self, expires: float, ttl: int | None = None) -> None:
+        """After a successful renewal: the lease (of `ttl` seconds) holds until `expires`."""
         if not self._armed:
             return
+        if ttl is not None and ttl != self._watchdog_ttl and self._loop_wait is not None:
+            # The watchdog's timeout follows the lease the key is really on.
+            self._watchdog_ttl = ttl
+            self.watchdog.reconfigure(ttl, self._loop_wait)
         self.watchdog.keepalive()
-        self.fence.hold(expires, self.margin)
+        self._hold(expires, self.margin)
 
     def fire(self, expires: float | None, why: str) -> None:
         """The lease is lost or may be: stop PostgreSQL now (immediate at the old expiry)."""
@@ -82,7 +102,7 @@ class Fencing:
         # Immediate shutdown when the lease can expire (or after a short fast one).
         until = expires if expires is not None and expires > now else now + FAST_GRACE
         log.warning("fencing: %s: stopping PostgreSQL now", why)
-        self.fence.hold(until, until - now)
+        self._hold(until, until - now)
 
     def disarm(self) -> None:
         self.watchdog.disarm()
@@ -90,9 +110,15 @@ class Fencing:
         if self._armed:
             log.info("fencing disarmed")
         self._armed = False
+        self.stop_at = None
 
     def reconfigure(self, ttl: int, loop_wait: int) -> None:
-        self.watchdog.reconfigure(ttl, loop_wait)
+        """A new dynamic config: a shorter ttl applies to the watchdog at once, a longer one
+        only from the first renewal on a lease of that ttl (`extend`)."""
+        self._loop_wait = loop_wait
+        if self._watchdog_ttl is None or ttl < self._watchdog_ttl:
+            self._watchdog_ttl = ttl
+        self.watchdog.reconfigure(self._watchdog_ttl, loop_wait)
 
     def describe(self) -> str:
         return self.watchdog.describe()

@@ -134,10 +134,11 @@ class LeaseKeeper:
         """Stop renewing, then delete the key if it holds our name."""
         self._keeping = False
         async with self._lock:
-            released = await self._bounded(self.dcs.release_leader(), "release the leader key")
+            # Forgotten before asking: a delete that etcd applied but whose answer was lost
+            # must not let a later renew() skip etcd as "fresh".
             self.expires = None
             self._last_sent = None
-            return released
+            return await self._bounded(self.dcs.release_leader(), "release the leader key")
 
     def stop(self) -> None:
         """Stop renewing (the key is left to expire: maintenance mode, shutdown in pause)."""
@@ -201,10 +202,13 @@ class LeaseKeeper:
     def _renewed(self, sent: float) -> None:
         if self.failure is not None:
             log.info("leader key renewed again")
+        # The ttl of the lease the key is on now, not the configured one: a ttl change
+        # applies from the next renewal, which moves the key to a lease of the new ttl.
+        ttl = self.dcs.lease_ttl
         self._last_sent = sent
-        self.expires = sent + self._timings().ttl
+        self.expires = sent + ttl
         self.failure, self.lost, self.failsafe_confirmed = None, False, False
-        self.fencing.extend(self.expires)
+        self.fencing.extend(self.expires, ttl)
 
     async def _failed(self, why: str, *, lost: bool) -> None:
         self.failure, self.lost = why, lost
@@ -240,11 +244,16 @@ class LeaseKeeper:
             self._kick.clear()
             delay: float | None = None
             if self._keeping:
+                timings = self._timings()
                 if self.failure is not None and self._last_attempt is not None:
-                    due = self._last_attempt + min(1.0, self._timings().renew_every)
+                    due = self._last_attempt + min(1.0, timings.renew_every)
                 else:
                     base = self._last_sent if self._last_sent is not None else self._clock()
-                    due = base + self._timings().renew_every
+                    due = base + timings.renew_every
+                if self.failure is None and self.fencing.stop_at is not None:
+                    # Never so late that a renewal taking retry_timeout would miss the fence
+                    # (after loop_wait was raised, the held deadline still has the old margin).
+                    due = min(due, self.fencing.stop_at - timings.retry_timeout)
                 delay = due - self._clock()
             if delay is None or delay > 0:
                 with contextlib.suppress(TimeoutError):

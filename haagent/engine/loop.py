@@ -51,6 +51,7 @@ class HaLoop:
         peers: PeerClient,
         *,
         fence: LeaseFence | None = None,
+        fallback_fence: Callable[[], LeaseFence] | None = None,
         clock: Callable[[], float] = boottime,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         version: str = "",
@@ -67,7 +68,9 @@ class HaLoop:
         self.state = LoopState()
         self.peers = peers
         self.wake = asyncio.Event()
-        self.fencing = Fencing(watchdog, fence or NoFence(), self.timings, clock)
+        self.fencing = Fencing(
+            watchdog, fence or NoFence(), self.timings, clock, fallback=fallback_fence
+        )
         self.keeper = LeaseKeeper(
             dcs,
             self.fencing,
@@ -188,7 +191,6 @@ class HaLoop:
     # --- one cycle
 
     async def observe(self) -> Snapshot:
-        self.keeper.alive()
         if not self.state.dcs_ok:
             try:
                 await asyncio.wait_for(self.dcs.refresh(), self.config.retry_timeout)
@@ -215,6 +217,11 @@ class HaLoop:
             self.state.leaderless_since = None
         elif self.state.leaderless_since is None:
             self.state.leaderless_since = now
+            if self.loop_count == 0 and self.config.failsafe_mode:
+                # Just started, no leader key, failsafe mode: a leader cut off from etcd may
+                # still run on its members' confirmations, which this agent has forgotten.
+                self.state.failsafe_heard_at = now
+        self.state.remember(view.members, now, float(self.config.member_slots_ttl))
         if pg.running and pg.accepting and not pg.in_recovery:
             _, _, names = parse_synchronous_standby_names(pg.synchronous_standby_names or "")
             self.state.note_sync_names(names, pg.write_lsn)
@@ -267,6 +274,7 @@ class HaLoop:
         if role == Role.PRIMARY and not (holds and pg.running and not pg.in_recovery):
             role = Role.REPLICA if pg.in_recovery else role
         self.loop_count += 1
+        self.keeper.alive()  # a whole cycle done: progress (a cycle that keeps failing is not)
         self._publish(pg, role, holds and role == Role.PRIMARY, decision)
         duration = self.clock() - started
         self._status = replace(self._status, loop_duration=duration)

@@ -7,10 +7,12 @@ The leader key's lease is the lease keeper's (`lease.py`), handed in as `LeaseFa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from haagent.core.roles import Role
 from haagent.core.snapshot import LocalFacts, ManualRequest, PeerPosition
+from haagent.dcs.model import Member
 from haagent.engine.lease import LeaseFacts
 
 
@@ -33,6 +35,10 @@ class LoopState:
     dcs_error: str | None = None
     dcs_last_seen_wall: float | None = None
     slot_last_seen: dict[str, float] = field(default_factory=dict)
+    # Members seen in the view lately, kept after their member key is gone: one whose key
+    # expired may still run PostgreSQL (cut off from etcd, or in maintenance mode), and a
+    # leader race asks it too before it promotes anyone.
+    known_members: dict[str, tuple[Member, float]] = field(default_factory=dict)
     sync_named_at: dict[str, int] = field(default_factory=dict)
 
     def facts(self, lease: LeaseFacts, now: float = 0.0, ttl: float = 30.0) -> LocalFacts:
@@ -54,6 +60,12 @@ class LoopState:
             following=self.following,
             sync_named_at=dict(self.sync_named_at),
         )
+
+    def remember(self, members: Mapping[str, Member], now: float, keep_for: float) -> None:
+        for name, member in members.items():
+            self.known_members[name] = (member, now)
+        for name in [n for n, (_, seen) in self.known_members.items() if now - seen > keep_for]:
+            del self.known_members[name]
 
     def note_sync_names(self, names: list[str], position: int | None) -> None:
         """Remember the primary's WAL position when each standby was first seen named in

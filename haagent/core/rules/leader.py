@@ -22,7 +22,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
-from haagent.core.rules.sync import sync_actions, sync_pending
+from haagent.core.rules.sync import before_promotion, sync_actions, sync_pending
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -107,12 +107,21 @@ def decide_leader(s: Snapshot) -> Decision:
     pg = s.postgres
     cfg = s.config
     failure = s.local.renew_failure
-    if failure is not None and s.is_running_primary:
+    if failure is not None and s.is_running_primary and not s.local.failsafe_confirmed:
         return decision(
             [Demote("fast", None), DisarmFencing(), UpdateMember()],
             Code.LEADER_RENEW_FAILED,
             f"the leader key could not be renewed ({failure}): writes stopped, running as a "
             "replica until a renewal succeeds",
+            Role.DEMOTED,
+            again=True,
+        )
+    if pg.running and pg.accepting and not pg.in_recovery and not s.watchdog_ok:
+        return decision(
+            [Demote("fast", None), ReleaseLeaderKey(), DisarmFencing(), UpdateMember()],
+            Code.WATCHDOG_UNAVAILABLE,
+            f"watchdog mode is required but unusable ({s.watchdog_reason}): stopping writes "
+            "and giving the leader key back",
             Role.DEMOTED,
             again=True,
         )
@@ -144,6 +153,7 @@ def decide_leader(s: Snapshot) -> Decision:
         promote: list[Action] = [
             RenewLeaderKey(),
             ArmFencing(),
+            *before_promotion(s),
             Promote(),
             AppendHistory("failover"),
         ]

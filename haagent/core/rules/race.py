@@ -19,6 +19,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, idle, lag_behind_leader
+from haagent.core.rules.sync import before_promotion
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -110,9 +111,12 @@ def peer_ahead(s: Snapshot, passed_over: str | None = None) -> str | None:
         if peer.name in (s.name, passed_over) or not peer.reachable or not peer.running:
             continue
         if not peer.in_recovery and s.postgres.in_recovery:
-            # Still a running primary (failsafe, or not yet demoted): it takes the key
-            # back or demotes itself first; promoting now would make two primaries.
+            # Still a running primary (failsafe, maintenance mode, or not yet demoted): it
+            # takes the key back or demotes itself first; promoting now would make two
+            # primaries.  Asked even when its member key is gone.
             return peer.name
+        if peer.name not in s.cluster.members:
+            continue  # no member key: it cannot take the key, so it does not hold us back
         if peer.nofailover or peer.failover_priority <= 0:
             continue
         if sync is not None and sync.active and not sync.matches(peer.name, check_leader=True):
@@ -176,6 +180,7 @@ def decide_race(s: Snapshot) -> Decision:
             return idle(s, Code.PEER_AHEAD, text)
     actions: list[Action] = [TakeLeaderKey(), ArmFencing()]
     if pg.in_recovery:
+        actions += before_promotion(s)
         actions += [Promote(), AppendHistory("switchover" if chosen else "failover")]
     if fo is not None:
         actions.append(ClearFailoverKey())

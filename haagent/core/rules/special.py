@@ -31,6 +31,7 @@ from haagent.core.roles import Role
 from haagent.core.rules.bootstrap import clone_source
 from haagent.core.rules.common import current, decision
 from haagent.core.rules.leader import slot_members, switchover
+from haagent.core.rules.sync import before_promotion
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -91,6 +92,7 @@ def decide_paused(s: Snapshot) -> Decision:
         # A manual switchover or failover in maintenance mode: this node was chosen.
         actions: list[Action] = [TakeLeaderKey()]
         if s.postgres.in_recovery:
+            actions += before_promotion(s)
             actions += [Promote(), AppendHistory("switchover" if fo.leader else "failover")]
         actions += [ClearFailoverKey(), UpdateMember()]
         return decision(

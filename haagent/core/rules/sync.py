@@ -59,6 +59,22 @@ def caught_up(s: Snapshot) -> set[str]:
     }
 
 
+def before_promotion(s: Snapshot) -> list[Action]:
+    """In synchronous mode, what a node does before it promotes (as Patroni): name itself
+    the leader in the `sync` key with no standby yet (compare-and-swap: a failure stops the
+    promotion), and give PostgreSQL no synchronous standby (strict: one nobody matches), so
+    that no other node may take over from it with fewer acknowledged commits."""
+    cfg = s.config
+    if not cfg.synchronous_mode:
+        return []
+    key = s.cluster.sync
+    revision = key.mod_revision if key is not None else 0
+    return [
+        WriteSyncKey(s.name, (), revision),
+        SetSyncStandbys((), cfg.synchronous_node_count, cfg.synchronous_mode_strict),
+    ]
+
+
 def sync_pending(s: Snapshot) -> bool:
     """A standby the leader wants synchronous is not in the `sync` key yet: look again soon
     (it usually catches up within milliseconds of being named)."""
