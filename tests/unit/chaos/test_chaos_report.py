@@ -9,13 +9,13 @@ from typing import cast
 
 import pytest
 
-from haagent.chaos.observe import Sample, longest_gap
-from haagent.chaos.result import Result, markdown, table, to_json
-from haagent.chaos.runner import check_expectations
-from haagent.chaos.scenario import FAST_TIMINGS, Context, Expect, Scenario
-from haagent.chaos.scenarios import FAST, SCENARIOS
-from haagent.lab.cluster import LabCluster
-from haagent.lab.netfault import group_argv, node_group
+from haagent_lab.chaos.observe import Sample, longest_gap
+from haagent_lab.chaos.result import Result, markdown, table, to_json
+from haagent_lab.chaos.runner import check_expectations
+from haagent_lab.chaos.scenario import FAST_TIMINGS, Context, Expect, Scenario
+from haagent_lab.chaos.scenarios import FAST, SCENARIOS
+from haagent_lab.lab.cluster import LabCluster
+from haagent_lab.lab.netfault import group_argv, node_group
 
 REPO = Path(__file__).resolve().parents[3]
 

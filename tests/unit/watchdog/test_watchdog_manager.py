@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from haagent.config.model import WatchdogMode, WatchdogSettings
 from haagent.engine.ports import WatchdogControl
 from haagent.watchdog import REQUIRED_UNAVAILABLE, Watchdog, make_driver
-from haagent.watchdog.fake import FakeWatchdogDriver
 from haagent.watchdog.linux import LinuxWatchdogDriver
-from haagent.watchdog.testing import TestingWatchdogDriver
+from haagent_lab.watchdog.fake_driver import FakeWatchdogDriver
+from haagent_lab.watchdog.testing_driver import TestingWatchdogDriver
 
 
 class Clock:

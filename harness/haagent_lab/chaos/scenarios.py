@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from haagent.chaos.scenario import DEFAULT_TIMINGS, Context, Expect, Scenario
-from haagent.lab import processes
+from haagent_lab.chaos.scenario import DEFAULT_TIMINGS, Context, Expect, Scenario
+from haagent_lab.lab import processes
 
 NETWORK_OUTAGE = 30.0  # seconds a node stays cut off (three ttl of the fast timings)
 CHECKPOINT_STALL = 45.0  # seconds a checkpointer stays stopped (a checkpoint under load)
