@@ -1,8 +1,8 @@
-"""The failure scenarios of the seed lab (network, power, processes, CPU, etcd), automated,
+"""The failure scenarios (network, power, processes, CPU, etcd), automated,
 and the stalls a lease fence must survive (a frozen agent, a leader cut off from etcd,
 a stopped checkpointer during a switchover or a shutdown, a paused cluster).
 
-Numbers 1-10 follow the seed lab's scenarios; each scenario starts a fresh three-node
+Numbers 1-10 are the faults, 11-15 the stalls; each scenario starts a fresh three-node
 lab and runs at both timing profiles (the lab's fast one and Patroni's defaults).
 """
 

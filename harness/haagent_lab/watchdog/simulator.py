@@ -1,7 +1,7 @@
 """WATCHDOG SIMULATOR: testing only, not for production.
 
 A process that plays the kernel watchdog's part for one node of a test cluster,
-for the `testing` driver (`testing.py` has the protocol).  The test harness or
+for the `testing` driver (`testing_driver.py` has the protocol).  The test harness or
 the lab starts it, never the agent: the agent is what gets frozen or killed.
 
     python -m haagent_lab.watchdog.simulator --socket PATH [--node NAME]

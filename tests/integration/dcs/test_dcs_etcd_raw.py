@@ -1,4 +1,4 @@
-"""The bytes in etcd, read back with `etcdctl`, are exactly Patroni's (reference section 1)."""
+"""The bytes in etcd, read back with `etcdctl`, are exactly Patroni's keys and values."""
 
 from __future__ import annotations
 

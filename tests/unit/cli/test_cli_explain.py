@@ -18,7 +18,7 @@ OK: dict[str, Any] = {"haagent": {"reason_code": "following_leader", "reason_tex
 
 
 def view(**config: Any) -> ClusterView:
-    """node1 leader, node2 sync standby, node3 4-8 KiB behind (api/testing's cluster)."""
+    """node1 leader, node2 sync standby, node3 4-8 KiB behind (haagent_lab.fake_api's cluster)."""
     base = cluster_view()
     return replace(base, config=DynamicConfig(**config))
 
