@@ -37,8 +37,8 @@ TARGET_P99_MS = 1.0
 async def serve(publish_every: float) -> None:
     """The child: prints its port, serves until SIGTERM, prints its timer report as JSON."""
     from haagent.api import RestApiServer
-    from haagent.api.testing import FakeController, primary_status
     from haagent.config.model import ListenAddress, RestApiSettings
+    from haagent_lab.fake_api import FakeController, primary_status
 
     logging.basicConfig(level=logging.ERROR)
     controller = FakeController(primary_status(loop_finished_at=time.monotonic()))

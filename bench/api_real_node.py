@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.failover import new_lab
-from haagent.lab.cluster import LabNode
+from haagent_lab.lab.cluster import LabNode
 
 WRK_CONNECTIONS = 8
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}

@@ -35,8 +35,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from haagent.config.model import Address
-from haagent.lab.cluster import LAB_PASSWORD, LabCluster
-from haagent.lab.workload import Writer, multi_host_dsn
+from haagent_lab.lab.cluster import LAB_PASSWORD, LabCluster
+from haagent_lab.lab.workload import Writer, multi_host_dsn
 
 
 class FaultError(RuntimeError):

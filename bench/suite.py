@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.api_real_node import WRK_CONNECTIONS, ApiResult, measure_api
 from bench.failover import SCENARIOS, FaultError, fault_round, lost_ids, new_lab, start_writer
-from haagent.lab.cluster import LabCluster
-from haagent.lab.processes import ProcessError
-from haagent.lab.workload import Writer
+from haagent_lab.lab.cluster import LabCluster
+from haagent_lab.lab.processes import ProcessError
+from haagent_lab.lab.workload import Writer
 
 TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 2, 3
 # Not the 127.0.0.11-13 of the lab, the tests and the other benchmarks: a network fault

@@ -13,12 +13,11 @@ stopped for a reason restarting cannot fix (a failed bootstrap, a name already i
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import logging.handlers
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from haagent import __version__
@@ -117,16 +116,10 @@ def run(path: Path | None) -> int:
 
 
 def _run_daemon(settings: Settings) -> int:
-    # Imported on use: the engine pulls in asyncio, aetcd, psycopg, aiohttp.
-    try:
-        module = importlib.import_module("haagent.engine.daemon")
-    except ImportError as exc:
-        if exc.name not in ("haagent.engine", "haagent.engine.daemon"):
-            raise
-        print("error: the HA engine is not built yet", file=sys.stderr)
-        return EXIT_FAILED
-    run_daemon: Callable[[Settings], int] = module.run_daemon
-    from haagent.errors import StartupError  # with the engine: a start it refused
+    # Imported on use: the engine pulls in asyncio, aetcd, psycopg, aiohttp, which
+    # `--validate-config` and `--version` do not need.
+    from haagent.engine.daemon import run_daemon
+    from haagent.errors import StartupError
 
     try:
         return run_daemon(settings)

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from haagent.lab import etcd as lab_etcd
-from haagent.lab import processes
-from haagent.lab.cluster import LabCluster
+from haagent_lab.lab import etcd as lab_etcd
+from haagent_lab.lab import processes
+from haagent_lab.lab.cluster import LabCluster
 from support.postgres_instance import PostgresInstance
 
 TEST_USER = "postgres"

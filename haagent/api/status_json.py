@@ -1,7 +1,7 @@
 """The JSON documents of the read-only endpoints, built from the published status.
 
 `node_status()` is the body of `GET /`, `/patroni` and every health check,
-with the fields of the compatibility reference (section 2) plus a `haagent`
+with the fields of Patroni's `GET /patroni` document plus a `haagent`
 object carrying the last decision's reason.  `cluster()`, `history()` and
 `failsafe()` are the bodies of `/cluster`, `/history` and `/failsafe`.
 Optional fields are left out when unknown rather than sent as null, as Patroni

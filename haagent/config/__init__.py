@@ -33,7 +33,6 @@ from haagent.config.model import (
     Settings,
     Tags,
     VerifyClient,
-    WatchdogDriver,
     WatchdogMode,
     WatchdogSettings,
 )
@@ -56,7 +55,6 @@ __all__ = [
     "Settings",
     "Tags",
     "VerifyClient",
-    "WatchdogDriver",
     "WatchdogMode",
     "WatchdogSettings",
     "dynamic_config_to_dict",

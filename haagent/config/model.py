@@ -15,7 +15,6 @@ from typing import Any, Literal
 from haagent.config import tags as tag_rules
 
 WatchdogMode = Literal["off", "automatic", "required"]
-WatchdogDriver = Literal["linux", "testing"]
 VerifyClient = Literal["none", "optional", "required"]
 
 DEFAULT_NAMESPACE = "/service/"
@@ -192,9 +191,9 @@ class WatchdogSettings:
     mode: WatchdogMode = "automatic"
     device: str = "/dev/watchdog"
     safety_margin: int = 5
-    # `testing` talks to haagent's watchdog simulator instead of a kernel device:
-    # for tests only, never for production.
-    driver: WatchdogDriver = "linux"
+    # `linux`, or a driver an installed package adds (haagent/plugins.py): haagent's
+    # test harness adds `testing`, the client of its watchdog simulator (tests only).
+    driver: str = "linux"
     # haagent only: a helper process that stops PostgreSQL when this agent dies while
     # it leads (haagent/watchdog/guard.py); independent of `mode`.
     agent_death_guard: bool = True

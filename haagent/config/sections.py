@@ -18,12 +18,12 @@ from haagent.config.model import (
     RestApiSettings,
     Tags,
     VerifyClient,
-    WatchdogDriver,
     WatchdogMode,
     WatchdogSettings,
 )
 from haagent.config.parse import (
     MISSING,
+    Context,
     Section,
     check_json,
     describe,
@@ -37,6 +37,7 @@ from haagent.config.parse import (
     parse_str,
     parse_str_list,
 )
+from haagent.plugins import TESTING_DRIVER, watchdog_drivers
 
 ETCD_DEFAULT_PORT = 2379
 BOOLEAN_TAGS = ("nofailover", "noloadbalance", "clonefrom", "nosync", "nostream")
@@ -325,19 +326,35 @@ def parse_watchdog(section: Section) -> WatchdogSettings:
             f"{margin} is negative (Patroni's -1, 'half of ttl', is not supported)",
             "a whole number of seconds >= 0",
         )
-    driver = section.get_str("driver", "linux")
+    driver = section.get_str("driver", "linux") or ""
     driver = "linux" if driver == "default" else driver
-    if driver not in ("linux", "testing"):
-        raise ctx.error(section.key("driver"), f"{driver!r} is not a driver", "linux or testing")
+    if driver != "linux":
+        check_watchdog_driver(ctx, section.key("driver"), driver)
     result = WatchdogSettings(
         mode=cast(WatchdogMode, mode.strip().lower()),
         device=section.get_str("device", "/dev/watchdog") or "/dev/watchdog",
         safety_margin=margin,
-        driver=cast(WatchdogDriver, driver),
+        driver=driver,
         agent_death_guard=section.get_bool("agent_death_guard", True),
     )
     section.finish()
     return result
+
+
+def check_watchdog_driver(ctx: Context, key: str, driver: str) -> None:
+    """A driver other than `linux` must be one an installed package adds (haagent.plugins)."""
+    extra = watchdog_drivers()
+    if driver in extra:
+        return
+    expected = " or ".join(["linux", *sorted(extra)])
+    if driver == TESTING_DRIVER:
+        raise ctx.error(
+            key,
+            "'testing' (the client of haagent's watchdog simulator) is for haagent's own tests "
+            "and lab only, and their harness is not installed here",
+            f"{expected} (a real watchdog device), or watchdog.mode: off",
+        )
+    raise ctx.error(key, f"{driver!r} is not a driver", expected)
 
 
 def parse_tags(section: Section) -> Tags:

@@ -1,7 +1,7 @@
 """The cluster as seen in the DCS: frozen values decoded from Patroni's key layout.
 
 These types carry no I/O.  `haagent.dcs.codec` turns them into the exact bytes
-Patroni's tools read (section 1 of the compatibility reference) and back.
+Patroni's tools read and write, and back.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Two implementations share one core (`haagent.dcs.client.KVDCS`): `EtcdDCS` on
 a real etcd v3 and `MemoryDCS` on an in-memory store with an injected clock.
-Keys and values are Patroni's (section 1 of the compatibility reference).
+Keys and values are Patroni's, byte for byte (`haagent.dcs.codec`).
 
 Errors: every call that talks to etcd is bounded by `retry_timeout` and raises
 `DCSUnavailable` when etcd could not answer in time, `AuthenticationFailed`

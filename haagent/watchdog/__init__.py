@@ -1,8 +1,8 @@
 """The watchdog: a device that resets this node when the HA loop stops renewing.
 
-`Watchdog` (manager.py) is what the HA engine uses; drivers talk to the kernel
-device (`linux.py`) or, for tests only, to a simulator (`testing.py`,
-`simulator.py`).
+`Watchdog` (manager.py) is what the HA engine uses; its driver talks to the kernel
+device (`linux.py`), or is one an installed package adds (`haagent/plugins.py`:
+haagent's test harness adds `testing`, the client of its watchdog simulator).
 """
 
 from haagent.watchdog.driver import WatchdogDriver, WatchdogError, WatchdogInfo

@@ -1,11 +1,11 @@
 """The watchdog driver interface, what a device supports, and the one error type.
 
-A driver talks to one watchdog: the kernel's `/dev/watchdog` (`linux.py`) or the
-test simulator (`testing.py`, never for production).  It has the kernel's
-semantics: opening starts the timer, every write is a keepalive, and closing
-stops the timer only after the magic character `V` was written; a close without
-it (or a crash of the process holding the device) leaves the timer running, so
-the machine is reset when it expires.
+A driver talks to one watchdog: the kernel's `/dev/watchdog` (`linux.py`) or, for
+haagent's tests only, the watchdog simulator of its harness (`haagent_lab.watchdog`).
+It has the kernel's semantics: opening starts the timer, every write is a keepalive,
+and closing stops the timer only after the magic character `V` was written; a close
+without it (or a crash of the process holding the device) leaves the timer running,
+so the machine is reset when it expires.
 """
 
 from __future__ import annotations

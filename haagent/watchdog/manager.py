@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from haagent.config.errors import ConfigError
 from haagent.config.model import WatchdogSettings
+from haagent.plugins import watchdog_drivers
 from haagent.watchdog.driver import WatchdogDriver, WatchdogError, WatchdogInfo
 from haagent.watchdog.linux import LinuxWatchdogDriver
-from haagent.watchdog.testing import NOT_FOR_PRODUCTION, TestingWatchdogDriver
 from haagent.watchdog.timing import check_device_timeout, check_timing, watchdog_timeout
 
 log = logging.getLogger("haagent.watchdog")
@@ -36,13 +37,17 @@ DriverFactory = Callable[[WatchdogSettings], WatchdogDriver]
 
 
 def make_driver(settings: WatchdogSettings) -> WatchdogDriver:
-    """The driver `watchdog.driver` names, for `watchdog.device`."""
-    if settings.driver == "testing":
-        log.warning(
-            "%s: watchdog.device %s is a simulator socket", NOT_FOR_PRODUCTION, settings.device
+    """The driver `watchdog.driver` names, for `watchdog.device`: `linux`, or one an
+    installed package adds (`haagent.plugins`)."""
+    if settings.driver == "linux":
+        return LinuxWatchdogDriver(settings.device)
+    entry = watchdog_drivers().get(settings.driver)
+    if entry is None:
+        raise ConfigError(
+            "watchdog.driver", f"{settings.driver!r} is not an installed driver", "linux"
         )
-        return TestingWatchdogDriver(settings.device)
-    return LinuxWatchdogDriver(settings.device)
+    factory: DriverFactory = entry.load()
+    return factory(settings)
 
 
 @dataclass(frozen=True)

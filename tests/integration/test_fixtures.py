@@ -6,7 +6,7 @@ import aetcd
 import psycopg
 import pytest
 
-from haagent.lab.etcd import EtcdCluster
+from haagent_lab.lab.etcd import EtcdCluster
 from support.postgres_instance import PostgresInstance
 
 pytestmark = pytest.mark.integration

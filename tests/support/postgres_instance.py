@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psycopg
 
-from haagent.lab import processes
-from haagent.lab.processes import Process
+from haagent_lab.lab import processes
+from haagent_lab.lab.processes import Process
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from haagent.sim.clockwork import ManualClock, VirtualLoop
+from haagent_lab.sim.clockwork import ManualClock, VirtualLoop
 
 T = TypeVar("T")
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 import pytest
 
 from haagent.api import RestApiServer
-from haagent.api.testing import ApiClient, FakeController
 from haagent.config.model import ListenAddress, RestApiSettings
 from haagent.engine.status import PublishedStatus
+from haagent_lab.fake_api import ApiClient, FakeController
 
 
 @dataclass

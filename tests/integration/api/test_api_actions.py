@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from haagent.api.testing import primary_status, replica_status
 from haagent.engine.requests import (
     CancelRestartRequest,
     CancelSwitchoverRequest,
@@ -21,6 +20,7 @@ from haagent.engine.requests import (
     RestartRequest,
     SwitchoverRequest,
 )
+from haagent_lab.fake_api import primary_status, replica_status
 
 StartApi = Any  # the start_api fixture (tests/integration/api/conftest.py)
 

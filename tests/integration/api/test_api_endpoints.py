@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from haagent.api.testing import (
+from haagent.engine.status import PublishedStatus
+from haagent_lab.fake_api import (
     demoted_status,
     lagging_replica_status,
     primary_status,
     replica_status,
 )
-from haagent.engine.status import PublishedStatus
 
 StartApi = Any  # the start_api fixture (tests/integration/api/conftest.py)
 

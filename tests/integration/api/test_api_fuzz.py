@@ -26,8 +26,8 @@ from schemathesis.checks import (
 )
 
 from haagent.api import RestApiServer
-from haagent.api.testing import FakeController, replica_status
 from haagent.config.model import ListenAddress, RestApiSettings
+from haagent_lab.fake_api import FakeController, replica_status
 
 DOCUMENT = json.loads(resources.files("haagent.api").joinpath("openapi.json").read_text())
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from haagent.api.testing import lagging_replica_status, replica_status
 from haagent.engine.status import PublishedStatus
+from haagent_lab.fake_api import lagging_replica_status, replica_status
 
 StartApi = Any  # the start_api fixture (tests/integration/api/conftest.py)
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from haagent.api import limits
-from haagent.api.testing import primary_status
+from haagent_lab.fake_api import primary_status
 
 StartApi = Any  # the start_api fixture (tests/integration/api/conftest.py)
 

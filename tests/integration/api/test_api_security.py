@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from haagent.api.auth import TlsSettingsError
-from haagent.api.testing import ApiClient, primary_status
 from haagent.config.model import Credentials, RestApiSettings
+from haagent_lab.fake_api import ApiClient, primary_status
 from support.api_pki import key_and_csr, make_pki, sign
 
 StartApi = Any  # the start_api fixture (tests/integration/api/conftest.py)

@@ -1,6 +1,6 @@
 """The failure suite's fast subset on real etcd, PostgreSQL and HAProxy (CI).
 
-The full set runs with `dev/chaos` (python -m haagent.chaos); see README.
+The full set runs with `dev/chaos` (python -m haagent_lab.chaos); see README.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from haagent.chaos.runner import run_scenario
-from haagent.chaos.scenarios import FAST, SCENARIOS
-from haagent.lab.netfault import unavailable_reason
+from haagent_lab.chaos.runner import run_scenario
+from haagent_lab.chaos.scenarios import FAST, SCENARIOS
+from haagent_lab.lab.netfault import unavailable_reason
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

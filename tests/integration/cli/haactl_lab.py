@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from haagent.lab.cluster import LabCluster
+from haagent_lab.lab.cluster import LabCluster
 
 SCOPE = "stampede"
 DYNAMIC = {"ttl": 20, "loop_wait": 2, "retry_timeout": 5}

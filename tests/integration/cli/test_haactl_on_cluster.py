@@ -12,8 +12,8 @@ import time
 import pytest
 from haactl_lab import DYNAMIC, SCOPE, Haactl
 
-from haagent.lab.cluster import LabCluster
-from haagent.lab.processes import free_port
+from haagent_lab.lab.cluster import LabCluster
+from haagent_lab.lab.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from haactl_lab import SCOPE, Haactl
 
-from haagent.lab.cluster import LabCluster
+from haagent_lab.lab.cluster import LabCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

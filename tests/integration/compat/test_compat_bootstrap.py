@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from haagent.lab import processes
-from haagent.lab.cluster import LabCluster, LabNode
+from haagent_lab.lab import processes
+from haagent_lab.lab.cluster import LabCluster, LabNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PSQL = "/usr/lib/postgresql/15/bin/psql"

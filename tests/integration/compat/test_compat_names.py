@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from haagent.lab import processes
-from haagent.lab.cluster import LabCluster, LabNode
+from haagent_lab.lab import processes
+from haagent_lab.lab.cluster import LabCluster, LabNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

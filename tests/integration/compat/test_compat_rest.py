@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from haagent.lab.cluster import LabCluster
+from haagent_lab.lab.cluster import LabCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from haagent.lab.cluster import LabCluster, LabNode
+from haagent_lab.lab.cluster import LabCluster, LabNode
 from support.pki import issue, make_ca
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dcs_harness import EtcdHarness, Harness, MemoryHarness
 
-from haagent.lab.etcd import EtcdCluster, make_cluster
+from haagent_lab.lab.etcd import EtcdCluster, make_cluster
 
 
 @pytest.fixture(scope="module")

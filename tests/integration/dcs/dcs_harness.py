@@ -16,7 +16,7 @@ from haagent.dcs.client import KVDCS
 from haagent.dcs.etcd import EtcdDCS, EtcdKV
 from haagent.dcs.kv import Delete, Put, prefix_range_end
 from haagent.dcs.memory import ManualClock, MemoryDCS, MemoryStore
-from haagent.lab.etcd import EtcdCluster
+from haagent_lab.lab.etcd import EtcdCluster
 
 _scopes = itertools.count(1)
 

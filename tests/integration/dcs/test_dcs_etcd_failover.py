@@ -14,7 +14,7 @@ import pytest
 from haagent.config.model import Address
 from haagent.dcs.channel import EtcdChannel
 from haagent.dcs.etcd import EtcdDCS, EtcdKV
-from haagent.lab.etcd import EtcdCluster
+from haagent_lab.lab.etcd import EtcdCluster
 
 pytestmark = pytest.mark.integration
 

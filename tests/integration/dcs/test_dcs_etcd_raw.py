@@ -1,4 +1,4 @@
-"""The bytes in etcd, read back with `etcdctl`, are exactly Patroni's (reference section 1)."""
+"""The bytes in etcd, read back with `etcdctl`, are exactly Patroni's keys and values."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from haagent.dcs.etcd import EtcdDCS, EtcdKV, read_raw
 from haagent.dcs.kv import Compare, CompareOp, CompareTarget, Delete, Get, Op, Put
 from haagent.dcs.memory import MemoryStore
 from haagent.dcs.model import HistoryEntry
-from haagent.lab.etcd import EtcdCluster
+from haagent_lab.lab.etcd import EtcdCluster
 
 pytestmark = pytest.mark.integration
 

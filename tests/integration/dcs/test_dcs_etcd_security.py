@@ -14,7 +14,7 @@ from haagent.config.model import Etcd3Settings, PostgresqlSettings, Settings
 from haagent.dcs import create_dcs
 from haagent.dcs.errors import AuthenticationFailed
 from haagent.dcs.etcd import EtcdDCS, read_raw
-from haagent.lab.etcd import EtcdCluster, EtcdTls, make_cluster
+from haagent_lab.lab.etcd import EtcdCluster, EtcdTls, make_cluster
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from haagent.dcs.channel import EtcdChannel
 from haagent.dcs.errors import DCSUnavailable, WatchCompacted
 from haagent.dcs.etcd import EtcdDCS, EtcdKV
 from haagent.dcs.kv import Put, WatchBatch, prefix_range_end
-from haagent.lab.etcd import EtcdCluster
+from haagent_lab.lab.etcd import EtcdCluster
 
 pytestmark = pytest.mark.integration
 

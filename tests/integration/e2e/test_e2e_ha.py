@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from haagent.config.model import Address
-from haagent.lab.cluster import LAB_PASSWORD, LabCluster
-from haagent.lab.workload import Writer, multi_host_dsn
+from haagent_lab.lab.cluster import LAB_PASSWORD, LabCluster
+from haagent_lab.lab.workload import Writer, multi_host_dsn
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

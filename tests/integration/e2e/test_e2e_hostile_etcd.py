@@ -42,7 +42,7 @@ from haagent.dcs import codec
 from haagent.dcs.channel import EtcdChannel
 from haagent.dcs.etcd import EtcdKV
 from haagent.dcs.kv import Delete, KeyValue, Put, prefix_range_end
-from haagent.lab.cluster import LabCluster
+from haagent_lab.lab.cluster import LabCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,7 +24,6 @@ import pytest
 from aiohttp import web
 
 from haagent.api import RestApiServer
-from haagent.api.testing import FakeController, replica_status
 from haagent.cli.context import Connection
 from haagent.cli.rest import RestClient
 from haagent.config import ConfigError
@@ -38,6 +37,7 @@ from haagent.config.model import (
 )
 from haagent.dcs.model import Member
 from haagent.engine.peers import MAX_RESPONSE_BYTES, HttpPeerClient, peer_access
+from haagent_lab.fake_api import FakeController, replica_status
 from support.api_pki import make_pki
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from haagent.lab.cluster import LabCluster
+from haagent_lab.lab.cluster import LabCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from haagent.lab.processes import free_port
+from haagent_lab.lab.processes import free_port
 
 pytestmark = pytest.mark.integration
 

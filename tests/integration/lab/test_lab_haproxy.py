@@ -17,10 +17,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from haagent.lab import __main__ as lab_cli
-from haagent.lab import processes
-from haagent.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
-from haagent.lab.haproxy import routes_match, server_states
+from haagent_lab.lab import __main__ as lab_cli
+from haagent_lab.lab import processes
+from haagent_lab.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
+from haagent_lab.lab.haproxy import routes_match, server_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,9 +20,9 @@ from haagent.config.model import (
     PostgresqlAuthentication,
     PostgresqlSettings,
 )
-from haagent.lab.processes import free_port
 from haagent.postgres.manager import Postgres
 from haagent.postgres.model import PostgresStatus, Upstream
+from haagent_lab.lab.processes import free_port
 
 SCOPE = "pgtest"
 AUTH = PostgresqlAuthentication(

@@ -21,9 +21,9 @@ from haagent.config import ConfigError, load_settings
 from haagent.dcs.channel import EtcdChannel
 from haagent.dcs.etcd import EtcdDCS, EtcdKV
 from haagent.dcs.kv import Put
-from haagent.lab.etcd import EtcdCluster
 from haagent.postgres.errors import ConfigurationError
 from haagent.postgres.model import Upstream
+from haagent_lab.lab.etcd import EtcdCluster
 
 pytestmark = pytest.mark.integration
 

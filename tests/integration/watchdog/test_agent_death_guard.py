@@ -26,10 +26,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from haagent.chaos.observe import Sampler, socket_dsn
-from haagent.lab.cluster import LabCluster, LabNode
 from haagent.watchdog.guard import process_alive
 from haagent.watchdog.guard_client import guard_pids
+from haagent_lab.chaos.observe import Sampler, socket_dsn
+from haagent_lab.lab.cluster import LabCluster, LabNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

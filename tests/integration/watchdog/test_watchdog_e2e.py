@@ -1,6 +1,6 @@
 """End to end with the watchdog simulator: three agents with `watchdog: {mode: required}`.
 
-Each node has its own simulator (`haagent.watchdog.simulator --kill-peer --pgdata`),
+Each node has its own simulator (`haagent_lab.watchdog.simulator --kill-peer --pgdata`),
 and the agents run with ttl 10 and safety_margin 5, so the device timeout is 5 s.
 A sampler asks every PostgreSQL `SELECT NOT pg_is_in_recovery()` every 100 ms and a
 watcher reads the leader from the surviving members' `GET /cluster`.
@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 import yaml
 
-from haagent.chaos.observe import Sampler
-from haagent.lab.cluster import LabCluster, LabNode
-from haagent.watchdog.harness import read_events
+from haagent_lab.chaos.observe import Sampler
+from haagent_lab.lab.cluster import LabCluster, LabNode
+from haagent_lab.lab.watchdog_simulator import read_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

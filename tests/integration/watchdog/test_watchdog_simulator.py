@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 
 from haagent.config.model import WatchdogSettings
-from haagent.lab import processes
-from haagent.lab.processes import Process
-from haagent.watchdog import proctree
 from haagent.watchdog.driver import WatchdogError
-from haagent.watchdog.harness import read_events, start_simulator
 from haagent.watchdog.manager import Watchdog
-from haagent.watchdog.testing import TestingWatchdogDriver
+from haagent_lab.lab import processes
+from haagent_lab.lab.processes import Process
+from haagent_lab.lab.watchdog_simulator import read_events, start_simulator
+from haagent_lab.watchdog import proctree
+from haagent_lab.watchdog.testing_driver import TestingWatchdogDriver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,7 +37,7 @@ SLACK = 0.5
 
 AGENT_SCRIPT = """
 import sys, time
-from haagent.watchdog.testing import TestingWatchdogDriver
+from haagent_lab.watchdog.testing_driver import TestingWatchdogDriver
 driver = TestingWatchdogDriver(sys.argv[1])
 driver.open()
 driver.set_timeout(int(sys.argv[2]))

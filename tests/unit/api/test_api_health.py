@@ -7,14 +7,14 @@ from dataclasses import replace
 import pytest
 
 from haagent.api.health import FOREVER, PATHS, Kind, check, lag_bytes, parse_lag, tags_match
-from haagent.api.testing import (
+from haagent.engine.status import PublishedStatus
+from haagent_lab.fake_api import (
     LEADER_LSN,
     demoted_status,
     lagging_replica_status,
     primary_status,
     replica_status,
 )
-from haagent.engine.status import PublishedStatus
 
 NOW = 1000.0
 K = Kind

@@ -11,8 +11,8 @@ import pytest
 
 from haagent.api import auth
 from haagent.api.metrics import Metrics, epoch, version_number
-from haagent.api.testing import LEADER_LSN, primary_status, replica_status
 from haagent.config.model import Credentials, RestApiSettings
+from haagent_lab.fake_api import LEADER_LSN, primary_status, replica_status
 
 PATRONI_NAMES = [
     "patroni_version", "patroni_postgres_running", "patroni_postmaster_start_time",

@@ -6,7 +6,8 @@ import json
 from dataclasses import replace
 
 from haagent.api import status_json
-from haagent.api.testing import (
+from haagent.config.model import DynamicConfig
+from haagent_lab.fake_api import (
     CONFIG_RAW,
     LEADER_LSN,
     SYSTEM_ID,
@@ -15,7 +16,6 @@ from haagent.api.testing import (
     replica_status,
     scheduled_switchover,
 )
-from haagent.config.model import DynamicConfig
 
 
 def test_primary_status_fields() -> None:

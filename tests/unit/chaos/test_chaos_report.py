@@ -9,13 +9,13 @@ from typing import cast
 
 import pytest
 
-from haagent.chaos.observe import Sample, longest_gap
-from haagent.chaos.result import Result, markdown, table, to_json
-from haagent.chaos.runner import check_expectations
-from haagent.chaos.scenario import FAST_TIMINGS, Context, Expect, Scenario
-from haagent.chaos.scenarios import FAST, SCENARIOS
-from haagent.lab.cluster import LabCluster
-from haagent.lab.netfault import group_argv, node_group
+from haagent_lab.chaos.observe import Sample, longest_gap
+from haagent_lab.chaos.result import Result, markdown, table, to_json
+from haagent_lab.chaos.runner import check_expectations
+from haagent_lab.chaos.scenario import FAST_TIMINGS, Context, Expect, Scenario
+from haagent_lab.chaos.scenarios import FAST, SCENARIOS
+from haagent_lab.lab.cluster import LabCluster
+from haagent_lab.lab.netfault import group_argv, node_group
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -52,7 +52,7 @@ def test_json_carries_the_verdict() -> None:
 
 def test_every_issue_scenario_is_there_and_the_fast_subset_is_small() -> None:
     numbers = {s.title.split()[0] for s in SCENARIOS.values()}
-    # 1-10: the seed lab's scenarios; 11-15: the stalls of the lease-fence issue.
+    # 1-10: network, power, process, CPU and etcd faults; 11-15: the lease fence's stalls.
     assert numbers == {str(n) for n in range(1, 16)}
     assert 1 <= len(FAST) <= 5 and set(FAST) <= set(SCENARIOS)
     for s in SCENARIOS.values():

@@ -22,7 +22,7 @@ from haagent.dcs import codec
 from haagent.dcs.kv import KVBackend, Op, Put, TxnResult
 from haagent.dcs.memory import MemoryKV, MemoryStore
 from haagent.dcs.model import HistoryEntry
-from haagent.lab.processes import free_port
+from haagent_lab.lab.processes import free_port
 
 SCOPE = "stampede"
 PREFIX = f"/service/{SCOPE}/"

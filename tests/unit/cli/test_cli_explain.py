@@ -8,17 +8,17 @@ from typing import Any
 
 from haactl_memory import Cli, edit_member, put
 
-from haagent.api.testing import LEADER_LSN, cluster_view
 from haagent.cli.explain import assess, likely_successor, summary
 from haagent.config.model import DynamicConfig
 from haagent.dcs.memory import MemoryStore
 from haagent.dcs.model import ClusterView, SyncState
+from haagent_lab.fake_api import LEADER_LSN, cluster_view
 
 OK: dict[str, Any] = {"haagent": {"reason_code": "following_leader", "reason_text": "following"}}
 
 
 def view(**config: Any) -> ClusterView:
-    """node1 leader, node2 sync standby, node3 4-8 KiB behind (api/testing's cluster)."""
+    """node1 leader, node2 sync standby, node3 4-8 KiB behind (haagent_lab.fake_api's cluster)."""
     base = cluster_view()
     return replace(base, config=DynamicConfig(**config))
 

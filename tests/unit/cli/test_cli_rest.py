@@ -18,7 +18,6 @@ import pytest
 from haactl_memory import CONFIG, Cli, edit_member, get, put
 
 from haagent.api import RestApiServer
-from haagent.api.testing import FakeController, primary_status
 from haagent.config.model import Credentials, ListenAddress, RestApiSettings
 from haagent.dcs.memory import MemoryStore
 from haagent.engine.requests import (
@@ -30,6 +29,7 @@ from haagent.engine.requests import (
     RestartRequest,
     SwitchoverRequest,
 )
+from haagent_lab.fake_api import FakeController, primary_status
 
 
 @dataclass

@@ -255,6 +255,12 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ),
     ("log-level", setting("log.level", "loud"), "log.level", "DEBUG, INFO"),
     (
+        "watchdog-driver",
+        setting("watchdog.driver", "softdog"),
+        "watchdog.driver",
+        "'softdog' is not a driver; expected linux",
+    ),
+    (
         "parameters-not-a-mapping",
         setting("postgresql.parameters", ["max_connections=100"]),
         "postgresql.parameters",
@@ -397,3 +403,35 @@ def test_end_to_end_exit_status_through_python_m_haagent(tmp_path: Path) -> None
         f"error: {path}: bootstrap.dcs.ttl: 'abc' is not a whole number; "
         "expected an integer number of seconds\n"
     )
+
+
+def test_the_testing_watchdog_driver_is_refused_without_the_harness(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A production install: no package adds a watchdog driver (haagent.plugins).
+    monkeypatch.setattr("haagent.config.sections.watchdog_drivers", dict)
+    data = valid_config(tmp_path)
+    put(data, "watchdog.driver", "testing")
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(data))
+
+    status, out, err = validate(path, capsys)
+
+    assert (status, out) == (2, "")
+    assert err.startswith(f"error: {path}: watchdog.driver: 'testing' "), err
+    assert "watchdog simulator" in err and "harness is not installed" in err
+    assert err.rstrip().endswith("expected linux (a real watchdog device), or watchdog.mode: off")
+
+
+def test_the_testing_watchdog_driver_is_accepted_where_the_harness_is_installed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # dev/setup installs haagent_lab, which adds `testing` (harness/pyproject.toml).
+    data = valid_config(tmp_path)
+    put(data, "watchdog.driver", "testing")
+    put(data, "watchdog.device", str(tmp_path / "watchdog.sock"))
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(data))
+    assert validate(path, capsys) == (0, f"{path}: configuration is valid\n", "")
+    settings, _ = load_settings_with_warnings(path)
+    assert settings.watchdog.driver == "testing"

@@ -30,7 +30,7 @@ from haagent.core.roles import Role
 from haagent.engine.member import member_data
 from haagent.postgres.model import PostgresStatus
 
-# The seed lab's node1 config, with the section headers and addresses the extraction lost.
+# A Patroni user's node1 config for a three-node cluster, as it would be brought over.
 SEED_NODE1 = """\
 scope: stampede
 name: node1

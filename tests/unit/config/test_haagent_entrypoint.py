@@ -125,16 +125,6 @@ def test_the_daemon_gets_the_settings(
     assert started[0].source == config_file
 
 
-def test_missing_engine_exits_1(
-    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(haagent.main, "configure_logging", lambda settings: None)
-    monkeypatch.setitem(sys.modules, "haagent.engine.daemon", None)
-    assert main([str(config_file)]) == 1
-    assert "the HA engine is not built yet" in capsys.readouterr().err
-
-
 def test_the_daemon_with_a_bad_config_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,4 +1,4 @@
-"""The exact bytes of Patroni's keys, and decoding them back (section 1 of the reference)."""
+"""The exact bytes of Patroni's keys, and decoding them back."""
 
 from __future__ import annotations
 

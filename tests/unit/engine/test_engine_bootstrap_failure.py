@@ -12,9 +12,9 @@ from haagent.engine.fatal import AgentStop
 from haagent.engine.loop import HaLoop
 from haagent.postgres.bootstrap import post_bootstrap_dsn
 from haagent.postgres.errors import BootstrapError
-from haagent.sim.cluster import node_settings
-from haagent.sim.fakes import FakePeers, FakeWatchdog
-from haagent.sim.postgres import FakePostgres, FakeWorld
+from haagent_lab.sim.cluster import node_settings
+from haagent_lab.sim.fakes import FakePeers, FakeWatchdog
+from haagent_lab.sim.postgres import FakePostgres, FakeWorld
 
 FAILURE = "bootstrap.post_bootstrap '/bin/false' exited with 1: line one\nline two"
 

@@ -10,12 +10,12 @@ from typing import Any, cast
 
 import pytest
 
-from haagent.api.testing import primary_status, replica_status
 from haagent.dcs.memory import MemoryDCS, MemoryStore
 from haagent.engine.controller import RELOAD_REFUSED, LoopController
 from haagent.engine.loop import HaLoop
 from haagent.engine.requests import ReloadRequest, RestartRequest
 from haagent.engine.status import PublishedStatus
+from haagent_lab.fake_api import primary_status, replica_status
 
 
 class StubLoop:

@@ -15,9 +15,9 @@ from haagent.dcs.memory import MemoryDCS, MemoryStore
 from haagent.engine.executor import Outcome
 from haagent.engine.loop import HaLoop
 from haagent.postgres.errors import StartError
-from haagent.sim.cluster import node_settings
-from haagent.sim.fakes import FakePeers, FakeWatchdog, SimGuard
-from haagent.sim.postgres import FakePostgres, FakeWorld
+from haagent_lab.sim.cluster import node_settings
+from haagent_lab.sim.fakes import FakePeers, FakeWatchdog, SimGuard
+from haagent_lab.sim.postgres import FakePostgres, FakeWorld
 from support.snapshots import DynamicConfig
 from support.virtual_time import VirtualTime
 

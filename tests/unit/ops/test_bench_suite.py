@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from haagent.lab.processes import ProcessError
+from haagent_lab.lab.processes import ProcessError
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from haagent.config.model import Address
-from haagent.lab.haproxy import STATS_PASSWORD, STATS_USER, haproxy_config
+from haagent_lab.lab.haproxy import STATS_PASSWORD, STATS_USER, haproxy_config
 
 REPO = Path(__file__).resolve().parents[3]
 PRODUCTION = REPO / "haproxy" / "haproxy.cfg"

@@ -1,4 +1,4 @@
-"""config/lab/ holds what `dev/lab up` writes; `python -m haagent.lab` answers without a lab.
+"""config/lab/ holds what `dev/lab up` writes; `python -m haagent_lab.lab` answers without a lab.
 
 Nothing here starts the lab: `dev/lab up` uses fixed ports (5432, 8008, 2379,
 5000...) and would collide with a lab someone is running.
@@ -16,8 +16,8 @@ import yaml
 
 from haagent.config import load_settings_with_warnings
 from haagent.config.model import Address
-from haagent.lab.__main__ import make_lab
-from haagent.lab.haproxy import haproxy_config
+from haagent_lab.lab.__main__ import make_lab
+from haagent_lab.lab.haproxy import haproxy_config
 
 REPO = Path(__file__).resolve().parents[3]
 LAB_CONFIGS = REPO / "config" / "lab"
@@ -68,7 +68,7 @@ def test_the_lab_examples_are_valid(name: str) -> None:
 
 def lab_command(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "haagent.lab", *args],
+        [sys.executable, "-m", "haagent_lab.lab", *args],
         capture_output=True,
         text=True,
         check=False,

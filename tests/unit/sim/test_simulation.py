@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from haagent.config.model import DynamicConfig
-from haagent.sim import cluster as sim_cluster
-from haagent.sim.cluster import Simulation
+from haagent_lab.sim import cluster as sim_cluster
+from haagent_lab.sim.cluster import Simulation
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import pytest
 
 from haagent.config.model import DynamicConfig
 from haagent.dcs.errors import DCSError
-from haagent.sim.cluster import Simulation, Violation
+from haagent_lab.sim.cluster import Simulation, Violation
 
 DEFAULTS = DynamicConfig(ttl=30, loop_wait=10, retry_timeout=10)
 FAST = DynamicConfig(ttl=10, loop_wait=2, retry_timeout=3)

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from haagent.config import ConfigError
 from haagent.config.model import WatchdogMode, WatchdogSettings
 from haagent.engine.ports import WatchdogControl
 from haagent.watchdog import REQUIRED_UNAVAILABLE, Watchdog, make_driver
-from haagent.watchdog.fake import FakeWatchdogDriver
 from haagent.watchdog.linux import LinuxWatchdogDriver
-from haagent.watchdog.testing import TestingWatchdogDriver
+from haagent_lab.watchdog.fake_driver import FakeWatchdogDriver
+from haagent_lab.watchdog.testing_driver import TestingWatchdogDriver
 
 
 class Clock:
@@ -320,3 +321,13 @@ def test_make_driver_picks_the_configured_driver(caplog: pytest.LogCaptureFixtur
         testing = make_driver(WatchdogSettings(device="/tmp/wd.sock", driver="testing"))
     assert isinstance(testing, TestingWatchdogDriver) and testing.device == "/tmp/wd.sock"
     assert "not for production" in caplog.text
+
+
+def test_make_driver_refuses_a_driver_no_installed_package_adds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("haagent.watchdog.manager.watchdog_drivers", dict)
+    with pytest.raises(ConfigError) as caught:
+        make_driver(WatchdogSettings(device="/tmp/wd.sock", driver="testing"))
+    assert caught.value.key == "watchdog.driver"
+    assert "'testing' is not an installed driver; expected linux" in str(caught.value)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from haagent.watchdog import proctree
 from haagent.watchdog.driver import WatchdogDriver, WatchdogError
-from haagent.watchdog.harness import read_events, simulator_argv
-from haagent.watchdog.simulator import OPTIONS, SimulatedWatchdog, Targets, parse_args
-from haagent.watchdog.testing import TestingWatchdogDriver
+from haagent_lab.lab.watchdog_simulator import read_events, simulator_argv
+from haagent_lab.watchdog import proctree
+from haagent_lab.watchdog.simulator import OPTIONS, SimulatedWatchdog, Targets, parse_args
+from haagent_lab.watchdog.testing_driver import TestingWatchdogDriver
 
 
 def armed(now: float = 100.0, timeout: int = 60) -> SimulatedWatchdog:
@@ -165,7 +165,7 @@ def test_simulator_argv_round_trips_through_the_parser(tmp_path: Path) -> None:
         events=tmp_path / "events.jsonl",
         min_timeout=5,
     )
-    assert argv[:3] == [sys.executable, "-m", "haagent.watchdog.simulator"]
+    assert argv[:3] == [sys.executable, "-m", "haagent_lab.watchdog.simulator"]
     args = parse_args(argv[3:])
     assert args == argparse.Namespace(
         socket=str(tmp_path / "s.sock"),
@@ -193,7 +193,7 @@ def test_testing_driver_is_a_driver_and_explains_a_missing_simulator(tmp_path: P
     path = str(tmp_path / "watchdog.sock")
     driver = TestingWatchdogDriver(path)
     assert isinstance(driver, WatchdogDriver)
-    assert "python -m haagent.watchdog.simulator --socket" in (driver.probe() or "")
+    assert "python -m haagent_lab.watchdog.simulator --socket" in (driver.probe() or "")
     with pytest.raises(WatchdogError, match="does not exist: start `python -m haagent"):
         driver.open()
     assert not driver.is_open

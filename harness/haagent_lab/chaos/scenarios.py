@@ -1,8 +1,8 @@
-"""The failure scenarios of the seed lab (network, power, processes, CPU, etcd), automated,
+"""The failure scenarios (network, power, processes, CPU, etcd), automated,
 and the stalls a lease fence must survive (a frozen agent, a leader cut off from etcd,
 a stopped checkpointer during a switchover or a shutdown, a paused cluster).
 
-Numbers 1-10 follow the seed lab's scenarios; each scenario starts a fresh three-node
+Numbers 1-10 are the faults, 11-15 the stalls; each scenario starts a fresh three-node
 lab and runs at both timing profiles (the lab's fast one and Patroni's defaults).
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from haagent.chaos.scenario import DEFAULT_TIMINGS, Context, Expect, Scenario
-from haagent.lab import processes
+from haagent_lab.chaos.scenario import DEFAULT_TIMINGS, Context, Expect, Scenario
+from haagent_lab.lab import processes
 
 NETWORK_OUTAGE = 30.0  # seconds a node stays cut off (three ttl of the fast timings)
 CHECKPOINT_STALL = 45.0  # seconds a checkpointer stays stopped (a checkpoint under load)

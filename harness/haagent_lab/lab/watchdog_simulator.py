@@ -1,8 +1,10 @@
 """Start a node's watchdog simulator from a test or the lab (testing only).
 
-The simulator must run outside the agent it watches: the harness starts one per
-node before the agent, gives the agent `watchdog: {driver: testing, device:
-<socket>}`, and stops it by pid after the node.
+The simulator (`haagent_lab/watchdog/simulator.py`) must run outside the agent it
+watches: the lab starts one per node before the agent, as a process of its own, gives
+the agent `watchdog: {driver: testing, device: <socket>}`, and stops it by pid after
+the node.  Only the simulator's command line and its events file are shared with it:
+the lab and the watchdog package do not import each other.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from haagent.lab import processes
-from haagent.lab.processes import Process
+from haagent_lab.lab import processes
+from haagent_lab.lab.processes import Process
 
 
 def simulator_argv(
@@ -31,8 +33,8 @@ def simulator_argv(
     max_timeout: int | None = None,
     python: str = sys.executable,
 ) -> list[str]:
-    """The command line of `python -m haagent.watchdog.simulator` for one node."""
-    argv = [python, "-m", "haagent.watchdog.simulator", "--socket", str(socket_path)]
+    """The command line of `python -m haagent_lab.watchdog.simulator` for one node."""
+    argv = [python, "-m", "haagent_lab.watchdog.simulator", "--socket", str(socket_path)]
     if node is not None:
         argv += ["--node", node]
     if kill_peer:

@@ -21,16 +21,16 @@ from pathlib import Path
 
 import psycopg
 
-from haagent.chaos.observe import Reader, Sample, Sampler, longest_gap
-from haagent.chaos.result import Result
-from haagent.chaos.scenario import Context, Scenario
 from haagent.config.model import Address
-from haagent.lab import processes
-from haagent.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
-from haagent.lab.haproxy import routes_match
-from haagent.lab.netfault import NetFaultError, NetworkFaults
-from haagent.lab.processes import ProcessError
-from haagent.lab.workload import CLIENT_TIMEOUTS, Writer, multi_host_dsn
+from haagent_lab.chaos.observe import Reader, Sample, Sampler, longest_gap
+from haagent_lab.chaos.result import Result
+from haagent_lab.chaos.scenario import Context, Scenario
+from haagent_lab.lab import processes
+from haagent_lab.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
+from haagent_lab.lab.haproxy import routes_match
+from haagent_lab.lab.netfault import NetFaultError, NetworkFaults
+from haagent_lab.lab.processes import ProcessError
+from haagent_lab.lab.workload import CLIENT_TIMEOUTS, Writer, multi_host_dsn
 
 BASELINE = 3.0  # seconds of undisturbed load before the fault
 AFTERWARDS = 3.0  # seconds of load after full health

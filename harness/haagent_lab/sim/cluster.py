@@ -43,11 +43,11 @@ from haagent.dcs import codec
 from haagent.dcs.errors import DCSError
 from haagent.dcs.memory import MemoryDCS, MemoryStore
 from haagent.engine.loop import HaLoop
-from haagent.sim.clockwork import ManualClock, VirtualLoop
-from haagent.sim.fakes import FakePeers, FakeWatchdog, SimGuard
-from haagent.sim.postgres import FakePostgres, FakeWorld, Write
+from haagent_lab.sim.clockwork import ManualClock, VirtualLoop
+from haagent_lab.sim.fakes import FakePeers, FakeWatchdog, SimGuard
+from haagent_lab.sim.postgres import FakePostgres, FakeWorld, Write
 
-log = logging.getLogger("haagent.sim")
+log = logging.getLogger("haagent_lab.sim")
 
 T = TypeVar("T")
 TICK = 0.1  # the client writes and the checks run this often (simulated seconds)

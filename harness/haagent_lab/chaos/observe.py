@@ -3,7 +3,7 @@
 - `Sampler`: every 100 ms asks each node's PostgreSQL, over its unix socket (so a
   cut network does not hide a node), whether it accepts writes.
 - `Reader`: a read every 20 ms through HAProxy's read port, like an application.
-- The writer is `haagent.lab.workload.Writer` (a row every 20 ms, libpq multi-host).
+- The writer is `haagent_lab.lab.workload.Writer` (a row every 20 ms, libpq multi-host).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from haagent.lab.cluster import LAB_PASSWORD, LabNode
+from haagent_lab.lab.cluster import LAB_PASSWORD, LabNode
 
 SAMPLE_EVERY = 0.1
 

@@ -1,10 +1,10 @@
 """WATCHDOG SIMULATOR: testing only, not for production.
 
 A process that plays the kernel watchdog's part for one node of a test cluster,
-for the `testing` driver (`testing.py` has the protocol).  The test harness or
+for the `testing` driver (`testing_driver.py` has the protocol).  The test harness or
 the lab starts it, never the agent: the agent is what gets frozen or killed.
 
-    python -m haagent.watchdog.simulator --socket PATH [--node NAME]
+    python -m haagent_lab.watchdog.simulator --socket PATH [--node NAME]
         [--kill-peer] [--kill-pid PID]... [--kill-pidfile FILE]... [--pgdata DIR]...
         [--events FILE] [--default-timeout 60] [--min-timeout 1] [--max-timeout 65535]
 
@@ -39,10 +39,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from haagent.watchdog import proctree
 from haagent.watchdog.driver import WDIOF_KEEPALIVEPING, WDIOF_MAGICCLOSE, WDIOF_SETTIMEOUT
+from haagent_lab.watchdog import proctree
 
-log = logging.getLogger("haagent.watchdog.simulator")
+log = logging.getLogger("haagent_lab.watchdog.simulator")
 
 IDENTITY = "haagent watchdog simulator"
 OPTIONS = WDIOF_SETTIMEOUT | WDIOF_MAGICCLOSE | WDIOF_KEEPALIVEPING
@@ -254,7 +254,7 @@ class Simulator:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m haagent.watchdog.simulator",
+        prog="python -m haagent_lab.watchdog.simulator",
         description="Watchdog simulator for tests: not for production.",
     )
     p.add_argument("--socket", required=True, help="unix socket path (= watchdog.device)")

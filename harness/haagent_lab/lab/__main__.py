@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from haagent.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
-from haagent.lab.haproxy import routes_match, server_states
-from haagent.lab.processes import ProcessError
+from haagent_lab.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
+from haagent_lab.lab.haproxy import routes_match, server_states
+from haagent_lab.lab.processes import ProcessError
 
 DEFAULT_DIR = Path(os.environ.get("HAAGENT_LAB_DIR", "/var/tmp/haagent-lab"))
 STATE = "lab-state.json"

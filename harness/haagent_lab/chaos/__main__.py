@@ -1,4 +1,4 @@
-"""`python -m haagent.chaos [SCENARIO ...]`: run failure scenarios, print a table and JSON.
+"""`python -m haagent_lab.chaos [SCENARIO ...]`: run failure scenarios, print a table and JSON.
 
 Run as root (the agents and PostgreSQL then run as the postgres OS user) or as
 the postgres user, after `dev/setup` as root (it installs the nftables helper).
@@ -13,16 +13,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from haagent.chaos.result import Result, markdown, table, to_json
-from haagent.chaos.runner import COMMAND_HOSTS, run_scenario
-from haagent.chaos.scenario import PROFILES, Scenario
-from haagent.chaos.scenarios import FAST, SCENARIOS
-from haagent.lab.netfault import unavailable_reason
+from haagent_lab.chaos.result import Result, markdown, table, to_json
+from haagent_lab.chaos.runner import COMMAND_HOSTS, run_scenario
+from haagent_lab.chaos.scenario import PROFILES, Scenario
+from haagent_lab.chaos.scenarios import FAST, SCENARIOS
+from haagent_lab.lab.netfault import unavailable_reason
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m haagent.chaos",
+        prog="python -m haagent_lab.chaos",
         description="Run haagent's failure scenarios on a fresh three-node lab each.",
     )
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO[@PROFILE]", help="default: all")

@@ -100,7 +100,7 @@ def start(
     `user` switches to that OS user when running as root; otherwise it must be
     the current user (or None).  `group` runs the process (and everything it
     starts) with that OS group, as lab nodes do so that network faults can
-    tell their connections apart (see haagent.lab.netfault).
+    tell their connections apart (see haagent_lab.lab.netfault).
     """
     kwargs: dict[str, object] = {}
     if user is not None and user != current_user():
@@ -112,7 +112,7 @@ def start(
         if os.geteuid() == 0:
             kwargs["group"] = grp.getgrnam(group).gr_gid
         else:
-            from haagent.lab.netfault import group_argv
+            from haagent_lab.lab.netfault import group_argv
 
             argv = group_argv(group, list(argv))
     log_path.parent.mkdir(parents=True, exist_ok=True)

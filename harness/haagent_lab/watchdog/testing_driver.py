@@ -1,7 +1,9 @@
 """TESTING WATCHDOG DRIVER: NOT FOR PRODUCTION.  It protects nothing on its own.
 
-Selected by `watchdog.driver: testing`; `watchdog.device` then holds the path of
-the unix socket of a watchdog simulator (`python -m haagent.watchdog.simulator`)
+Selected by `watchdog.driver: testing`, which this package adds to haagent through
+the `haagent.watchdog_drivers` entry point (`from_settings`, see haagent/plugins.py
+and harness/pyproject.toml); `watchdog.device` then holds the path of
+the unix socket of a watchdog simulator (`python -m haagent_lab.watchdog.simulator`)
 that the test harness started for this node.  The simulator plays the kernel's
 part: it resets the node (SIGKILLs its agent and PostgreSQL) when keepalives stop.
 
@@ -21,6 +23,7 @@ import os
 import socket
 import stat
 
+from haagent.config.model import WatchdogSettings
 from haagent.watchdog.driver import WatchdogError, WatchdogInfo
 
 log = logging.getLogger("haagent.watchdog")
@@ -32,9 +35,15 @@ _MAX_LINE = 4096
 def simulator_missing_hint(path: str) -> str:
     return (
         f"watchdog.device {path} (the socket of the watchdog simulator, watchdog.driver: "
-        "testing) does not exist: start `python -m haagent.watchdog.simulator --socket "
+        "testing) does not exist: start `python -m haagent_lab.watchdog.simulator --socket "
         f"{path} ...` for this node first, or set watchdog.mode: off"
     )
+
+
+def from_settings(settings: WatchdogSettings) -> TestingWatchdogDriver:
+    """The driver for `watchdog.driver: testing` (haagent's `haagent.watchdog_drivers` entry)."""
+    log.warning("%s: watchdog.device %s is a simulator socket", NOT_FOR_PRODUCTION, settings.device)
+    return TestingWatchdogDriver(settings.device)
 
 
 class TestingWatchdogDriver:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from haagent.config.model import Address
-from haagent.lab import processes
-from haagent.lab.processes import Process, ProcessError
+from haagent_lab.lab import processes
+from haagent_lab.lab.processes import Process, ProcessError
 
 ETCD_BINARY = "/usr/bin/etcd"
 

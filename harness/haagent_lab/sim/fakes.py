@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from haagent.core.snapshot import PeerPosition
 from haagent.dcs.model import Member
-from haagent.sim.postgres import FakeWorld
+from haagent_lab.sim.postgres import FakeWorld
 
 
 @dataclass

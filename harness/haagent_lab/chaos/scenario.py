@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from haagent.lab.cluster import LabCluster
-from haagent.lab.netfault import NetworkFaults
+from haagent_lab.lab.cluster import LabCluster
+from haagent_lab.lab.netfault import NetworkFaults
 
 # The two timing profiles every scenario runs at: the lab's fast timings and Patroni's
 # defaults (a scenario that pins its own timings, like the CPU storm, keeps them).
@@ -93,7 +93,7 @@ class Scenario:
     inject: Callable[[Context], None]  # marks "fault" (and "heal" when it ends the fault)
     dynamic: Mapping[str, Any] = field(default_factory=dict)
     watchdog_simulator: bool = False
-    network: bool = False  # needs nftables (haagent.lab.netfault)
+    network: bool = False  # needs nftables (haagent_lab.lab.netfault)
     expect: Expect = Expect()
     fast: bool = False  # part of the CI subset
     profile: str = "fast"  # the timing profile (PROFILES) this run uses

@@ -22,11 +22,12 @@ from typing import Any
 import yaml
 
 from haagent.config.model import Address
-from haagent.lab import processes
-from haagent.lab.etcd import EtcdCluster, make_cluster
-from haagent.lab.haproxy import STATS_PASSWORD, STATS_USER, haproxy_config
-from haagent.lab.netfault import node_group
-from haagent.lab.processes import Process, ProcessError
+from haagent_lab.lab import processes
+from haagent_lab.lab.etcd import EtcdCluster, make_cluster
+from haagent_lab.lab.haproxy import STATS_PASSWORD, STATS_USER, haproxy_config
+from haagent_lab.lab.netfault import node_group
+from haagent_lab.lab.processes import Process, ProcessError
+from haagent_lab.lab.watchdog_simulator import start_simulator
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # The lab's throwaway credentials, one per role; never use them elsewhere.
@@ -114,7 +115,7 @@ class LabCluster:
     watchdog_simulator: bool = False
     haproxy_ports: tuple[int, int, int] | None = None  # (write, read, stats)
     haproxy_host: str = "127.0.0.1"
-    # Run each node's processes with its own OS group so haagent.lab.netfault can cut
+    # Run each node's processes with its own OS group so haagent_lab.lab.netfault can cut
     # its network (needs dev/setup as root and NetworkFaults.prepare() before start).
     node_groups: bool = False
     python: str = sys.executable
@@ -247,8 +248,6 @@ class LabCluster:
         }
 
     def start_watchdog_simulator(self, name: str) -> Process:
-        from haagent.watchdog.harness import start_simulator
-
         node = self.nodes[name]
         if node.watchdog_sim is not None and node.watchdog_sim.alive():
             return node.watchdog_sim

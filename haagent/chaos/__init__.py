@@ -1,2 +1,0 @@
-"""The failure suite: the seed lab's failure scenarios on a real three-node lab, with
-invariants and figures (`python -m haagent.chaos`, `dev/chaos`)."""
