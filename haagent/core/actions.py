@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from haagent.postgres.sync import synchronous_standby_names
+from haagent.postgres.sync_names import synchronous_standby_names
 
 StopMode = Literal["smart", "fast", "immediate"]
 

@@ -31,11 +31,11 @@ from haagent.engine.controller import RELOAD_REFUSED, LoopController
 from haagent.engine.fatal import EXIT_STATUS, AgentStop
 from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient, peer_access
-from haagent.engine.ports import LeaseFence
-from haagent.engine.postgres_adapter import make_postgres
+from haagent.engine.ports import LeaseFence, PostgresControl
 from haagent.engine.reloading import changed_settings, needing_restart
 from haagent.engine.sdnotify import notify
 from haagent.engine.unique_name import name_in_use
+from haagent.postgres.local import LocalPostgres
 from haagent.watchdog.guard import boottime
 from haagent.watchdog.guard_client import start_guard
 from haagent.watchdog.local_fence import LocalFence
@@ -148,7 +148,7 @@ class Daemon:
             log.error("%s", clash)
             await dcs.close()
             return EXIT_STATUS
-        pg = make_postgres(s)
+        pg: PostgresControl = LocalPostgres.from_settings(s)
         watchdog = Watchdog(s.watchdog)
         dynamic = dcs.view().config or s.bootstrap.dcs
         watchdog.configure(dynamic.ttl, dynamic.loop_wait)

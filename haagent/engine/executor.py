@@ -266,7 +266,7 @@ class Executor:
         upstream = self._upstream(s, action.source, action)
         assert upstream is not None
         try:
-            await self.pg.create_replica(upstream)
+            await self.pg.create_replica([upstream])
         except Exception:
             self.state.replica_clone_failures += 1
             raise

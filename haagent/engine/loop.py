@@ -33,7 +33,7 @@ from haagent.engine.ports import LeaseFence, PeerClient, PostgresControl, Watchd
 from haagent.engine.state import LoopState
 from haagent.engine.status import PublishedStatus
 from haagent.postgres.model import PostgresStatus
-from haagent.postgres.sync import parse_synchronous_standby_names
+from haagent.postgres.sync_names import parse_synchronous_standby_names
 from haagent.watchdog.guard import boottime
 
 log = logging.getLogger("haagent.engine")

@@ -1,44 +1,49 @@
 """What the HA loop needs from PostgreSQL, the watchdog and the peers, as Protocols.
 
-The daemon hands real implementations to the loop; the simulation and the
-unit tests hand in-memory ones.  The DCS protocol lives in `haagent.dcs.protocol`.
+The daemon hands real implementations to the loop (`haagent.postgres.local.LocalPostgres`
+for PostgreSQL); the simulation and the unit tests hand in-memory ones
+(`haagent_lab.sim`).  The DCS protocol lives in `haagent.dcs.protocol`.  The
+implementations do not import the engine: the types they share live beside them
+(`haagent.postgres.model`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from haagent.config.model import DynamicConfig
 from haagent.core.snapshot import PeerPosition
 from haagent.dcs.model import Member
-from haagent.postgres.model import PostgresStatus, Upstream
-
-
-@dataclass(frozen=True)
-class TimelineSwitch:
-    """The newest timeline switch of this node's history (after a promotion)."""
-
-    timeline: int  # the timeline that ended
-    lsn: int  # where it ended
-    reason: str
+from haagent.postgres.model import PostgresStatus, TimelineSwitch, Upstream
 
 
 class PostgresControl(Protocol):
-    """Everything the agent does to its local PostgreSQL; every call is bounded in time."""
+    """Everything the agent does to its local PostgreSQL; every call is bounded in time.
 
-    postmaster_died: asyncio.Event
-    """Set when a postmaster this agent started or adopted exits."""
+    A new PostgreSQL action is a type (`haagent.core.actions`), its handler
+    (`haagent.engine.executor`) and a method here, implemented by `LocalPostgres` and the
+    simulation's in-memory PostgreSQL.  What a method returns is for logs and tests: the
+    executor reports outcomes from whether a call returned or raised.
+    """
+
+    @property
+    def postmaster_died(self) -> asyncio.Event:
+        """Set when a postmaster this agent started or adopted exits."""
+        ...
 
     def set_dynamic_config(self, config: DynamicConfig) -> None: ...
 
     async def status(self) -> PostgresStatus: ...
 
-    async def bootstrap(self) -> None: ...
+    async def bootstrap(self) -> str:
+        """initdb, start, roles, post_bootstrap; leaves it running.  The system identifier."""
+        ...
 
-    async def create_replica(self, source: Upstream) -> None: ...
+    async def create_replica(self, sources: Sequence[Upstream]) -> Upstream:
+        """Clone from the first of `sources` that works; the one it cloned."""
+        ...
 
     async def start(
         self, role: Literal["primary", "replica"], upstream: Upstream | None
@@ -46,36 +51,39 @@ class PostgresControl(Protocol):
 
     async def stop(
         self, mode: Literal["smart", "fast", "immediate"], timeout: float | None = None
-    ) -> None:
-        """Stop and wait until gone; past `timeout` (default pg_ctl_timeout) escalate."""
+    ) -> bool:
+        """Stop and wait until gone; past `timeout` (default pg_ctl_timeout) escalate.
+        False when it was not running."""
         ...
 
     async def restart(
         self, role: Literal["primary", "replica"], upstream: Upstream | None
     ) -> None: ...
 
-    async def promote(self) -> None: ...
+    async def promote(self) -> bool:
+        """False when it already ran as a primary."""
+        ...
 
     async def demote(
         self,
         mode: Literal["smart", "fast", "immediate"],
         upstream: Upstream | None,
         timeout: float | None = None,
-    ) -> None:
+    ) -> str:
         """Stop accepting writes now (the postmaster is signalled first, nothing is asked of
         it), escalating past `timeout`, then run as a replica of `upstream` (rewinding if
-        needed)."""
+        needed).  What was done."""
         ...
 
-    async def follow(self, upstream: Upstream) -> None:
-        """Stream from `upstream`; rewinds first when the timelines diverged."""
+    async def follow(self, upstream: Upstream) -> str:
+        """Stream from `upstream`; rewinds first when the timelines diverged.  What was done."""
         ...
 
     async def checkpoint(self) -> None: ...
 
     async def ensure_slots(self, members: Sequence[str]) -> None: ...
 
-    async def set_synchronous_standby_names(self, value: str) -> None: ...
+    async def set_synchronous_standby_names(self, value: str) -> str: ...
 
     async def last_timeline_switch(self) -> TimelineSwitch | None: ...
 

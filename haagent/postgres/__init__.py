@@ -1,18 +1,21 @@
 """Everything the agent does to its local PostgreSQL.
 
-The entry point is `haagent.postgres.manager.Postgres` (not imported here, so
-that importing `haagent.postgres.model` stays cheap).  Each of its methods is
-async, idempotent and bounded by a timeout; errors are `errors.PostgresError`
-subclasses with actionable messages.
+The entry point is `haagent.postgres.local.LocalPostgres` (not imported here, so
+that importing `haagent.postgres.model` stays cheap): the HA loop's
+`PostgresControl` (haagent.engine.ports), implemented directly; nothing here
+imports the engine.  Each of its methods is async, idempotent and bounded by a
+timeout; errors are `errors.PostgresError` subclasses with actionable messages.
 
 Modules:
-    manager      the `Postgres` facade: one logged line per action
-    control      start/stop/reload/promote/checkpoint, the postmaster watch
+    local        `LocalPostgres`: every action, one logged line each
+    instance     `Instance`: one server's settings, files, role on disk, connection;
+                 start/stop/reload/promote/checkpoint, the postmaster watch
     status       the one-round status query -> model.PostgresStatus
     bootstrap    initdb, roles, post_bootstrap
     replica      pg_basebackup clones
     rewind       divergence check, crash recovery, pg_rewind, becoming a standby
-    slots, sync  replication slots; synchronous_standby_names
+    slots        replication slots (and how long a member's slot is kept)
+    sync_names   rendering and reading synchronous_standby_names
     conf, files  rendering and writing the files haagent owns
     session      connections whose every use is bounded (hung servers included)
     proc, watch  tools as cancellable subprocesses; postmaster pid and its exit

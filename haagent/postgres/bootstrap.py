@@ -19,8 +19,8 @@ from psycopg import sql
 from haagent.config.model import Credentials
 from haagent.postgres import files, libpq
 from haagent.postgres.conf import conninfo
-from haagent.postgres.control import Controller, log
 from haagent.postgres.errors import BootstrapError, ConfigurationError, DataDirectoryError
+from haagent.postgres.instance import Instance, log
 from haagent.postgres.layout import check_owned, owner_name
 from haagent.postgres.proc import run, tool_env
 from haagent.postgres.session import Conn, connection, query
@@ -72,7 +72,7 @@ def initdb_args(options: Options) -> list[str]:
     return args
 
 
-def default_auth_problem(ctl: Controller) -> str | None:
+def default_auth_problem(instance: Instance) -> str | None:
     """Why the agent could not log in to the cluster initdb makes, or None.
 
     Only when no pg_hba lines are configured and the initdb options leave the
@@ -80,11 +80,11 @@ def default_auth_problem(ctl: Controller) -> str | None:
     (scram-sha-256); over the unix socket (`use_unix_socket`) it must have the name of
     the OS user running haagent (peer).
     """
-    options = tool_options(ctl.bootstrap_settings.initdb, "bootstrap.initdb", INITDB_RESERVED)
-    if ctl.hba_lines() or any(option.startswith("--auth") for option in options):
+    options = tool_options(instance.bootstrap_settings.initdb, "bootstrap.initdb", INITDB_RESERVED)
+    if instance.hba_lines() or any(option.startswith("--auth") for option in options):
         return None
-    superuser = ctl.superuser
-    if ctl.settings.use_unix_socket:
+    superuser = instance.superuser
+    if instance.settings.use_unix_socket:
         me = owner_name(os.geteuid())
         if superuser.username == me:
             return None
@@ -141,14 +141,20 @@ def _owner(path: Path) -> str:
         return "?"
 
 
-async def run_initdb(ctl: Controller, timeout: float) -> None:
-    initdb = ctl.layout.binary("initdb")
-    args: list[str | Path] = [initdb, "-D", ctl.layout.data_dir, "-U", ctl.superuser.username]
-    args.extend(initdb_args(ctl.bootstrap_settings.initdb))
+async def run_initdb(instance: Instance, timeout: float) -> None:
+    initdb = instance.layout.binary("initdb")
+    args: list[str | Path] = [
+        initdb,
+        "-D",
+        instance.layout.data_dir,
+        "-U",
+        instance.superuser.username,
+    ]
+    args.extend(initdb_args(instance.bootstrap_settings.initdb))
     with tempfile.TemporaryDirectory(prefix="haagent-initdb-") as tmp:
-        if ctl.superuser.password is not None:
+        if instance.superuser.password is not None:
             pwfile = Path(tmp) / "pwfile"
-            files.write_atomic(pwfile, ctl.superuser.password + "\n", 0o600)
+            files.write_atomic(pwfile, instance.superuser.password + "\n", 0o600)
             args.append(f"--pwfile={pwfile}")
         result = await run(args, timeout=timeout, env=tool_env())
     if not result.ok:
@@ -175,10 +181,10 @@ async def _execute(conn: Conn, statement: sql.Composable, timeout: float, what: 
     await query(conn, statement.as_string(conn), timeout, what)
 
 
-async def create_roles(ctl: Controller, timeout: float) -> list[str]:
-    auth = ctl.settings.authentication
+async def create_roles(instance: Instance, timeout: float) -> list[str]:
+    auth = instance.settings.authentication
     done = []
-    async with connection(ctl.local_params(), timeout, "creating roles") as conn:
+    async with connection(instance.local_params(), timeout, "creating roles") as conn:
         for setting in ("log_statement = 'none'", "log_min_duration_statement = -1",
                         "log_min_error_statement = 'panic'"):  # fmt: skip
             await query(conn, f"SET {setting}", timeout, "SET")
@@ -202,15 +208,15 @@ def post_bootstrap_dsn(host: str, port: int, user: str, options: dict[str, str])
     return conninfo({"dbname": "postgres", "user": user, "host": host, "port": port, **options})
 
 
-async def run_post_bootstrap(ctl: Controller, timeout: float) -> str | None:
-    script = ctl.bootstrap_settings.post_bootstrap
+async def run_post_bootstrap(instance: Instance, timeout: float) -> str | None:
+    script = instance.bootstrap_settings.post_bootstrap
     if not script:
         return None
-    params = ctl.local_params()
+    params = instance.local_params()
     with libpq.tool_connection(dict(params.libpq)) as connect:
         dsn = post_bootstrap_dsn(params.host, params.port, params.user, connect.options)
         argv = [*shlex.split(script), dsn]
-        env = {**ctl.tool_env_extra(), **connect.env, "PGOPTIONS": POST_BOOTSTRAP_OPTIONS}
+        env = {**instance.tool_env_extra(), **connect.env, "PGOPTIONS": POST_BOOTSTRAP_OPTIONS}
         try:
             result = await run(argv, timeout=timeout, env=tool_env(env))
         except OSError as exc:
@@ -222,37 +228,37 @@ async def run_post_bootstrap(ctl: Controller, timeout: float) -> str | None:
     return f"post_bootstrap ran in {result.duration:.2f}s"
 
 
-async def bootstrap(ctl: Controller, timeout: float) -> list[str]:
+async def bootstrap(instance: Instance, timeout: float) -> list[str]:
     """Make a new cluster in the (empty or missing) data directory and leave it running."""
     deadline = time.monotonic() + timeout
     for tool in ("initdb", "postgres", "pg_controldata"):
-        ctl.layout.binary(tool)
-    ctl.bootstrap_hba = True
-    problem = default_auth_problem(ctl)
-    ctl.bootstrap_hba = False
+        instance.layout.binary(tool)
+    instance.bootstrap_hba = True
+    problem = default_auth_problem(instance)
+    instance.bootstrap_hba = False
     if problem is not None:
         raise BootstrapError(problem)
-    existed = prepare_new_data_dir(ctl.layout.data_dir)
+    existed = prepare_new_data_dir(instance.layout.data_dir)
     steps: list[str] = []
     try:
-        await run_initdb(ctl, deadline - time.monotonic())
+        await run_initdb(instance, deadline - time.monotonic())
         steps.append("initdb")
-        ctl.standby, ctl.upstream, ctl.bootstrap_hba = False, None, True
-        ctl.write_config()
-        await ctl.start(timeout=deadline - time.monotonic())
-        steps.extend(await create_roles(ctl, deadline - time.monotonic()))
-        note = await run_post_bootstrap(ctl, deadline - time.monotonic())
+        instance.standby, instance.upstream, instance.bootstrap_hba = False, None, True
+        instance.write_config()
+        await instance.start(timeout=deadline - time.monotonic())
+        steps.extend(await create_roles(instance, deadline - time.monotonic()))
+        note = await run_post_bootstrap(instance, deadline - time.monotonic())
         if note:
             steps.append(note)
     except BaseException as exc:
         try:
-            await ctl.stop("immediate", timeout=10)
+            await instance.stop("immediate", timeout=10)
         finally:
-            files.clear_new_directory(ctl.layout.data_dir, existed)
-        log.warning("bootstrap: removed the half-made cluster in %s", ctl.layout.data_dir)
+            files.clear_new_directory(instance.layout.data_dir, existed)
+        log.warning("bootstrap: removed the half-made cluster in %s", instance.layout.data_dir)
         if isinstance(exc, OSError):
             raise BootstrapError(f"bootstrap failed: {exc}") from exc
         raise
     finally:
-        ctl.bootstrap_hba = False
+        instance.bootstrap_hba = False
     return steps

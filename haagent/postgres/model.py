@@ -58,6 +58,15 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class TimelineSwitch:
+    """The newest timeline switch of this node's history (after a promotion)."""
+
+    timeline: int  # the timeline that ended
+    lsn: int  # where it ended
+    reason: str
+
+
+@dataclass(frozen=True)
 class ReplicationConnection:
     """One row of pg_stat_replication on this node."""
 

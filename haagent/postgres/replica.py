@@ -15,8 +15,8 @@ from pathlib import Path
 
 from haagent.postgres import conf, files, libpq
 from haagent.postgres.bootstrap import Options, prepare_new_data_dir, tool_options
-from haagent.postgres.control import Controller, log
 from haagent.postgres.errors import ReplicaCreationError
+from haagent.postgres.instance import Instance, log
 from haagent.postgres.model import Upstream
 from haagent.postgres.proc import Completed, run, tool_env
 
@@ -44,9 +44,9 @@ def basebackup_args(options: Options) -> list[str]:
     return args
 
 
-def _hint(result: Completed, ctl: Controller) -> str:
+def _hint(result: Completed, instance: Instance) -> str:
     text = result.tail()
-    user = ctl.settings.authentication.replication.username
+    user = instance.settings.authentication.replication.username
     if "password authentication failed" in text:
         return (
             f": check postgresql.authentication.replication ({user}): its password must be "
@@ -57,31 +57,31 @@ def _hint(result: Completed, ctl: Controller) -> str:
     return ""
 
 
-async def _basebackup(ctl: Controller, source: Upstream, timeout: float) -> Completed:
-    cred = ctl.settings.authentication.replication
-    with libpq.tool_connection(ctl.libpq_options(cred)) as connect:
+async def _basebackup(instance: Instance, source: Upstream, timeout: float) -> Completed:
+    cred = instance.settings.authentication.replication
+    with libpq.tool_connection(instance.libpq_options(cred)) as connect:
         dsn = conf.conninfo(
             {
                 "host": source.host,
                 "port": source.port,
                 "user": cred.username,
-                "application_name": ctl.name,
+                "application_name": instance.name,
                 **connect.options,
             }
         )
         argv: list[str | Path] = [
-            ctl.layout.binary("pg_basebackup"),
+            instance.layout.binary("pg_basebackup"),
             "-D",
-            ctl.layout.data_dir,
+            instance.layout.data_dir,
             "--no-password",
         ]
-        argv += [f"--dbname={dsn}", *basebackup_args(ctl.settings.basebackup)]
-        env = tool_env({**ctl.tool_env_extra(), **connect.env})
+        argv += [f"--dbname={dsn}", *basebackup_args(instance.settings.basebackup)]
+        env = tool_env({**instance.tool_env_extra(), **connect.env})
         return await run(argv, timeout=timeout, env=env)
 
 
 async def create_replica(
-    ctl: Controller,
+    instance: Instance,
     sources: Sequence[Upstream],
     timeout: float,
     attempts: int = 3,
@@ -93,18 +93,18 @@ async def create_replica(
     """
     if not sources:
         raise ReplicaCreationError("no member to clone from: no leader and no clonefrom member")
-    ctl.layout.binary("pg_basebackup")
+    instance.layout.binary("pg_basebackup")
     deadline = time.monotonic() + timeout
     errors: list[str] = []
     for attempt in range(1, attempts + 1):
         for source in sources:
-            ctl.write_pgpass(source)
-            existed = prepare_new_data_dir(ctl.layout.data_dir)
+            instance.write_pgpass(source)
+            existed = prepare_new_data_dir(instance.layout.data_dir)
             remaining = deadline - time.monotonic()
             try:
-                result = await _basebackup(ctl, source, remaining)
+                result = await _basebackup(instance, source, remaining)
             except BaseException as exc:
-                files.clear_new_directory(ctl.layout.data_dir, existed)
+                files.clear_new_directory(instance.layout.data_dir, existed)
                 if isinstance(exc, TimeoutError):
                     raise ReplicaCreationError(
                         f"pg_basebackup from {source} did not finish within {timeout:g}s; "
@@ -112,13 +112,13 @@ async def create_replica(
                     ) from None
                 raise
             if result.ok:
-                (ctl.layout.log_file).unlink(missing_ok=True)  # the source's log, not ours
-                ctl.standby, ctl.upstream = True, source
-                ctl.write_config()
+                (instance.layout.log_file).unlink(missing_ok=True)  # the source's log, not ours
+                instance.standby, instance.upstream = True, source
+                instance.write_config()
                 log.debug("pg_basebackup from %s took %.2fs", source, result.duration)
                 return source
-            files.clear_new_directory(ctl.layout.data_dir, existed)
-            why = f"pg_basebackup from {source}: {result.tail(4)}{_hint(result, ctl)}"
+            files.clear_new_directory(instance.layout.data_dir, existed)
+            why = f"pg_basebackup from {source}: {result.tail(4)}{_hint(result, instance)}"
             errors.append(why)
             log.warning("attempt %d/%d: %s", attempt, attempts, why)
             if any(p in result.tail() for p in PERMANENT_FAILURES):

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haagent.postgres import conf, libpq
-from haagent.postgres.control import Controller, log
 from haagent.postgres.controldata import ControlData, read_controldata
 from haagent.postgres.errors import (
     DataDirectoryError,
@@ -38,6 +37,7 @@ from haagent.postgres.errors import (
     StartTimeout,
     UpstreamNotReady,
 )
+from haagent.postgres.instance import Instance, log
 from haagent.postgres.lsn import format_lsn, parse_lsn
 from haagent.postgres.model import Upstream
 from haagent.postgres.proc import run, tool_env
@@ -124,11 +124,11 @@ def _text(value: object) -> str:
 
 
 async def leader_timeline(
-    ctl: Controller, upstream: Upstream, timeout: float
+    instance: Instance, upstream: Upstream, timeout: float
 ) -> tuple[str, int, str]:
     """(system identifier, timeline, history file text) of the leader."""
-    cred = ctl.settings.authentication.replication
-    params = ctl.params_for(cred, upstream.host, upstream.port, replication=True)
+    cred = instance.settings.authentication.replication
+    params = instance.params_for(cred, upstream.host, upstream.port, replication=True)
     async with connection(params, timeout, f"reading {upstream}'s timeline") as conn:
         row = (await query(conn, "IDENTIFY_SYSTEM", timeout, "IDENTIFY_SYSTEM"))[0]
         sysid, tli = _text(row[0]), int(_text(row[1]))
@@ -148,9 +148,10 @@ async def leader_timeline(
     return sysid, tli, history
 
 
-async def checkpoint_end(ctl: Controller, control: ControlData, timeout: float) -> int | None:
+async def checkpoint_end(instance: Instance, control: ControlData, timeout: float) -> int | None:
     """Where the record after the shutdown checkpoint would start, via pg_waldump."""
-    argv: list[str | Path] = [ctl.layout.binary("pg_waldump"), "-p", ctl.layout.data_dir / "pg_wal",
+    layout = instance.layout
+    argv: list[str | Path] = [layout.binary("pg_waldump"), "-p", layout.data_dir / "pg_wal",
             "-s", format_lsn(control.checkpoint_lsn), "-n", "2",
             "-t", str(control.checkpoint_timeline)]  # fmt: skip
     result = await run(argv, timeout=timeout, env=tool_env(english=True))
@@ -173,39 +174,40 @@ def wal_end_from_error(stderr: str) -> int | None:
     return parse_lsn(lsns[-1]) if lsns else None
 
 
-async def ensure_clean_shutdown(ctl: Controller, timeout: float) -> ControlData:
+async def ensure_clean_shutdown(instance: Instance, timeout: float) -> ControlData:
     """PostgreSQL is stopped; make pg_control say it shut down cleanly (crash recovery)."""
     deadline = time.monotonic() + timeout
-    control = await read_controldata(ctl.layout, timeout)
+    control = await read_controldata(instance.layout, timeout)
     if control.clean:
         return control
     # A base backup (or a rewound directory) carries the source's "in production" state and
     # must only ever be recovered as a standby: ending recovery would fork its WAL.
-    if control.was_primary and not (ctl.layout.data_dir / "backup_label").exists():
+    if control.was_primary and not (instance.layout.data_dir / "backup_label").exists():
         # Single-user mode: it recovers without ever accepting connections as a primary.
         # It refuses to run with standby.signal, so the role on disk is put back after.
-        standby = ctl.standby
-        ctl.standby = False
-        ctl.write_config()
-        postgres = ctl.layout.binary("postgres")
-        argv: list[str | Path] = [postgres, "--single", "-F", "-D", ctl.layout.data_dir,
-                                  f"--config-file={ctl.layout.conf_file}", "postgres"]  # fmt: skip
+        standby = instance.standby
+        instance.standby = False
+        instance.write_config()
+        layout = instance.layout
+        argv: list[str | Path] = [layout.binary("postgres"), "--single", "-F",
+                                  "-D", layout.data_dir,
+                                  f"--config-file={layout.conf_file}", "postgres"]  # fmt: skip
         try:
             result = await run(argv, timeout=timeout)
         finally:
-            ctl.standby = standby
-            ctl.write_config()
+            instance.standby = standby
+            instance.write_config()
         how = f"single-user crash recovery: {result.tail(3)}"
         if not result.ok:
             raise RewindError(f"{how}; the data directory is kept as it is")
     else:
-        ctl.standby, ctl.upstream = True, None
-        ctl.write_config()
+        instance.standby, instance.upstream = True, None
+        instance.write_config()
         with contextlib.suppress(StartTimeout):  # consistent or not, a clean stop follows
-            await ctl.start(timeout=min(15.0, max(1.0, deadline - time.monotonic())))
-        await ctl.stop("fast", timeout=max(1.0, deadline - time.monotonic()))
+            await instance.start(timeout=min(15.0, max(1.0, deadline - time.monotonic())))
+        await instance.stop("fast", timeout=max(1.0, deadline - time.monotonic()))
         how = "crash recovery as a standby"
-    control = await read_controldata(ctl.layout, timeout)
+    control = await read_controldata(instance.layout, timeout)
     if not control.clean:
         raise RewindError(f"still not shut down cleanly ({control.state}) after {how}")
     log.debug("%s: done, cluster state now %r", how.split(":")[0], control.state)
@@ -213,13 +215,15 @@ async def ensure_clean_shutdown(ctl: Controller, timeout: float) -> ControlData:
 
 
 async def check_divergence(
-    ctl: Controller, upstream: Upstream, timeout: float, control: ControlData | None = None
+    instance: Instance, upstream: Upstream, timeout: float, control: ControlData | None = None
 ) -> Divergence:
     """Compare this stopped node with the leader's timeline history (see the module doc)."""
     deadline = time.monotonic() + timeout
     if control is None:
-        control = await ensure_clean_shutdown(ctl, timeout)
-    sysid, tli, history_text = await leader_timeline(ctl, upstream, deadline - time.monotonic())
+        control = await ensure_clean_shutdown(instance, timeout)
+    sysid, tli, history_text = await leader_timeline(
+        instance, upstream, deadline - time.monotonic()
+    )
     if sysid != control.system_identifier:
         raise DataDirectoryError(
             f"{upstream} belongs to another cluster (system identifier {sysid}, this data "
@@ -231,13 +235,13 @@ async def check_divergence(
     else:
         local_tli, local_lsn = control.checkpoint_timeline, control.checkpoint_lsn
         if control.was_primary and local_tli != tli:
-            end = await checkpoint_end(ctl, control, deadline - time.monotonic())
+            end = await checkpoint_end(instance, control, deadline - time.monotonic())
         else:
             end = local_lsn
     return decide_divergence(local_tli, end, local_lsn, tli, parse_history(history_text))
 
 
-async def _wait_source_checkpoint(ctl: Controller, params: ConnParams, timeout: float) -> None:
+async def _wait_source_checkpoint(instance: Instance, params: ConnParams, timeout: float) -> None:
     """pg_rewind reads the source's timeline from its pg_control: wait for the checkpoint."""
     sql = (
         "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int,"
@@ -262,35 +266,37 @@ async def _wait_source_checkpoint(ctl: Controller, params: ConnParams, timeout: 
             await asyncio.sleep(0.2)
 
 
-async def run_rewind(ctl: Controller, upstream: Upstream, timeout: float) -> None:
+async def run_rewind(instance: Instance, upstream: Upstream, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    auth = ctl.settings.authentication
+    auth = instance.settings.authentication
     cred = auth.rewind or auth.superuser
-    params = ctl.params_for(cred, upstream.host, upstream.port)
-    await _wait_source_checkpoint(ctl, params, timeout)
-    keep = [ctl.layout.config_dir / n for n in KEEP_FILES] + [ctl.layout.log_file]
+    params = instance.params_for(cred, upstream.host, upstream.port)
+    await _wait_source_checkpoint(instance, params, timeout)
+    keep = [instance.layout.config_dir / n for n in KEEP_FILES] + [instance.layout.log_file]
     with (
-        libpq.tool_connection(ctl.libpq_options(cred)) as connect,
+        libpq.tool_connection(instance.libpq_options(cred)) as connect,
         tempfile.TemporaryDirectory(prefix="haagent-rewind-") as tmp,
     ):
         source = conf.conninfo({"host": upstream.host, "port": upstream.port,
                                 "user": cred.username, "dbname": "postgres",
                                 **connect.options})  # fmt: skip
-        argv: list[str | Path] = [ctl.layout.binary("pg_rewind"), "-D", ctl.layout.data_dir,
+        layout = instance.layout
+        argv: list[str | Path] = [layout.binary("pg_rewind"), "-D", layout.data_dir,
                 f"--source-server={source}", "--no-ensure-shutdown"]  # fmt: skip
         saved = [(p, Path(tmp) / f"{i}") for i, p in enumerate(keep) if p.exists()]
         for original, copy in saved:
             shutil.copy2(original, copy)
-        ctl.write_pgpass(upstream, rewind=cred)
+        instance.write_pgpass(upstream, rewind=cred)
         try:
             result = await run(argv, timeout=deadline - time.monotonic(),
-                               env=tool_env({**ctl.tool_env_extra(), **connect.env}))  # fmt: skip
+                               env=tool_env({**instance.tool_env_extra(),
+                                             **connect.env}))  # fmt: skip
         except TimeoutError:
             raise RewindError(f"pg_rewind from {upstream} timed out; data directory kept") from None
         finally:
             for original, copy in saved:
                 shutil.copy2(copy, original)
-            ctl.write_pgpass()  # the rewind user's password only while pg_rewind runs
+            instance.write_pgpass()  # the rewind user's password only while pg_rewind runs
     if not result.ok:
         raise RewindError(
             f"pg_rewind from {upstream} failed: {result.tail(6)}. The data directory is kept as "
@@ -300,7 +306,7 @@ async def run_rewind(ctl: Controller, upstream: Upstream, timeout: float) -> Non
     log.debug("pg_rewind from %s took %.2fs: %s", upstream, result.duration, result.tail(1))
 
 
-async def become_replica(ctl: Controller, upstream: Upstream | None, timeout: float) -> str:
+async def become_replica(instance: Instance, upstream: Upstream | None, timeout: float) -> str:
     """A stopped node starts as a standby of `upstream`, rewinding first when it diverged.
 
     Raises RewindImpossible (nothing changed, PostgreSQL left stopped) when it
@@ -309,33 +315,35 @@ async def become_replica(ctl: Controller, upstream: Upstream | None, timeout: fl
     deadline = time.monotonic() + timeout
     outcome = "started as a standby" + (f" of {upstream}" if upstream else " with no upstream")
     fresh_clone = (
-        (ctl.layout.data_dir / "backup_label").exists() and ctl.standby and ctl.upstream == upstream
+        (instance.layout.data_dir / "backup_label").exists()
+        and instance.standby
+        and instance.upstream == upstream
     )  # just cloned from this very upstream: it cannot have diverged from it
-    if upstream is not None and ctl.layout.initialized() and not fresh_clone:
-        control = await ensure_clean_shutdown(ctl, timeout)
-        div = await check_divergence(ctl, upstream, deadline - time.monotonic(), control)
+    if upstream is not None and instance.layout.initialized() and not fresh_clone:
+        control = await ensure_clean_shutdown(instance, timeout)
+        div = await check_divergence(instance, upstream, deadline - time.monotonic(), control)
         if div.diverged:
-            blocker = rewind_blocker(ctl.dynamic.postgresql.use_pg_rewind, control)
+            blocker = rewind_blocker(instance.dynamic.postgresql.use_pg_rewind, control)
             if blocker is not None:
                 # Keep it from ever starting as a primary again: a standby of no one.
-                ctl.standby, ctl.upstream = True, None
-                ctl.write_config()
+                instance.standby, instance.upstream = True, None
+                instance.write_config()
                 raise RewindImpossible(
                     f"cannot follow {upstream}: {div.reason}, and pg_rewind cannot be used: "
                     f"{blocker}. The data is untouched and PostgreSQL left stopped, configured "
                     "as a standby with no upstream (a start keeps it read-only); re-cloning "
                     "(reinit) is the way out"
                 )
-            await run_rewind(ctl, upstream, deadline - time.monotonic())
+            await run_rewind(instance, upstream, deadline - time.monotonic())
             outcome = f"rewound ({div.reason}), then {outcome}"
-    ctl.standby, ctl.upstream = True, upstream
-    ctl.write_config()
-    await ctl.start(timeout=max(1.0, deadline - time.monotonic()))
+    instance.standby, instance.upstream = True, upstream
+    instance.write_config()
+    await instance.start(timeout=max(1.0, deadline - time.monotonic()))
     return outcome
 
 
 async def running_replica_divergence(
-    ctl: Controller, upstream: Upstream, timeout: float
+    instance: Instance, upstream: Upstream, timeout: float
 ) -> Divergence:
     """The divergence check for a running standby: its replay position and timeline.
 
@@ -343,7 +351,7 @@ async def running_replica_divergence(
     restartpoint's, the WAL receiver's and the local history files' is used.
     """
     deadline = time.monotonic() + timeout
-    rows = await ctl.sql(
+    rows = await instance.sql(
         "SELECT pg_last_wal_replay_lsn()::text,"
         " (SELECT timeline_id FROM pg_control_checkpoint()),"
         " (SELECT received_tli FROM pg_stat_wal_receiver),"
@@ -354,11 +362,13 @@ async def running_replica_divergence(
     replay, checkpoint_tli, received_tli, local_sysid = rows[0]
     history_tlis = [
         int(p.stem, 16)
-        for p in (ctl.layout.data_dir / "pg_wal").glob("*.history")
+        for p in (instance.layout.data_dir / "pg_wal").glob("*.history")
         if re.fullmatch(r"[0-9A-F]{8}", p.stem)
     ]
     local_tli = max([int(str(checkpoint_tli)), int(str(received_tli or 0)), *history_tlis])
-    sysid, tli, history_text = await leader_timeline(ctl, upstream, deadline - time.monotonic())
+    sysid, tli, history_text = await leader_timeline(
+        instance, upstream, deadline - time.monotonic()
+    )
     if sysid != local_sysid:
         raise DataDirectoryError(
             f"{upstream} belongs to another cluster (system identifier {sysid}, this node has "

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from haagent.postgres.control import Controller
 from haagent.postgres.controldata import ControlData, read_controldata
 from haagent.postgres.errors import PostgresError
+from haagent.postgres.instance import Instance
 from haagent.postgres.lsn import parse_lsn_or_none
 from haagent.postgres.model import PostgresStatus, ReplicationConnection
 from haagent.postgres.session import Conn
@@ -98,27 +98,27 @@ def status_from_row(row: tuple[Any, ...], base: dict[str, Any]) -> PostgresStatu
 
 @dataclass
 class StatusReader:
-    ctl: Controller
+    instance: Instance
     _control: tuple[tuple[int, int], ControlData] | None = None
 
     async def _controldata(self, timeout: float) -> ControlData | None:
-        pg_control = self.ctl.layout.data_dir / "global" / "pg_control"
+        pg_control = self.instance.layout.data_dir / "global" / "pg_control"
         try:
             info = pg_control.stat()
         except OSError:
             return None
         key = (info.st_mtime_ns, info.st_size)
         if self._control is None or self._control[0] != key:
-            self._control = (key, await read_controldata(self.ctl.layout, timeout))
+            self._control = (key, await read_controldata(self.instance.layout, timeout))
         return self._control[1]
 
     async def read(self, timeout: float = 2.0) -> PostgresStatus:
-        layout = self.ctl.layout
+        layout = self.instance.layout
         base: dict[str, Any] = {
             "data_dir_exists": layout.data_dir.is_dir(),
             "data_dir_initialized": layout.initialized(),
         }
-        pid = self.ctl.postmaster()
+        pid = self.instance.postmaster()
         if pid is None:
             if not base["data_dir_initialized"]:
                 return PostgresStatus(**base, running=False)
@@ -144,7 +144,7 @@ class StatusReader:
             return tuple(row)
 
         try:
-            row = await self.ctl.session.run(fetch, timeout, "status query")
+            row = await self.instance.session.run(fetch, timeout, "status query")
         except PostgresError as exc:
             return PostgresStatus(**base, error=str(exc))
         return status_from_row(row, base)

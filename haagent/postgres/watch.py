@@ -1,9 +1,10 @@
 """Watching the postmaster: its exit is noticed at once, not at the next HA loop.
 
 With a pidfd (Linux 5.3+) the event loop is woken by the kernel the moment the
-process exits; elsewhere the pid is polled every 50 ms.  The postmaster is not
-the agent's child (pg_ctl daemonizes it), so it outlives an agent restart; the
-new agent adopts it by its postmaster.pid and watches it the same way.
+process exits; elsewhere the pid is polled every 50 ms.  The agent spawns the
+postmaster in a session of its own (`instance.py`), so it outlives an agent
+restart; the new agent adopts it by its postmaster.pid and watches it the same
+way (it is not the new agent's child).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
-from haagent.core.rules.sync import before_promotion, sync_actions, sync_pending
+from haagent.core.rules.sync_choice import before_promotion, sync_actions, sync_pending
 from haagent.core.snapshot import Decision, Snapshot
 
 

@@ -19,7 +19,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, idle, lag_behind_leader
-from haagent.core.rules.sync import before_promotion
+from haagent.core.rules.sync_choice import before_promotion
 from haagent.core.snapshot import Decision, Snapshot
 
 

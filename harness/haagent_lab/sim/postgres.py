@@ -17,9 +17,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from haagent.config.model import DynamicConfig
-from haagent.engine.ports import TimelineSwitch
-from haagent.postgres.model import PostgresStatus, ReplicationConnection, Upstream
-from haagent.postgres.sync import parse_synchronous_standby_names
+from haagent.postgres.model import (
+    PostgresStatus,
+    ReplicationConnection,
+    TimelineSwitch,
+    Upstream,
+)
+from haagent.postgres.sync_names import parse_synchronous_standby_names
 
 SYSID = "7000000000000000001"
 
@@ -240,18 +244,21 @@ class FakePostgres:
             synchronous_standby_names=self.sync_names,
         )
 
-    async def bootstrap(self) -> None:
+    async def bootstrap(self) -> str:
         await self._op("bootstrap")
         self.initialized, self.running, self.in_recovery = True, True, False
         self.lsn, self.timeline = 1000, 1
+        return SYSID
 
-    async def create_replica(self, source: Upstream) -> None:
+    async def create_replica(self, sources: Sequence[Upstream]) -> Upstream:
         await self._op("create_replica")
+        source = sources[0]
         up = self.world.nodes[source.name]
         if not self.world.reachable(self.name, up.name) or not up.running:
             raise RuntimeError(f"cannot reach {up.name} to clone it")
         self.initialized = True
         self.lsn, self.timeline, self.switches = up.lsn, up.timeline, list(up.switches)
+        return source
 
     async def start(self, role: Literal["primary", "replica"], upstream: Upstream | None) -> None:
         await self._op("start")
@@ -268,28 +275,31 @@ class FakePostgres:
 
     async def stop(
         self, mode: Literal["smart", "fast", "immediate"], timeout: float | None = None
-    ) -> None:
+    ) -> bool:
         await self._op("stop")
         if not self.running:
-            return
+            return False
         self.stopping = True
         if mode != "immediate":
             await asyncio.sleep(self.shutdown_seconds)
         self.running, self.stopping = False, False
+        return True
 
     async def restart(self, role: Literal["primary", "replica"], upstream: Upstream | None) -> None:
         await self.stop("fast")
         await self.start(role, upstream)
 
-    async def promote(self) -> None:
+    async def promote(self) -> bool:
         await self._op("promote")
         if not self.running or self.stopping:
             raise RuntimeError(f"{self.name}: PostgreSQL is not running: cannot promote")
-        if self.in_recovery:
-            self.switches.append(TimelineSwitch(self.timeline, self.lsn, "promoted"))
-            self.timeline += 1
-            self.in_recovery = False
-            self.upstream = None
+        if not self.in_recovery:
+            return False
+        self.switches.append(TimelineSwitch(self.timeline, self.lsn, "promoted"))
+        self.timeline += 1
+        self.in_recovery = False
+        self.upstream = None
+        return True
 
     def _rewind_to(self, upstream: Upstream) -> None:
         up = self.world.nodes[upstream.name]
@@ -302,7 +312,7 @@ class FakePostgres:
         mode: Literal["smart", "fast", "immediate"],
         upstream: Upstream | None,
         timeout: float | None = None,
-    ) -> None:
+    ) -> str:
         await self.stop(mode)
         await self._op("demote")
         self.running, self.in_recovery = True, True
@@ -310,11 +320,13 @@ class FakePostgres:
         if upstream is not None:
             self._rewind_to(upstream)
         self.upstream = upstream.name if upstream else None
+        return f"following {self.upstream}"
 
-    async def follow(self, upstream: Upstream) -> None:
+    async def follow(self, upstream: Upstream) -> str:
         await self._op("follow")
         self._rewind_to(upstream)
         self.upstream = upstream.name
+        return f"following {self.upstream}"
 
     async def checkpoint(self) -> None:
         await self._op("checkpoint")
@@ -323,9 +335,10 @@ class FakePostgres:
         await self._op("ensure_slots")
         self.slots = frozenset(members)
 
-    async def set_synchronous_standby_names(self, value: str) -> None:
+    async def set_synchronous_standby_names(self, value: str) -> str:
         await self._op("set_synchronous_standby_names")
         self.sync_names = value
+        return value
 
     async def last_timeline_switch(self) -> TimelineSwitch | None:
         return self.switches[-1] if self.switches else None

@@ -20,7 +20,7 @@ from haagent.config.model import (
     PostgresqlAuthentication,
     PostgresqlSettings,
 )
-from haagent.postgres.manager import Postgres
+from haagent.postgres.local import LocalPostgres
 from haagent.postgres.model import PostgresStatus, Upstream
 from haagent_lab.lab.processes import free_port
 
@@ -47,7 +47,7 @@ def dynamic(use_pg_rewind: bool = True, **parameters: Any) -> DynamicConfig:
 class Node:
     name: str
     host: str
-    pg: Postgres
+    pg: LocalPostgres
     settings: PostgresqlSettings
 
     @property
@@ -104,7 +104,7 @@ class Nodes:
     ) -> Node:
         settings = self.settings(name, host, **changes)
         boot = bootstrap or BootstrapSettings(initdb=(("encoding", "UTF8"), "no-sync"), pg_hba=HBA)
-        pg = Postgres(settings, boot, name, SCOPE, dyn or dynamic())
+        pg = LocalPostgres(settings, boot, name, SCOPE, dyn or dynamic())
         node = Node(name, host, pg, settings)
         self.made.append(node)
         return node
@@ -130,10 +130,10 @@ async def pair(nodes: Nodes, use_pg_rewind: bool = True, **changes: Any) -> tupl
     primary = nodes.make("node1", "127.0.0.11", dyn=dyn, **changes)
     replica = nodes.make("node2", "127.0.0.12", dyn=dyn)
     await primary.pg.bootstrap(timeout=120)
-    await primary.pg.ensure_slots({"node2"})
+    await primary.pg.create_slots({"node2"})
     await primary.sql("CREATE TABLE t (id int, origin text); INSERT INTO t VALUES (1, 'both')")
     await replica.pg.create_replica([primary.upstream], timeout=300)
-    await replica.pg.start(timeout=60)
+    await replica.pg.start_on_disk(timeout=60)
     await wait_status(replica, lambda s: s.receiver_streaming, "streaming")
     await primary.sql("CHECKPOINT")
     return primary, replica
@@ -147,6 +147,6 @@ async def diverge(primary: Node, replica: Node) -> None:
     """Promote the replica while the primary keeps running, and write on both."""
     await wait_status(replica, lambda s: s.replay_lsn is not None, "replaying")
     assert await replica.pg.promote()
-    await replica.pg.ensure_slots({"node1"})
+    await replica.pg.create_slots({"node1"})
     await primary.sql("INSERT INTO t SELECT g, 'old primary alone' FROM generate_series(10, 500) g")
     await replica.sql("INSERT INTO t VALUES (2, 'new primary')")

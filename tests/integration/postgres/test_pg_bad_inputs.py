@@ -51,13 +51,13 @@ async def test_port_in_use(nodes: Nodes) -> None:
         squatter.bind((node.host, node.port))
         squatter.listen()
         with pytest.raises(StartError) as err:
-            await node.pg.start(timeout=30)
+            await node.pg.start_on_disk(timeout=30)
         message = str(err.value)
         print(f"\n{message}")
         assert f"{node.host}:{node.port}" in message and "already in use" in message
         assert f"pid {os.getpid()}" in message
     assert not (await node.pg.status()).running
-    assert await node.pg.start(timeout=60)
+    assert await node.pg.start_on_disk(timeout=60)
     assert await node.sql("SELECT id FROM kept") == [(42,)]
 
 
@@ -93,7 +93,7 @@ async def test_data_dir_owned_by_someone_else(nodes: Nodes) -> None:
     print(f"\n{err.value}")
     assert "/var/lib is owned by root" in str(err.value) and "chown -R" in str(err.value)
     with pytest.raises(DataDirectoryError, match="owned by root"):
-        await node.pg.start(timeout=10)
+        await node.pg.start_on_disk(timeout=10)
 
     inside = root_owned / "haagent-test-never-created" / "data"
     node = nodes.make("node2", "127.0.0.12", data_dir=inside)

@@ -12,7 +12,7 @@ import pytest
 from pgnodes import AUTH, Nodes, diverge, dynamic, pair, rows, wait_status
 
 from haagent.postgres.errors import RewindImpossible
-from haagent.postgres.manager import Postgres
+from haagent.postgres.local import LocalPostgres
 from haagent.postgres.proc import data_dir_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -25,7 +25,7 @@ async def test_old_primary_is_rewound_and_streams_from_the_new_one(
     primary, replica = await pair(nodes)
     await diverge(primary, replica)
 
-    outcome = await primary.pg.demote(replica.upstream, mode="fast", timeout=60)
+    outcome = await primary.pg.demote("fast", replica.upstream, timeout=60)
     print(f"\ndemote: {outcome}")
     assert "rewound" in outcome
 
@@ -58,17 +58,17 @@ async def test_old_primary_is_rewound_and_streams_from_the_new_one(
 async def test_rewind_impossible_without_checksums_or_wal_log_hints(nodes: Nodes) -> None:
     primary, replica = await pair(nodes, use_pg_rewind=False)
     await diverge(primary, replica)
-    primary.pg.set_dynamic_config(dynamic(use_pg_rewind=True))  # too late: ran without hints
+    primary.pg.instance.dynamic = dynamic(use_pg_rewind=True)  # too late: ran without hints
 
     with pytest.raises(RewindImpossible) as err:
-        await primary.pg.demote(replica.upstream, timeout=60)
+        await primary.pg.demote("fast", replica.upstream, timeout=60)
     print(f"\n{err.value}")
     assert "wal_log_hints" in str(err.value) and "checksums" in str(err.value)
     assert "not in the leader's history" in str(err.value) or "past the" in str(err.value)
 
     # Nothing was lost: the old primary still has its own rows, and starts read-only.
     assert not (await primary.pg.status()).running
-    assert await primary.pg.start(timeout=60)
+    assert await primary.pg.start_on_disk(timeout=60)
     assert len(await rows(primary)) == 492
     status = await primary.pg.status()
     assert status.in_recovery and status.timeline == 1
@@ -93,8 +93,8 @@ async def test_switchover_needs_no_rewind(nodes: Nodes) -> None:
     )
     assert promoted - checkpointed < 2.0  # target 1.0 s; slack for a loaded test machine
 
-    await replica.pg.ensure_slots({"node1"})
-    outcome = await primary.pg.demote(replica.upstream, timeout=60)
+    await replica.pg.create_slots({"node1"})
+    outcome = await primary.pg.demote("fast", replica.upstream, timeout=60)
     assert "rewound" not in outcome
     await wait_status(primary, lambda s: s.receiver_streaming, "streaming from node2")
 
@@ -106,7 +106,7 @@ async def test_killed_postmaster_is_noticed_at_once_and_restarts(nodes: Nodes) -
     await node.pg.close()
 
     # A restarted agent adopts the running postmaster and watches it.
-    adopted = Postgres(node.settings, node.pg._ctl.bootstrap_settings, "node1", "pgtest")
+    adopted = LocalPostgres(node.settings, node.pg.instance.bootstrap_settings, "node1", "pgtest")
     node.pg = adopted
     status = await adopted.status()
     assert status.running and status.accepting and status.postmaster_pid is not None
@@ -122,7 +122,7 @@ async def test_killed_postmaster_is_noticed_at_once_and_restarts(nodes: Nodes) -
         down = await adopted.status()
         assert not down.running and down.cluster_state == "in production"
         started = time.monotonic()
-        assert await adopted.start(timeout=60)
+        assert await adopted.start_on_disk(timeout=60)
         restart = time.monotonic() - started
         assert not adopted.postmaster_died.is_set()
         print(f"\npostmaster death noticed in {latencies[-1] * 1000:.1f} ms; "

@@ -31,11 +31,11 @@ async def test_replicas_follow_the_new_leader_after_a_crash(nodes: Nodes) -> Non
     node2 = nodes.make("node2", "127.0.0.12")
     node3 = nodes.make("node3", "127.0.0.13")
     await node1.pg.bootstrap(timeout=120)
-    await node1.pg.ensure_slots({"node2", "node3"})
+    await node1.pg.create_slots({"node2", "node3"})
     await node1.sql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)")
     for replica in (node2, node3):
         await replica.pg.create_replica([node1.upstream], timeout=300)
-        await replica.pg.start(timeout=60)
+        await replica.pg.start_on_disk(timeout=60)
         await wait_status(replica, lambda s: s.receiver_streaming, "streaming")
     for replica in (node2, node3):
         await wait_count(replica, 100)
@@ -49,7 +49,7 @@ async def test_replicas_follow_the_new_leader_after_a_crash(nodes: Nodes) -> Non
     with pytest.raises(UpstreamNotReady, match="still in recovery"):
         await node3.pg.follow(node2.upstream, timeout=30)
     assert await node2.pg.promote(timeout=30)
-    await node2.pg.ensure_slots({"node1", "node3"})
+    await node2.pg.create_slots({"node1", "node3"})
     await node2.sql("INSERT INTO t SELECT generate_series(101, 150)")
 
     # A running replica follows with a reload, no restart.

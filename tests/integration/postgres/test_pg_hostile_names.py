@@ -68,7 +68,7 @@ async def test_control_characters_never_reach_the_files_of_a_running_server(
 ) -> None:
     node = nodes.make("node1", "127.0.0.11")
     await node.pg.bootstrap(timeout=120)
-    ctl = node.pg._ctl
+    ctl = node.pg.instance
     conf_file = node.settings.data_dir / "postgresql.conf"
     before = await asyncio.to_thread(conf_file.read_text)
     for settings in (

@@ -22,16 +22,16 @@ async def test_changed_parameters_reload_or_show_pending_restart(nodes: Nodes) -
     assert await node.pg.apply_config() is False  # nothing changed
 
     params = {**node.settings.parameters, "work_mem": "7MB"}
-    node.pg._ctl.settings = replace(node.settings, parameters=params)
+    node.pg.instance.settings = replace(node.settings, parameters=params)
     assert await node.pg.apply_config() is False  # reloadable
     assert await node.sql("SHOW work_mem") == [("7MB",)]
 
     params["shared_buffers"] = "24MB"
-    node.pg._ctl.settings = replace(node.settings, parameters=params)
+    node.pg.instance.settings = replace(node.settings, parameters=params)
     assert await node.pg.apply_config() is True
     assert (await node.pg.status()).pending_restart
 
-    await node.pg.restart()
+    await node.pg.restart("primary", None)
     status = await node.pg.status()
     assert status.accepting and not status.pending_restart
     assert await node.sql("SHOW shared_buffers") == [("24MB",)]

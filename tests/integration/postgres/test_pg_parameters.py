@@ -54,7 +54,7 @@ async def test_bootstrap_with_a_config_for_older_versions(
     node = nodes.make("node1", "127.0.0.11", dyn=dyn)
     local = {**node.settings.parameters, "stats_temp_directory": "pg_stat_tmp",
              "checkpoint_timeout": "10d"}  # fmt: skip
-    node.pg._ctl.settings = replace(node.settings, parameters=local)
+    node.pg.instance.settings = replace(node.settings, parameters=local)
     with caplog.at_level(logging.WARNING, logger="haagent.postgres"):
         await node.pg.bootstrap(timeout=120)
     assert await node.sql("SHOW wal_keep_size") == [("1600MB",)]

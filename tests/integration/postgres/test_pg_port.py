@@ -1,12 +1,12 @@
-"""The HA loop's PostgresControl port on real PostgreSQL."""
+"""The HA loop's PostgresControl port (`LocalPostgres`) on real PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
 from pgnodes import Nodes, diverge, pair, rows, wait_status
 
-from haagent.engine.ports import TimelineSwitch, Upstream
-from haagent.postgres.port import PostgresPort
+from haagent.engine.ports import PostgresControl
+from haagent.postgres.model import TimelineSwitch, Upstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 async def test_the_loop_port_drives_a_failover(nodes: Nodes) -> None:
     node1 = nodes.make("node1", "127.0.0.11")
     node2 = nodes.make("node2", "127.0.0.12")
-    p1, p2 = PostgresPort(node1.pg, "node1"), PostgresPort(node2.pg, "node2")
+    p1: PostgresControl = node1.pg
+    p2: PostgresControl = node2.pg
     up1 = Upstream("node1", node1.host, node1.port)
     up2 = Upstream("node2", node2.host, node2.port)
 
@@ -25,7 +26,7 @@ async def test_the_loop_port_drives_a_failover(nodes: Nodes) -> None:
     await p1.ensure_slots(["node1", "node2"])
     assert set(await p1.slot_positions()) == {"node2"}
 
-    await p2.create_replica(up1)
+    await p2.create_replica([up1])
     await p2.start("replica", up1)
     await wait_status(node2, lambda s: s.receiver_streaming, "streaming")
     await p1.set_synchronous_standby_names('ANY 1 ("node2")')
@@ -62,7 +63,7 @@ async def test_reinit_after_impossible_rewind_only_when_configured(nodes: Nodes)
         nodes, use_pg_rewind=False, remove_data_directory_on_diverged_timelines=True
     )
     await diverge(primary, replica)
-    port = PostgresPort(primary.pg, "node1")
+    port: PostgresControl = primary.pg
     await port.demote("fast", Upstream("node2", replica.host, replica.port))
     status = await wait_status(primary, lambda s: s.receiver_streaming, "streaming after reinit")
     assert status.timeline == 2

@@ -12,6 +12,7 @@ from pgnodes import Nodes, wait_status
 
 from haagent.postgres.model import Upstream
 from haagent.postgres.slots import slot_name
+from haagent.postgres.sync_names import synchronous_standby_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,16 +37,16 @@ async def test_bootstrap_then_a_replica_streams_with_its_slot(nodes: Nodes) -> N
     assert "su-secret" not in conf and "rep-secret" not in conf
 
     # Idempotent: a second start is a no-op.
-    assert await primary.pg.start() is False
-    assert await primary.pg.ensure_slots({slot_name(replica.name)}) == {"node2"}
-    assert await primary.pg.ensure_slots({slot_name(replica.name)}) == set()
+    assert await primary.pg.start_on_disk() is False
+    assert await primary.pg.create_slots({slot_name(replica.name)}) == {"node2"}
+    assert await primary.pg.create_slots({slot_name(replica.name)}) == set()
     await primary.sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
 
     started = time.monotonic()
     source = await replica.pg.create_replica([primary.upstream], timeout=300)
     print(f"\nbasebackup: {time.monotonic() - started:.2f}s")
     assert source == primary.upstream
-    assert await replica.pg.start(timeout=60)
+    assert await replica.pg.start_on_disk(timeout=60)
     status = await wait_status(replica, lambda s: s.receiver_streaming, "streaming")
     assert status.in_recovery and status.system_identifier == sysid
     assert status.primary_conninfo_host == primary.host
@@ -64,14 +65,15 @@ async def test_bootstrap_then_a_replica_streams_with_its_slot(nodes: Nodes) -> N
         await asyncio.sleep(0.05)
 
     # Synchronous replication: chosen standbys, read back from pg_stat_replication.
-    value = await primary.pg.set_synchronous_standby_names(["node2"], 1, "FIRST")
+    value = synchronous_standby_names(["node2"], 1, "FIRST")
+    await primary.pg.set_synchronous_standby_names(value)
     assert value == 'FIRST 1 ("node2")'
     status = await wait_status(
         primary, lambda s: s.replication and s.replication[0].sync_state == "sync", "sync"
     )
     assert status.synchronous_standby_names == value
     await primary.sql("INSERT INTO t VALUES (3)")  # would hang if the standby did not confirm
-    await primary.pg.set_synchronous_standby_names([], 1)
+    await primary.pg.set_synchronous_standby_names(synchronous_standby_names([], 1))
 
     # Promote the replica: fast, and a no-op the second time.
     started = time.monotonic()
@@ -93,7 +95,7 @@ async def test_a_fresh_clone_checked_against_its_leader_is_never_forked(nodes: N
     primary = nodes.make("node1", "127.0.0.11")
     replica = nodes.make("node2", "127.0.0.12")
     await primary.pg.bootstrap(timeout=120)
-    await primary.pg.ensure_slots({"node2"})
+    await primary.pg.create_slots({"node2"})
     await replica.pg.create_replica([primary.upstream], timeout=300)
     # Another name for the same server: no shortcut, the full divergence check runs.
     alias = Upstream("node1-alias", primary.host, primary.port)

@@ -67,7 +67,7 @@ async def test_pgpass_lines_are_scoped_to_the_server_in_use(nodes: Nodes) -> Non
     ]
     assert pgpass_lines(primary) == [f"127.0.0.11:{primary.port}:*:{su.username}:{su.password}"]
     await diverge(primary, replica)
-    outcome = await primary.pg.demote(replica.upstream, mode="fast", timeout=60)
+    outcome = await primary.pg.demote("fast", replica.upstream, timeout=60)
     assert "rewound" in outcome  # pg_rewind logged in as the superuser, through the pgpass
     await wait_status(primary, lambda s: s.receiver_streaming, "streaming from node2")
     assert pgpass_lines(primary) == [
@@ -98,7 +98,7 @@ async def test_the_postmaster_and_the_tools_get_a_scrubbed_environment(
     boot = BootstrapSettings(initdb=("no-sync",), pg_hba=HBA, post_bootstrap=str(script))
     node = nodes.make("node1", "127.0.0.11", bootstrap=boot)
     await node.pg.bootstrap(timeout=120)
-    pid = node.pg._ctl.postmaster()
+    pid = node.pg.instance.postmaster()
     assert pid is not None
     raw = await asyncio.to_thread(Path(f"/proc/{pid.pid}/environ").read_bytes)
     postmaster = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)

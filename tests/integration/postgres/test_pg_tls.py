@@ -85,12 +85,12 @@ async def test_every_connection_uses_the_users_client_certificate(
     # The agent's own session (superuser) makes the roles; pg_basebackup and the
     # walreceiver (replicator, encrypted key) clone and stream.
     await primary.pg.bootstrap(timeout=120)
-    await primary.pg.ensure_slots({"node2"})
+    await primary.pg.create_slots({"node2"})
     await local_sql(
         primary, "CREATE TABLE t (id int, origin text); INSERT INTO t VALUES (1, 'both')"
     )
     await replica.pg.create_replica([primary.upstream], timeout=300)
-    await replica.pg.start(timeout=60)
+    await replica.pg.start_on_disk(timeout=60)
     await wait_status(replica, lambda s: s.receiver_streaming, "streaming over TLS")
     await primary.pg.status()  # the agent's session is open now
     sessions = await local_sql(primary, SSL_SESSIONS)
@@ -123,6 +123,6 @@ async def diverge_over_socket(primary: Node, replica: Node) -> None:
     """Promote the replica while the primary keeps running, and write on both."""
     await wait_status(replica, lambda s: s.replay_lsn is not None, "replaying")
     assert await replica.pg.promote()
-    await replica.pg.ensure_slots({"node1"})
+    await replica.pg.create_slots({"node1"})
     await local_sql(primary, "INSERT INTO t SELECT g, 'old' FROM generate_series(10, 500) g")
     await local_sql(replica, "INSERT INTO t VALUES (2, 'new primary')")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from haagent.core.rules.sync import wanted_sync_standbys
+from haagent.core.rules.sync_choice import wanted_sync_standbys
 from support.snapshots import (
     DynamicConfig,
     cluster,

@@ -3,7 +3,9 @@
 haagent's wheel ships `haagent` only; the lab, the failure suite, the simulation, the
 watchdog simulator and the in-memory fakes are `haagent_lab` (harness/), which the
 product never imports.  Inside the harness, the lab and the watchdog stand-ins do not
-import each other either.
+import each other either.  Inside the product, the arrows run one way: the engine uses
+`core`, `postgres`, `watchdog` and `dcs`, and none of those imports the engine (the
+types they share with it live beside them, e.g. `postgres/model.py`).
 """
 
 from __future__ import annotations
@@ -91,3 +93,13 @@ def test_the_lab_and_the_watchdog_stand_ins_do_not_import_each_other(
     importer: str, imported: str
 ) -> None:
     assert imports_of(HARNESS / importer, f"haagent_lab.{imported}") == []
+
+
+@pytest.mark.parametrize("package", ["core", "config", "dcs", "postgres", "watchdog"])
+def test_no_arrow_runs_back_up_into_the_engine(package: str) -> None:
+    assert imports_of(PRODUCT / package, "haagent.engine") == []
+
+
+def test_the_arrow_scan_sees_an_import_of_the_engine(tmp_path: Path) -> None:
+    (tmp_path / "port.py").write_text("from haagent.engine.ports import PostgresControl\n")
+    assert imports_of(tmp_path, "haagent.engine") == ["port.py:1: haagent.engine.ports"]

@@ -15,7 +15,7 @@ from haagent.postgres.model import Upstream
 from haagent.postgres.proc import read_pid_file
 from haagent.postgres.replica import basebackup_args
 from haagent.postgres.slots import check_slot_name, slot_name, slots_to_drop
-from haagent.postgres.sync import parse_synchronous_standby_names, synchronous_standby_names
+from haagent.postgres.sync_names import parse_synchronous_standby_names, synchronous_standby_names
 
 
 def test_parse_lsn() -> None:

@@ -1,10 +1,28 @@
-"""`Postgres`: everything the agent does to its local PostgreSQL, as async operations.
+"""`LocalPostgres`: the local PostgreSQL as the HA loop drives it.
 
-Each operation is idempotent (start when running, promote on a primary... are
-no-ops that say so), bounded by a timeout, serialized with the others (status
-reads are not), and logged as one line with its outcome and duration on the
-`haagent.postgres` logger.  Passwords never appear in logs, command lines or
-process titles: tools read them from the pgpass file.
+It is the daemon's `PostgresControl` (`haagent.engine.ports`): a new PostgreSQL
+action is a method here.  Each operation is idempotent (start when running,
+promote on a primary... are no-ops that say so), bounded by a timeout,
+serialized with the others (status reads are not), and logged as one line with
+its outcome and duration on the `haagent.postgres` logger.  Passwords never
+appear in logs, command lines or process titles: tools read them from the
+pgpass file.
+
+What the loop's calls mean:
+
+- `start("primary")` never ends recovery on an old timeline: a standby on disk
+  is started as one and promoted (`start_as_primary`);
+- `start("replica", leader)` / `follow` / `demote` rewind first when the
+  timeline diverged (RewindError / RewindImpossible otherwise); a failed rewind
+  re-clones from the upstream only when the matching flag is on
+  (`postgresql.remove_data_directory_on_rewind_failure`, or
+  `remove_data_directory_on_diverged_timelines` when pg_rewind cannot be used);
+  otherwise the error goes up and the data directory is kept;
+- `ensure_slots(members)` makes the primary's physical slots exactly one per
+  member plus the permanent ones of the dynamic `slots`, dropping others unless
+  `ignore_slots` names them (as Patroni does); the loop handles the retention;
+- `set_dynamic_config` rewrites and reloads the config in the background when
+  the cluster-wide parameters change.
 """
 
 from __future__ import annotations
@@ -12,16 +30,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Literal
 
 from haagent.config.model import BootstrapSettings, DynamicConfig, PostgresqlSettings, Settings
 from haagent.postgres import files, slots
 from haagent.postgres.bootstrap import bootstrap as run_bootstrap
-from haagent.postgres.control import Controller, StopMode, log
 from haagent.postgres.controldata import read_controldata
-from haagent.postgres.errors import DataDirectoryError, PostgresError, RewindImpossible
+from haagent.postgres.errors import (
+    DataDirectoryError,
+    PostgresError,
+    RewindError,
+    RewindImpossible,
+)
+from haagent.postgres.instance import Instance, StopMode, log
 from haagent.postgres.layout import Layout
-from haagent.postgres.model import PostgresStatus, Upstream
+from haagent.postgres.model import PostgresStatus, TimelineSwitch, Upstream
 from haagent.postgres.replica import create_replica as run_basebackup
 from haagent.postgres.rewind import (
     Divergence,
@@ -32,12 +56,11 @@ from haagent.postgres.rewind import (
     running_replica_divergence,
 )
 from haagent.postgres.status import StatusReader
-from haagent.postgres.sync import SyncMethod, synchronous_standby_names
 
 SLACK = 5.0  # the outer bound of an action, beyond its own timeout
 
 
-class Postgres:
+class LocalPostgres:
     """The local PostgreSQL of member `name` in cluster `scope`."""
 
     def __init__(
@@ -50,46 +73,68 @@ class Postgres:
         *,
         on_postmaster_death: Callable[[], None] | None = None,
     ) -> None:
-        self._ctl = Controller(settings, bootstrap, name, scope, dynamic, on_postmaster_death)
-        self._status = StatusReader(self._ctl)
+        self.name = name
+        self.instance = Instance(settings, bootstrap, name, scope, dynamic, on_postmaster_death)
+        self._status = StatusReader(self.instance)
         self._lock = asyncio.Lock()
+        self._handed: DynamicConfig | None = None  # the last config the loop handed in
+        self._apply: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, dynamic: DynamicConfig | None = None) -> Postgres:
+    def from_settings(
+        cls, settings: Settings, dynamic: DynamicConfig | None = None
+    ) -> LocalPostgres:
         return cls(settings.postgresql, settings.bootstrap, settings.name, settings.scope, dynamic)
 
     @property
     def layout(self) -> Layout:
-        return self._ctl.layout
+        return self.instance.layout
 
     @property
     def postmaster_died(self) -> asyncio.Event:
         """Set the moment the postmaster exits without haagent stopping it."""
-        return self._ctl.postmaster_died
+        return self.instance.postmaster_died
 
     @property
     def upstream(self) -> Upstream | None:
         """The member this node is configured to replicate from (None on a primary)."""
-        return self._ctl.upstream if self._ctl.standby else None
+        return self.instance.upstream if self.instance.standby else None
 
     @property
     def settings(self) -> PostgresqlSettings:
-        return self._ctl.settings
+        return self.instance.settings
 
     @property
     def dynamic(self) -> DynamicConfig:
-        return self._ctl.dynamic
+        return self.instance.dynamic
 
-    def set_dynamic_config(self, cfg: DynamicConfig) -> None:
-        """Use `cfg` from now on; `apply_config()` writes and reloads it."""
-        self._ctl.dynamic = cfg
+    def set_dynamic_config(self, config: DynamicConfig) -> None:
+        """Use `config` from now on; when its `postgresql` section changed (or on the first
+        call), rewrite the config files and reload in the background (`apply_config`)."""
+        before, self._handed = self._handed, config
+        self.instance.dynamic = config
+        if before is None or before.postgresql != config.postgresql:
+            self._apply = asyncio.get_running_loop().create_task(self._apply_in_background())
+
+    async def _apply_in_background(self) -> None:
+        try:
+            pending = await self.apply_config()
+        except PostgresError as exc:
+            log.warning("applying the new dynamic config failed: %s", exc)
+        else:
+            if pending:
+                log.info("the new dynamic config needs a restart to take full effect")
 
     async def close(self) -> None:
         """Stop watching and close the connection; PostgreSQL itself keeps running."""
-        if self._ctl.watch is not None:
-            self._ctl.watch.close()
-            self._ctl.watch = None
-        await self._ctl.session.close()
+        if self._apply is not None and not self._apply.done():
+            self._apply.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._apply
+        if self.instance.watch is not None:
+            self.instance.watch.close()
+            self.instance.watch = None
+        await self.instance.session.close()
 
     @contextlib.asynccontextmanager
     async def _action(self, what: str, timeout: float) -> AsyncIterator[list[str]]:
@@ -109,7 +154,7 @@ class Postgres:
         log.info("%s: %s (%.3fs)", what, "; ".join(outcome) or "done", time.monotonic() - started)
 
     def _default_timeout(self, timeout: float | None) -> float:
-        return float(self._ctl.settings.pg_ctl_timeout) if timeout is None else timeout
+        return float(self.instance.settings.pg_ctl_timeout) if timeout is None else timeout
 
     # -- observation -----------------------------------------------------------------------
 
@@ -122,8 +167,8 @@ class Postgres:
     async def bootstrap(self, timeout: float = 300.0) -> str:
         """initdb, config, roles, post_bootstrap; leaves it running. The system identifier."""
         async with self._action("bootstrap", timeout) as outcome:
-            outcome.extend(await run_bootstrap(self._ctl, timeout))
-            control = await read_controldata(self._ctl.layout, timeout)
+            outcome.extend(await run_bootstrap(self.instance, timeout))
+            control = await read_controldata(self.instance.layout, timeout)
             outcome.append(f"system identifier {control.system_identifier}")
         return control.system_identifier
 
@@ -136,15 +181,28 @@ class Postgres:
     ) -> Upstream:
         """pg_basebackup from the first source that works; configured as its standby, stopped."""
         async with self._action("create replica", timeout) as outcome:
-            source = await run_basebackup(self._ctl, sources, timeout, attempts, retry_delay)
+            source = await run_basebackup(self.instance, sources, timeout, attempts, retry_delay)
             outcome.append(f"cloned from {source}")
         return source
 
-    async def start(self, timeout: float | None = None) -> bool:
+    async def start(
+        self,
+        role: Literal["primary", "replica"],
+        upstream: Upstream | None,
+        timeout: float | None = None,
+    ) -> None:
+        """Run as the primary (`start_as_primary`), or as a replica of `upstream` (None: of no
+        one yet), rewinding first when its timeline diverged (`follow`)."""
+        if role == "primary":
+            await self.start_as_primary(timeout)
+        else:
+            await self.follow(upstream, timeout)
+
+    async def start_on_disk(self, timeout: float | None = None) -> bool:
         """Start in the role on disk; returns once accepting connections. False if running."""
         timeout = self._default_timeout(timeout)
         async with self._action("start", timeout) as outcome:
-            started = await self._ctl.start(timeout)
+            started = await self.instance.start(timeout)
             outcome.append("accepting connections" if started else "already running")
         return started
 
@@ -153,12 +211,14 @@ class Postgres:
         it gets a new timeline, never ending recovery on its old one), or when running one."""
         timeout = self._default_timeout(timeout)
         async with self._action("start as primary", 2 * timeout) as outcome:
-            if self._ctl.postmaster() is None:
-                await self._ctl.start(timeout)
+            if self.instance.postmaster() is None:
+                await self.instance.start(timeout)
                 outcome.append("started")
-            rows = await self._ctl.sql("SELECT pg_is_in_recovery()", timeout, "start as primary")
+            rows = await self.instance.sql(
+                "SELECT pg_is_in_recovery()", timeout, "start as primary"
+            )
             if rows[0][0]:
-                await self._ctl.promote(timeout)
+                await self.instance.promote(timeout)
                 outcome.append("promoted")
             outcome.append("running as a primary")
         return ", ".join(outcome)
@@ -167,20 +227,18 @@ class Postgres:
         """Stop (escalating past `timeout`) and wait until gone. False if not running."""
         timeout = self._default_timeout(timeout)
         async with self._action(f"stop ({mode})", timeout + 3 * SLACK) as outcome:
-            stopped = await self._ctl.stop(mode, timeout)
+            stopped = await self.instance.stop(mode, timeout)
             outcome.append("stopped" if stopped else "was not running")
         return stopped
 
-    async def restart(self, mode: StopMode = "fast", timeout: float | None = None) -> None:
-        timeout = self._default_timeout(timeout)
-        async with self._action("restart", 2 * timeout + 3 * SLACK) as outcome:
-            await self._ctl.stop(mode, timeout)
-            await self._ctl.start(timeout)
-            outcome.append("accepting connections")
+    async def restart(self, role: Literal["primary", "replica"], upstream: Upstream | None) -> None:
+        """A fast stop, then `start(role, upstream)`."""
+        await self.stop("fast")
+        await self.start(role, upstream)
 
     async def reload(self, timeout: float = 10.0) -> bool:
         async with self._action("reload", timeout) as outcome:
-            done = await self._ctl.reload(timeout)
+            done = await self.instance.reload(timeout)
             outcome.append("configuration reloaded" if done else "not running")
         return done
 
@@ -193,10 +251,10 @@ class Postgres:
             return False  # nothing to configure yet (and the directory must stay empty)
         async with self._action("apply config", timeout) as outcome:
             # In a thread: new parameters are first read by the server (paramcheck.py).
-            changed = await asyncio.to_thread(self._ctl.write_config)
+            changed = await asyncio.to_thread(self.instance.write_config)
             pending = False
-            if changed and await self._ctl.reload(timeout):
-                rows = await self._ctl.sql(
+            if changed and await self.instance.reload(timeout):
+                rows = await self.instance.sql(
                     "SELECT name FROM pg_settings WHERE pending_restart", timeout, "apply config"
                 )
                 pending = bool(rows)
@@ -210,60 +268,91 @@ class Postgres:
     async def promote(self, timeout: float = 30.0) -> bool:
         """Leave recovery (pg_promote) and wait until out of it. False on a primary."""
         async with self._action("promote", timeout) as outcome:
-            promoted = await self._ctl.promote(timeout)
+            promoted = await self.instance.promote(timeout)
             outcome.append("promoted" if promoted else "already a primary")
         return promoted
 
     async def demote(
-        self, upstream: Upstream | None, mode: StopMode = "fast", timeout: float | None = None
+        self, mode: StopMode, upstream: Upstream | None, timeout: float | None = None
     ) -> str:
         """Stop a primary and start it as a standby of `upstream` (None: of no one yet),
-        rewinding first when its timeline diverged (RewindImpossible: left stopped).
+        rewinding first when its timeline diverged (RewindImpossible: left stopped, unless
+        the re-clone policy applies).
 
         The postmaster is signalled first, without asking PostgreSQL anything: a primary
         that does not answer queries must stop accepting writes all the same.  The stop
         escalates to immediate past `timeout` (default pg_ctl_timeout)."""
+        return await self._or_reclone(upstream, lambda: self._demote(mode, upstream, timeout))
+
+    async def _demote(
+        self, mode: StopMode, upstream: Upstream | None, timeout: float | None
+    ) -> str:
         stop_timeout = self._default_timeout(timeout)
         budget = self._default_timeout(None)
         async with self._action(f"demote to follow {upstream}", stop_timeout + 2 * budget) as out:
-            if self._ctl.postmaster() is not None:
-                await self._ctl.stop(mode, stop_timeout)
+            if self.instance.postmaster() is not None:
+                await self.instance.stop(mode, stop_timeout)
                 out.append(f"stopped ({mode})")
-            out.append(await become_replica(self._ctl, upstream, 2 * budget))
+            out.append(await become_replica(self.instance, upstream, 2 * budget))
         return "; ".join(out)
 
     async def follow(self, upstream: Upstream | None, timeout: float | None = None) -> str:
         """Replicate from `upstream`: a reload on a running standby (PostgreSQL 15 re-reads
-        primary_conninfo), a demotion on a primary, a (rewound if needed) start when stopped."""
+        primary_conninfo), a demotion on a primary, a (rewound if needed) start when stopped.
+        A rewind that fails re-clones when the re-clone policy says so."""
+        return await self._or_reclone(upstream, lambda: self._follow_once(upstream, timeout))
+
+    async def _or_reclone(
+        self, upstream: Upstream | None, step: Callable[[], Awaitable[str]]
+    ) -> str:
+        """`step`; when its rewind fails, a re-clone from `upstream` only when the matching flag
+        is on (`remove_data_directory_on_rewind_failure`, or `..._on_diverged_timelines` when
+        pg_rewind cannot be used); otherwise the error goes up and the data directory is kept."""
+        try:
+            return await step()
+        except RewindError as exc:
+            settings = self.instance.settings
+            flag = (
+                settings.remove_data_directory_on_diverged_timelines
+                if isinstance(exc, RewindImpossible)
+                else settings.remove_data_directory_on_rewind_failure
+            )
+            if not flag or upstream is None:
+                raise
+            log.warning("re-cloning from %s as configured, after: %s", upstream, exc)
+            await self.reinit([upstream])
+            return f"re-cloned from {upstream}"
+
+    async def _follow_once(self, upstream: Upstream | None, timeout: float | None) -> str:
         timeout = self._default_timeout(timeout)
         async with self._action(f"follow {upstream}", 3 * timeout) as outcome:
-            outcome.append(await self._follow(upstream, timeout))
+            outcome.append(await self._follow_steps(upstream, timeout))
         return outcome[0]
 
-    async def _follow(self, upstream: Upstream | None, timeout: float) -> str:
-        ctl = self._ctl
-        if ctl.postmaster() is None:
-            return await become_replica(ctl, upstream, 2 * timeout)
-        rows = await ctl.sql("SELECT pg_is_in_recovery()", timeout, "follow")
+    async def _follow_steps(self, upstream: Upstream | None, timeout: float) -> str:
+        instance = self.instance
+        if instance.postmaster() is None:
+            return await become_replica(instance, upstream, 2 * timeout)
+        rows = await instance.sql("SELECT pg_is_in_recovery()", timeout, "follow")
         if not rows[0][0]:
-            await ctl.stop("fast", timeout)
-            return "demoted: " + await become_replica(ctl, upstream, 2 * timeout)
-        if upstream is not None and upstream != ctl.upstream:
-            div = await running_replica_divergence(ctl, upstream, timeout)
+            await instance.stop("fast", timeout)
+            return "demoted: " + await become_replica(instance, upstream, 2 * timeout)
+        if upstream is not None and upstream != instance.upstream:
+            div = await running_replica_divergence(instance, upstream, timeout)
             if div.diverged:
-                control = await read_controldata(ctl.layout, timeout)
-                blocker = rewind_blocker(ctl.dynamic.postgresql.use_pg_rewind, control)
+                control = await read_controldata(instance.layout, timeout)
+                blocker = rewind_blocker(instance.dynamic.postgresql.use_pg_rewind, control)
                 if blocker is not None:
                     raise RewindImpossible(
                         f"cannot follow {upstream}: {div.reason}, and pg_rewind cannot be used: "
                         f"{blocker}. Still running as a standby; reinit to re-clone"
                     )
-                await ctl.stop("fast", timeout)
-                return "restarted: " + await become_replica(ctl, upstream, 2 * timeout)
-        previous = ctl.upstream
-        ctl.standby, ctl.upstream = True, upstream
-        if ctl.write_config():
-            await ctl.reload(timeout)
+                await instance.stop("fast", timeout)
+                return "restarted: " + await become_replica(instance, upstream, 2 * timeout)
+        previous = instance.upstream
+        instance.standby, instance.upstream = True, upstream
+        if instance.write_config():
+            await instance.reload(timeout)
             return f"now following {upstream} (was {previous}): reloaded"
         return f"already following {upstream}"
 
@@ -271,39 +360,68 @@ class Postgres:
         """Stop, rewind if the timeline diverged from `upstream`'s, start as its standby."""
         timeout = self._default_timeout(timeout)
         async with self._action(f"rewind from {upstream}", 3 * timeout) as outcome:
-            await self._ctl.stop("fast", timeout)
-            outcome.append(await become_replica(self._ctl, upstream, 2 * timeout))
+            await self.instance.stop("fast", timeout)
+            outcome.append(await become_replica(self.instance, upstream, 2 * timeout))
         return outcome[0]
 
     async def check_divergence(self, upstream: Upstream, timeout: float = 30.0) -> Divergence:
         """Whether this (stopped) node's timeline diverged from `upstream`'s; changes nothing
         but a crash recovery when the last shutdown was not clean."""
         async with self._action(f"divergence check against {upstream}", timeout) as outcome:
-            if self._ctl.postmaster() is not None:
-                div = await running_replica_divergence(self._ctl, upstream, timeout)
+            if self.instance.postmaster() is not None:
+                div = await running_replica_divergence(self.instance, upstream, timeout)
             else:
-                div = await check_divergence(self._ctl, upstream, timeout)
+                div = await check_divergence(self.instance, upstream, timeout)
             outcome.append(("diverged: " if div.diverged else "not diverged: ") + div.reason)
         return div
 
     async def checkpoint(self, timeout: float = 60.0) -> None:
         """CHECKPOINT (before a switchover, so that the shutdown after it is short)."""
         async with self._action("checkpoint", timeout):
-            await self._ctl.checkpoint(timeout)
+            await self.instance.checkpoint(timeout)
 
     # -- slots and synchronous replication ------------------------------------------------
 
     async def list_slots(self, timeout: float = 5.0) -> dict[str, slots.Slot]:
-        rows = await self._ctl.sql(slots.LIST_SQL, timeout, "listing slots")
+        rows = await self.instance.sql(slots.LIST_SQL, timeout, "listing slots")
         return slots.slots_from_rows(rows)
 
-    async def ensure_slots(self, wanted: Iterable[str], timeout: float = 5.0) -> set[str]:
+    async def ensure_slots(self, members: Sequence[str]) -> None:
+        """On a running primary with `use_slots`: exactly one physical slot per member (but
+        this one) plus the permanent ones of the dynamic `slots`; others are dropped unless
+        `ignore_slots` names them (as Patroni does)."""
+        config = self.dynamic
+        if not config.postgresql.use_slots:
+            return
+        status = await self.status()
+        if not status.accepting or status.in_recovery:
+            return
+        existing = await self.list_slots()
+        permanent = slots.permanent_physical_slots(config.slots)
+        create, drop = slots.plan_slots(
+            existing, members, self.name, permanent, config.ignore_slots
+        )
+        if create:
+            await self.create_slots(create)
+        if drop:
+            await self.drop_slots(drop)
+
+    async def slot_positions(self) -> Mapping[str, int]:
+        """Each permanent physical slot's restart_lsn (for the `status` key)."""
+        found = await self.list_slots()
+        return {
+            name: slot.restart_lsn
+            for name, slot in found.items()
+            if slot.restart_lsn is not None and not slot.temporary
+        }
+
+    async def create_slots(self, wanted: Iterable[str], timeout: float = 5.0) -> set[str]:
         """Create the missing physical slots among `wanted` (slot names); the ones created."""
         names = {slots.check_slot_name(n) for n in wanted}
         async with self._action("ensure slots", timeout) as outcome:
             missing = names - set(await self.list_slots(timeout))
             for name in sorted(missing):
-                await self._ctl.sql(
+                await self.instance.sql(
                     f"SELECT pg_create_physical_replication_slot('{name}', true)",
                     timeout,
                     f"creating slot {name}",
@@ -321,30 +439,20 @@ class Postgres:
                 if existing[name].active:
                     outcome.append(f"kept {name} (in use)")
                     continue
-                await self._ctl.sql(
+                await self.instance.sql(
                     f"SELECT pg_drop_replication_slot('{name}')", timeout, f"dropping slot {name}"
                 )
                 dropped.add(name)
             outcome.insert(0, f"dropped {sorted(dropped)}")
         return dropped
 
-    async def set_synchronous_standby_names(
-        self,
-        names: Sequence[str],
-        count: int = 1,
-        method: SyncMethod = "FIRST",
-        timeout: float = 10.0,
-    ) -> str:
-        """Set synchronous_standby_names in haagent's postgresql.conf and reload; the value."""
-        value = synchronous_standby_names(names, count, method)
-        return await self.set_synchronous_standby_names_value(value, timeout)
-
-    async def set_synchronous_standby_names_value(self, value: str, timeout: float = 10.0) -> str:
-        """The same with a ready-made value (`FIRST 1 ("a")`, `*`, or empty for none)."""
+    async def set_synchronous_standby_names(self, value: str, timeout: float = 10.0) -> str:
+        """Set synchronous_standby_names (`FIRST 1 ("a")`, `*`, or empty for none; rendered by
+        `sync_names.synchronous_standby_names`) in haagent's postgresql.conf and reload."""
         async with self._action("set synchronous_standby_names", timeout) as outcome:
-            self._ctl.sync_names = value
-            if self._ctl.write_config() and await self._ctl.reload(timeout):
-                shown = await self._ctl.sql(
+            self.instance.sync_names = value
+            if self.instance.write_config() and await self.instance.reload(timeout):
+                shown = await self.instance.sql(
                     "SHOW synchronous_standby_names", timeout, "synchronous_standby_names"
                 )
                 if shown[0][0] != value:
@@ -354,8 +462,8 @@ class Postgres:
             outcome.append(repr(value))
         return value
 
-    async def last_timeline_switch(self, timeout: float = 5.0) -> tuple[int, int, str] | None:
-        """(timeline that ended, where, reason) of this node's newest switch; None on TL 1."""
+    async def last_timeline_switch(self, timeout: float = 5.0) -> TimelineSwitch | None:
+        """This node's newest timeline switch; None on timeline 1."""
         status = await self.status(timeout)
         if status.timeline is None or status.timeline <= 1:
             return None
@@ -364,19 +472,19 @@ class Postgres:
             entries = parse_history_entries(history.read_text())
         except OSError:
             return None
-        return entries[-1] if entries else None
+        return TimelineSwitch(*entries[-1]) if entries else None
 
     # -- wiping (explicit only) -------------------------------------------------------------
 
     async def remove_data_directory(self, reason: str, timeout: float = 120.0) -> None:
         """Delete the cluster's files. Only ever called with an explicit reason (reinit)."""
         async with self._action(f"remove data directory ({reason})", timeout) as outcome:
-            if self._ctl.postmaster() is not None:
+            if self.instance.postmaster() is not None:
                 raise DataDirectoryError(
                     f"refusing to remove {self.layout.data_dir}: PostgreSQL is running; stop it"
                 )
             await asyncio.to_thread(files.remove_data_directory, self.layout)
-            self._ctl.standby, self._ctl.upstream = False, None
+            self.instance.standby, self.instance.upstream = False, None
             outcome.append(f"removed the contents of {self.layout.data_dir}")
 
     async def reinit(self, sources: Sequence[Upstream], timeout: float = 3600.0) -> Upstream:
@@ -384,5 +492,5 @@ class Postgres:
         await self.stop("immediate", timeout=30)
         await self.remove_data_directory("reinit", timeout)
         source = await self.create_replica(sources, timeout)
-        await self.follow(source)
+        await self._follow_once(source, None)
         return source

@@ -66,7 +66,7 @@ def local_host(settings: PostgresqlSettings) -> str:
     return {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
-class Controller:
+class Instance:
     """One local PostgreSQL: its settings, files, role on disk, connection and watch."""
 
     def __init__(
