@@ -89,6 +89,9 @@ class KVDCS:
     def view(self) -> ClusterView:
         return self._state.view
 
+    async def next_view(self) -> ClusterView:
+        return await self._state.next_view()
+
     @property
     def last_contact(self) -> float | None:
         return self._backend.last_contact

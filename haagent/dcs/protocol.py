@@ -44,6 +44,11 @@ class DCS(Protocol):
         """The watch-fed view of every key under the prefix; no I/O."""
         ...
 
+    async def next_view(self) -> ClusterView:
+        """Wait until the view changes (a watch event or a full read); the new view.  Any
+        number of waiters; nothing to clear (unlike `changed`)."""
+        ...
+
     @property
     def last_contact(self) -> float | None:
         """`time.monotonic()` of the last successful exchange with etcd."""

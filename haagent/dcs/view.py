@@ -97,6 +97,11 @@ class ViewState:
         if wake:
             self._on_wake()
 
+    async def next_view(self) -> ClusterView:
+        """Wait until the next view is published (a watch batch or a full read); that view."""
+        await self._updated.wait()
+        return self.view
+
     async def wait_for_revision(self, revision: int, budget: float) -> bool:
         """Wait until the view reaches `revision`; False after `budget` seconds."""
         loop = asyncio.get_running_loop()
