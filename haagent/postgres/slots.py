@@ -32,6 +32,12 @@ def check_slot_name(name: str) -> str:
     return name
 
 
+def gone_for_longer(last_seen: Mapping[str, float], now: float, retention: float) -> set[str]:
+    """The names in `last_seen` not seen for longer than `retention` seconds: a member's
+    slot is kept that long after it was last seen (`member_slots_ttl`), then dropped."""
+    return {name for name, seen in last_seen.items() if now - seen > retention}
+
+
 def slots_to_drop(
     existing: Iterable[str],
     last_seen: Mapping[str, float],
@@ -45,16 +51,12 @@ def slots_to_drop(
     (the current members with `now`); slots of unknown members and `keep` stay.
     """
     kept = set(keep)
-    stale_before = now - retention
     newest: dict[str, float] = {}
     for member, seen in last_seen.items():
         name = slot_name(member)
         newest[name] = max(seen, newest.get(name, seen))
-    return {
-        name
-        for name in existing
-        if name in newest and newest[name] < stale_before and name not in kept
-    }
+    stale = gone_for_longer(newest, now, retention)
+    return {name for name in existing if name in stale and name not in kept}
 
 
 @dataclass(frozen=True)
