@@ -7,8 +7,10 @@ would rename a counter to `<name>_total`, and Patroni's dashboards query
 `patroni_xlog_location`, not `patroni_xlog_location_total`.
 
 The engine calls `record_decision(reason_code)` once per HA cycle,
-`observe_loop(seconds)` with the cycle's duration and
-`observe_etcd_call(op, seconds)` around each etcd request.
+`observe_loop(seconds)` with the cycle's duration,
+`record_refused_role_change(from, to)` for a decision whose role change is not in
+the transition table (`haagent.core.roles`), and `observe_etcd_call(op, seconds)`
+around each etcd request.
 """
 
 from __future__ import annotations
@@ -191,6 +193,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self._refused_role_changes = Counter(
+            "haagent_role_change_refused",
+            "Decisions whose role change is not in the transition table (core/roles.py).",
+            ["from_role", "to_role"],
+            registry=self.registry,
+        )
         self._loop = Histogram(
             "haagent_loop_duration_seconds",
             "Duration of one HA cycle (observe, decide, act).",
@@ -207,6 +215,9 @@ class Metrics:
 
     def record_decision(self, reason_code: str) -> None:
         self._decisions.labels(reason=reason_code or "none").inc()
+
+    def record_refused_role_change(self, before: str, after: str) -> None:
+        self._refused_role_changes.labels(from_role=before, to_role=after).inc()
 
     def observe_loop(self, seconds: float) -> None:
         self._loop.observe(seconds)
