@@ -1,13 +1,17 @@
-"""The roles a node can take, and the table of allowed transitions.
+"""The roles a node can take, the table of allowed transitions, and the role reached.
 
 The decider names the role each decision leads to; `TRANSITIONS` lists every
-change of role it may ask for, each with why.  A test checks that `decide`
-never asks for a transition missing from this table.
+change of role it may ask for, each with why.  A property test checks that `decide`
+never asks for a transition missing from this table; at run time the HA loop logs
+and counts (`haagent_role_change_refused_total`) a decision that does.
+`transition_table()` renders it for the README.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from haagent.postgres.model import PostgresStatus
 
 
 class Role(StrEnum):
@@ -50,3 +54,26 @@ TRANSITIONS: dict[tuple[Role, Role], str] = {
 
 def allowed(current: Role, new: Role) -> bool:
     return current == new or (current, new) in TRANSITIONS
+
+
+def role_reached(before: Role, decided: Role, failed: bool) -> Role:
+    """The role a cycle leaves the node in: the one its decision led to, unless an action
+    failed on the way to the primary's (then the node stays what it was)."""
+    return before if failed and decided == Role.PRIMARY else decided
+
+
+def role_shown(role: Role, holds_key: bool, postgres: PostgresStatus) -> Role:
+    """The role published after a cycle: the primary's only while the node holds the key
+    and PostgreSQL runs read-write; a PostgreSQL still in recovery shows as a replica."""
+    if role == Role.PRIMARY and not (holds_key and postgres.running and not postgres.in_recovery):
+        return Role.REPLICA if postgres.in_recovery else role
+    return role
+
+
+def transition_table() -> str:
+    """`TRANSITIONS` as a Markdown table (the README shows it), in the order of `Role`."""
+    order = {role: i for i, role in enumerate(Role)}
+    rows = sorted(TRANSITIONS.items(), key=lambda item: (order[item[0][0]], order[item[0][1]]))
+    lines = ["| from | to | why |", "|---|---|---|"]
+    lines += [f"| {old} | {new} | {why} |" for (old, new), why in rows]
+    return "\n".join(lines) + "\n"
