@@ -27,7 +27,9 @@ from haagent.core.snapshot import Decision
 from haagent.dcs import create_dcs
 from haagent.dcs.errors import AuthenticationFailed, DCSError
 from haagent.dcs.protocol import DCS
-from haagent.engine.controller import RELOAD_REFUSED, LoopController
+from haagent.engine.agent_requests import RELOAD_REFUSED, AgentRequests
+from haagent.engine.clock import system_clocks
+from haagent.engine.configuration import Configuration
 from haagent.engine.fatal import EXIT_STATUS, AgentStop
 from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient, peer_access
@@ -36,7 +38,6 @@ from haagent.engine.reloading import changed_settings, needing_restart
 from haagent.engine.sdnotify import notify
 from haagent.engine.unique_name import name_in_use
 from haagent.postgres.local import LocalPostgres
-from haagent.watchdog.guard import boottime
 from haagent.watchdog.guard_client import start_guard
 from haagent.watchdog.local_fence import LocalFence
 from haagent.watchdog.manager import Watchdog
@@ -46,7 +47,8 @@ log = logging.getLogger("haagent")
 
 class Daemon:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.configuration = Configuration(settings)
+        self.clocks = system_clocks()
         self.stop = asyncio.Event()
         self.loop: HaLoop | None = None
         self.api: RestApiServer | None = None
@@ -61,10 +63,10 @@ class Daemon:
         new settings (authentication, allowlist, TLS files, listen address) in a task
         started here: a POST /reload must not wait for its own listener.
         """
-        source = self.settings.source
+        source = self.configuration.settings.source
         if source is None:
             return "no config file to reload"
-        old = self.settings
+        old = self.configuration.settings
         try:
             new = load_settings(Path(source))
             access = peer_access(new)
@@ -72,10 +74,7 @@ class Daemon:
         except (ConfigError, TlsSettingsError) as e:
             log.error("reload refused, keeping the running config: %s", e)
             return f"{RELOAD_REFUSED}, keeping the running config: {e}"
-        if self.loop is not None:
-            self.loop.settings = new
-            self.loop.executor.settings = new
-        self.settings = new
+        self.configuration.reload(new)
         logging.getLogger().setLevel(new.log.level)
         if self.api is not None:
             self._in_background(self._reconfigure_api(old, new))
@@ -114,7 +113,7 @@ class Daemon:
 
     async def _open_dcs(self) -> DCS | None:
         """Open etcd, retrying until it answers; None when asked to stop meanwhile."""
-        dcs = create_dcs(self.settings)
+        dcs = create_dcs(self.configuration.settings)
         delay = 1.0
         while not self.stop.is_set():
             try:
@@ -125,7 +124,7 @@ class Daemon:
             except DCSError as e:
                 log.warning(
                     "etcd cannot be reached yet: %s; trying again in %.0fs (etcd3.hosts in %s)",
-                    e, delay, self.settings.source,
+                    e, delay, self.configuration.settings.source,
                 )  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
@@ -133,7 +132,7 @@ class Daemon:
         return None
 
     async def run(self) -> int:
-        s = self.settings
+        s = self.configuration.settings
         running = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             running.add_signal_handler(sig, self.stop.set)
@@ -162,21 +161,22 @@ class Daemon:
             metrics.observe_loop(seconds)
 
         loop = HaLoop(
-            s,
+            self.configuration,
             dcs,
             pg,
             watchdog,
             peers,
+            clocks=self.clocks,
             fence=fence,
             fallback_fence=lambda: LocalFence(s.postgresql.data_dir),
-            clock=boottime,
             version=__version__,
             on_decision=on_decision,
+            on_refused_role_change=metrics.record_refused_role_change,
         )
         self.loop = loop
         api = RestApiServer(
             s.restapi,
-            LoopController(loop, dcs, reload=self.reload, clock=boottime),
+            AgentRequests(loop, dcs, clocks=self.clocks, reload=self.reload),
             scope=s.scope,
             name=s.name,
             metrics=metrics,
@@ -226,11 +226,10 @@ class Daemon:
         return status
 
     async def _notify_ready(self, loop: HaLoop) -> None:
-        await loop.cycle_done.wait()
+        await loop.next_cycle()
         notify(f"READY=1\nSTATUS={loop.status().role}: {loop.status().reason_text}")
         while True:
-            loop.cycle_done.clear()
-            await loop.cycle_done.wait()
+            await loop.next_cycle()
             notify(f"STATUS={loop.status().role}: {loop.status().reason_text}")
 
 

@@ -1,33 +1,38 @@
 """Runs a decision's actions in order against the real (or fake) components.
 
-The first failing action stops the sequence; its error is returned so the loop
-can decide again at once with the outcome in the next snapshot.  Each handler
-updates `LoopState` only after its action succeeded.
+Each handler does its action and returns its outcome (`haagent.core.outcomes`), or
+raises; `run` turns what was raised into a `Failed` outcome of the kind a later
+decision tells apart, and hands every outcome to the engine's memory, which folds
+it in with the core's `after`.  Handlers read the memory, never write it.  The first
+failing action stops the sequence; its error is returned so the loop can decide
+again at once with the outcome in the next snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from haagent.config import dynamic_config_to_dict
-from haagent.config.model import DynamicConfig, Settings
+from haagent.config.model import DynamicConfig
 from haagent.core import actions as a
+from haagent.core.memory import slot_members
+from haagent.core.outcomes import ActionOutcome, Done, Failed, Failure, PeersAnswered
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.dcs.errors import DCSError, DCSUnavailable
 from haagent.dcs.model import HistoryEntry, Member
 from haagent.dcs.protocol import DCS
+from haagent.engine.clock import Clocks
+from haagent.engine.configuration import Configuration
 from haagent.engine.fatal import AgentStop, bootstrap_stop_message
 from haagent.engine.fencing import Fencing
 from haagent.engine.lease import LeaseKeeper, RenewFailed
 from haagent.engine.member import member_data
+from haagent.engine.memory import MemoryKeeper
 from haagent.engine.ports import PeerClient, PostgresControl
-from haagent.engine.state import LoopState
 from haagent.postgres.errors import (
     BootstrapError,
     PostgresError,
@@ -44,13 +49,27 @@ class ActionFailed(Exception):
     def __init__(self, action: a.Action, message: str) -> None:
         super().__init__(f"{type(action).__name__}: {message}")
         self.action = action
+        self.message = message
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """What running a decision did: the actions completed, the first failure, how long."""
+
     completed: tuple[a.Action, ...]
     failure: ActionFailed | None = None
     seconds: float = 0.0
+
+
+def failure_kind(error: Exception) -> Failure:
+    """The kind of failure an error from PostgreSQL or etcd is, for the next decision."""
+    if isinstance(error, DCSUnavailable):
+        return Failure.ETCD_UNREACHABLE
+    if isinstance(error, StartError) and not isinstance(error, StartTimeout):
+        return Failure.START_REFUSED
+    if isinstance(error, RewindError):
+        return Failure.REWIND_FAILED
+    return Failure.ACTION
 
 
 def upstream_of(snapshot: Snapshot, name: str | None) -> Upstream | None:
@@ -66,32 +85,36 @@ def upstream_of(snapshot: Snapshot, name: str | None) -> Upstream | None:
         return None
 
 
+Handler = Callable[[Any, Snapshot], Awaitable[ActionOutcome | None]]
+
+
 class Executor:
     def __init__(
         self,
-        settings: Settings,
+        config: Configuration,
         dcs: DCS,
         pg: PostgresControl,
         fencing: Fencing,
         keeper: LeaseKeeper,
         peers: PeerClient,
-        state: LoopState,
+        memory: MemoryKeeper,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clocks: Clocks,
         version: str = "",
     ) -> None:
-        self.settings = settings
+        self.configuration = config
         self.dcs = dcs
         self.pg = pg
         self.fencing = fencing
         self.keeper = keeper
         self.peers = peers
-        self.state = state
-        self.clock = clock
+        self.memory = memory
+        self.clock = clocks.monotonic
+        self.wall = clocks.wall
         self.version = version
-        self.config = DynamicConfig()
-        self._role = state.role
-        self._handlers: dict[type, Callable[[Any, Snapshot], Awaitable[None]]] = {
+        self._role = memory.value.role
+        self._etcd_answered = False
+        self._handlers: dict[type, Handler] = {
             a.ObservePeers: self._observe_peers,
             a.RaceInitialize: self._race_initialize,
             a.BootstrapCluster: self._bootstrap,
@@ -125,70 +148,78 @@ class Executor:
     def handled_types(self) -> frozenset[type]:
         return frozenset(self._handlers)
 
+    @property
+    def config(self) -> DynamicConfig:
+        return self.configuration.dynamic
+
     async def run(self, decision: Decision, snapshot: Snapshot) -> Outcome:
         started = self.clock()
         done: list[a.Action] = []
         self._role = decision.role
         for action in decision.actions:
             self.keeper.alive()
-            try:
-                await self._handlers[type(action)](action, snapshot)
-            except ActionFailed as e:
-                return Outcome(tuple(done), e, self.clock() - started)
-            except DCSUnavailable as e:
-                self._dcs_failed(e)
-                return Outcome(tuple(done), ActionFailed(action, str(e)), self.clock() - started)
-            except (DCSError, PostgresError, OSError, RuntimeError, ValueError, TimeoutError) as e:
-                log.warning("%s failed: %s", type(action).__name__, e)
-                return Outcome(tuple(done), ActionFailed(action, str(e)), self.clock() - started)
+            outcome = await self._run(action, snapshot)
+            self.memory.record(action, outcome)
+            if isinstance(outcome, Failed):
+                failure = ActionFailed(action, outcome.why)
+                return Outcome(tuple(done), failure, self.clock() - started)
             done.append(action)
         return Outcome(tuple(done), None, self.clock() - started)
 
-    # --- DCS bookkeeping
+    async def _run(self, action: a.Action, s: Snapshot) -> ActionOutcome:
+        """One action's outcome; what it raised becomes a `Failed` of its kind."""
+        self._etcd_answered = False
+        try:
+            outcome = await self._handlers[type(action)](action, s)
+        except ActionFailed as e:
+            return Failed(e.message, etcd_answered=self._etcd_answered)
+        except DCSUnavailable as e:
+            return Failed(str(e), Failure.ETCD_UNREACHABLE, etcd_answered=self._etcd_answered)
+        except AgentStop as e:
+            self.memory.record(action, Failed(str(e), etcd_answered=self._etcd_answered))
+            raise
+        except (DCSError, PostgresError, OSError, RuntimeError, ValueError, TimeoutError) as e:
+            log.warning("%s failed: %s", type(action).__name__, e)
+            return Failed(str(e), failure_kind(e), etcd_answered=self._etcd_answered)
+        return outcome if outcome is not None else Done(etcd_answered=self._etcd_answered)
 
-    def _dcs_ok(self) -> None:
-        self.state.dcs_ok = True
-        self.state.dcs_error = None
-        self.state.dcs_last_seen_wall = time.time()
+    # --- etcd
 
-    def _dcs_failed(self, error: Exception) -> None:
-        self.state.dcs_ok = False
-        self.state.dcs_error = str(error)
+    def _etcd_ok(self) -> None:
+        """etcd answered this action (its outcome says so)."""
+        self._etcd_answered = True
 
     async def _bounded(self, call: Awaitable[Any], what: str) -> Any:
         try:
             result = await asyncio.wait_for(call, self.config.retry_timeout)
         except TimeoutError as e:
             raise DCSUnavailable(f"{what} took longer than retry_timeout") from e
-        self._dcs_ok()
+        self._etcd_ok()
         return result
 
     # --- handlers
 
-    async def _observe_peers(self, action: a.ObservePeers, s: Snapshot) -> None:
+    async def _observe_peers(self, action: a.ObservePeers, s: Snapshot) -> PeersAnswered:
         """Ask every member we know of: those in the view, those seen lately whose member
         key is gone, and those the `failsafe` key lists (a leader cut off from etcd may run
         on their confirmations): any of them may still run a primary."""
-        others = {n: m for n, (m, _) in self.state.known_members.items()}
+        others = {n: m for n, (m, _) in self.memory.value.known_members.items()}
         for name, url in (s.cluster.failsafe or {}).items():
             others.setdefault(name, Member(name=name, conn_url="", api_url=url))
         others.update(s.cluster.members)
         others.pop(s.name, None)
         timeout = min(2.0, max(0.5, self.config.retry_timeout / 2))
-        self.state.peers = await self.peers.positions(list(others.values()), timeout)
+        return PeersAnswered(await self.peers.positions(list(others.values()), timeout))
 
     async def _race_initialize(self, action: a.RaceInitialize, s: Snapshot) -> None:
         won = await self._bounded(self.dcs.race_initialize(action.value), "initialize race")
         if not won:
             raise ActionFailed(action, "another node won the initialize race")
-        if action.value == "":
-            self.state.bootstrapping = True
 
     async def _bootstrap(self, action: a.BootstrapCluster, s: Snapshot) -> None:
         try:
             await self.pg.bootstrap()
         except Exception as e:
-            self.state.bootstrapping = False
             try:
                 await self._bounded(self.dcs.cancel_initialize(), "cancel initialize")
             except DCSError as cancel_error:
@@ -202,30 +233,28 @@ class Executor:
         if status.system_identifier is None:
             raise ActionFailed(action, "PostgreSQL did not report its system identifier")
         await self._bounded(self.dcs.set_initialize(status.system_identifier), "set initialize")
-        self.state.bootstrapping = False
         if s.cluster.config is None:
             # Seed the cluster-wide config from bootstrap.dcs, as Patroni does.
-            dynamic = self.settings.bootstrap.dcs
+            dynamic = self.configuration.settings.bootstrap.dcs
             seed = dict(dynamic.raw) if dynamic.raw else dynamic_config_to_dict(dynamic)
             await self._bounded(self.dcs.write_config(seed, expected_revision=0), "config key")
 
     async def _take_leader(self, action: a.TakeLeaderKey, s: Snapshot) -> None:
         if not await self.keeper.take():
             raise ActionFailed(action, "another member holds the leader key")
-        self._dcs_ok()
+        self._etcd_ok()
 
-    async def _renew_leader(self, action: a.RenewLeaderKey, s: Snapshot) -> None:
+    async def _renew_leader(self, action: a.RenewLeaderKey, s: Snapshot) -> ActionOutcome:
         try:
             await self.keeper.renew()
         except RenewFailed as e:
-            if not e.lost:
-                self._dcs_failed(e)
-            raise ActionFailed(action, str(e)) from e
-        self._dcs_ok()
+            # Lost: etcd said the key is not ours.  Otherwise etcd did not answer in time.
+            return Failed(str(e), Failure.ACTION if e.lost else Failure.ETCD_UNREACHABLE)
+        return Done(etcd_answered=True)
 
     async def _release_leader(self, action: a.ReleaseLeaderKey, s: Snapshot) -> None:
         await self.keeper.release()
-        self._dcs_ok()
+        self._etcd_ok()
 
     async def _stop_renewing(self, action: a.StopRenewing, s: Snapshot) -> None:
         self.keeper.stop()
@@ -265,25 +294,13 @@ class Executor:
     async def _create_replica(self, action: a.CreateReplica, s: Snapshot) -> None:
         upstream = self._upstream(s, action.source, action)
         assert upstream is not None
-        try:
-            await self.pg.create_replica([upstream])
-        except Exception:
-            self.state.replica_clone_failures += 1
-            raise
-        self.state.replica_clone_failures = 0
+        await self.pg.create_replica([upstream])
 
     async def _start(self, action: a.StartPostgres, s: Snapshot) -> None:
         upstream = self._upstream(s, action.leader, action)
         if action.role == "replica":
             await self._disarm_if_stopped()
-        try:
-            await self.pg.start(action.role, upstream)
-        except StartError as e:
-            if action.role == "primary" and not isinstance(e, StartTimeout):
-                self.state.start_failure = str(e).splitlines()[0]
-            raise
-        self.state.start_failure = None
-        self.state.following = action.leader if action.role == "replica" else None
+        await self.pg.start(action.role, upstream)
 
     def _stop_timeout(self) -> float | None:
         """How long a fast shutdown may take before the immediate one: while we hold a lease
@@ -298,29 +315,20 @@ class Executor:
 
     async def _restart(self, action: a.RestartPostgres, s: Snapshot) -> None:
         await self.pg.restart(action.role, self._upstream(s, action.leader, action))
-        self.state.manual = None
 
     async def _promote(self, action: a.Promote, s: Snapshot) -> None:
         await self.pg.promote()
-        self.state.following = None
 
     async def _demote(self, action: a.Demote, s: Snapshot) -> None:
         upstream = self._upstream(s, action.leader, action)
         await self.pg.stop(action.mode, self._stop_timeout())
         await self._disarm_if_stopped()  # stopped: not a primary, and must start as a replica
         await self.pg.demote(action.mode, upstream, self._stop_timeout())
-        self.state.following = action.leader
 
     async def _follow(self, action: a.Follow, s: Snapshot) -> None:
         upstream = self._upstream(s, action.leader, action)
         assert upstream is not None
-        try:
-            await self.pg.follow(upstream)
-        except RewindError as e:
-            self.state.rewind_failed = str(e)
-            raise
-        self.state.following = action.leader
-        self.state.rewind_failed = None
+        await self.pg.follow(upstream)
 
     async def _checkpoint(self, action: a.Checkpoint, s: Snapshot) -> None:
         # Only to make the shutdown after it short: a CHECKPOINT that fails or takes too
@@ -338,7 +346,7 @@ class Executor:
             timeline=switch.timeline,
             lsn=switch.lsn,
             reason=switch.reason or action.reason,
-            timestamp=datetime.now(UTC).isoformat(),
+            timestamp=self.wall().isoformat(),
             new_leader=s.name,
         )
         await self._bounded(self.dcs.write_history((*s.cluster.history, entry)), "history")
@@ -347,16 +355,9 @@ class Executor:
         await self._bounded(self.dcs.clear_failover(), "clear failover key")
 
     async def _ensure_slots(self, action: a.EnsureSlots, s: Snapshot) -> None:
-        now = self.clock()
-        for name in action.members:
-            self.state.slot_last_seen[name] = now
-        for name in [
-            n
-            for n, seen in self.state.slot_last_seen.items()
-            if now - seen > self.config.member_slots_ttl
-        ]:
-            del self.state.slot_last_seen[name]
-        await self.pg.ensure_slots(sorted(self.state.slot_last_seen))
+        # Those named now, and those named within member_slots_ttl: a member away for a
+        # while (a reboot, a re-clone) finds its slot, and the WAL it needs, when it is back.
+        await self.pg.ensure_slots(slot_members(self.memory.value, action.members))
 
     async def _set_sync_standbys(self, action: a.SetSyncStandbys, s: Snapshot) -> None:
         # The primary's position when PostgreSQL began to wait for these standbys is taken at
@@ -379,7 +380,7 @@ class Executor:
         slots = await self.pg.slot_positions()
         # Our own name too: after a failover the new leader keeps a slot for us, so we can
         # stream from it as soon as we come back, before our member key reappears.
-        retain = sorted({*self.state.slot_last_seen, s.name})
+        retain = slot_members(self.memory.value, [s.name])
         await self._bounded(
             self.dcs.write_status(s.postgres.write_lsn, slots, retain), "status key"
         )
@@ -391,7 +392,7 @@ class Executor:
 
     async def _update_member(self, action: a.UpdateMember, s: Snapshot) -> None:
         data = member_data(
-            self.settings,
+            self.configuration.settings,
             await self.pg.status(),
             self._role,
             paused=self.config.pause,
@@ -401,4 +402,3 @@ class Executor:
 
     async def _remove_data_directory(self, action: a.RemoveDataDirectory, s: Snapshot) -> None:
         await self.pg.remove_data_directory(action.reason)
-        self.state.manual = None

@@ -4,6 +4,11 @@
 (DCS watch), the postmaster's death, and an API request wake the loop at once;
 a decision that is one step of a sequence (`again`) or a failed action runs the
 next cycle right away.
+
+What the loop remembers between cycles is the `MemoryKeeper`'s, changed only by
+the core's functions; the settings and the dynamic config are the `Configuration`'s;
+the time comes from the injected `Clocks`.  The request handler and the daemon go
+through the methods under "requests" below.
 """
 
 from __future__ import annotations
@@ -11,30 +16,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from haagent.config.model import DynamicConfig, Settings
-from haagent.config.timing import Timings
 from haagent.core import Snapshot, decide
+from haagent.core.memory import Memory
 from haagent.core.reasons import Code
-from haagent.core.roles import Role
-from haagent.core.snapshot import Decision
+from haagent.core.roles import Role, allowed, role_shown
+from haagent.core.snapshot import Decision, ManualRequest
 from haagent.dcs.errors import DCSError
 from haagent.dcs.protocol import DCS
+from haagent.engine.clock import Clocks
+from haagent.engine.configuration import Configuration
 from haagent.engine.executor import Executor, Outcome
 from haagent.engine.fatal import AgentStop
 from haagent.engine.fencing import Fencing, NoFence
 from haagent.engine.lease import LeaseKeeper
 from haagent.engine.member import postgres_state, published_role
+from haagent.engine.memory import MemoryKeeper
 from haagent.engine.ports import LeaseFence, PeerClient, PostgresControl, WatchdogControl
-from haagent.engine.state import LoopState
 from haagent.engine.status import PublishedStatus
 from haagent.postgres.model import PostgresStatus
-from haagent.postgres.sync_names import parse_synchronous_standby_names
-from haagent.watchdog.guard import boottime
 
 log = logging.getLogger("haagent.engine")
 
@@ -44,66 +47,75 @@ MAX_IMMEDIATE_CYCLES = 50
 class HaLoop:
     def __init__(
         self,
-        settings: Settings,
+        config: Configuration,
         dcs: DCS,
         pg: PostgresControl,
         watchdog: WatchdogControl,
         peers: PeerClient,
         *,
+        clocks: Clocks,
         fence: LeaseFence | None = None,
         fallback_fence: Callable[[], LeaseFence] | None = None,
-        clock: Callable[[], float] = boottime,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         version: str = "",
         on_decision: Callable[[Decision, float], None] | None = None,
+        on_refused_role_change: Callable[[Role, Role], None] | None = None,
     ) -> None:
-        self.settings = settings
+        self.configuration = config
         self.dcs = dcs
         self.pg = pg
         self.watchdog = watchdog
-        self.clock = clock
-        self.wall = wall
+        self.clocks = clocks
+        self.clock = clocks.monotonic
         self.version = version
         self.on_decision = on_decision
-        self.state = LoopState()
+        self.on_refused_role_change = on_refused_role_change
+        self.memory = MemoryKeeper(clocks)
         self.peers = peers
         self.wake = asyncio.Event()
         self.fencing = Fencing(
-            watchdog, fence or NoFence(), self.timings, clock, fallback=fallback_fence
+            watchdog, fence or NoFence(), config.timings, self.clock, fallback=fallback_fence
         )
         self.keeper = LeaseKeeper(
             dcs,
             self.fencing,
-            timings=self.timings,
+            timings=config.timings,
             failsafe=lambda: self.config.failsafe_mode,
-            clock=clock,
+            clock=self.clock,
             wake=self.wake.set,
             stuck_after=self._stuck_after,
             confirm_failsafe=self._confirm_failsafe,
         )
         self.executor = Executor(
-            settings,
+            config,
             dcs,
             pg,
             self.fencing,
             self.keeper,
             peers,
-            self.state,
-            clock=clock,
+            self.memory,
+            clocks=clocks,
             version=version,
         )
-        self.cycle_done = asyncio.Event()
-        self.config = settings.bootstrap.dcs
-        self._applied_config: DynamicConfig | None = None
+        self._cycle_done = asyncio.Event()  # set when the cycle under way completes
         self._last_reason: tuple[str, str] | None = None
         self._stopping = False
         self._keeper_task: asyncio.Task[None] | None = None
         self.loop_count = 0
         self._status = self._initial_status()
 
-    def timings(self) -> Timings:
-        c = self.config
-        return Timings(c.ttl, c.loop_wait, c.retry_timeout)
+    @property
+    def settings(self) -> Settings:
+        return self.configuration.settings
+
+    @property
+    def config(self) -> DynamicConfig:
+        """The dynamic config in effect."""
+        return self.configuration.dynamic
+
+    @property
+    def state(self) -> Memory:
+        """What the loop remembers now (a value; see `haagent.core.memory`)."""
+        return self.memory.value
 
     def _stuck_after(self) -> float:
         """No sign of life from the HA loop for this long: it is wedged (see lease.py)."""
@@ -149,7 +161,7 @@ class HaLoop:
             config=self.config,
             tags=dict(self.settings.tags.raw),
             paused=self.config.pause,
-            dcs_last_seen=self.state.dcs_last_seen_wall,
+            dcs_last_seen=self.memory.etcd_seen_at,
             dcs_ok=self.state.dcs_ok,
             loop_finished_at=self.clock(),
             loop_count=self.loop_count,
@@ -168,13 +180,9 @@ class HaLoop:
     # --- configuration
 
     def _apply_config(self) -> None:
-        view_config = self.dcs.view().config
-        config = view_config if view_config is not None else self.settings.bootstrap.dcs
-        if config == self._applied_config:
+        if not self.configuration.adopt(self.dcs.view().config):
             return
-        self.config = config
-        self._applied_config = config
-        self.executor.config = config
+        config = self.config
         self.dcs.set_ttl(config.ttl)
         self.dcs.set_retry_timeout(config.retry_timeout)
         self.fencing.reconfigure(config.ttl, config.loop_wait)
@@ -194,12 +202,10 @@ class HaLoop:
         if not self.state.dcs_ok:
             try:
                 await asyncio.wait_for(self.dcs.refresh(), self.config.retry_timeout)
-                self.state.dcs_ok = True
-                self.state.dcs_error = None
-                self.state.dcs_last_seen_wall = time.time()
+                self.memory.etcd_answered()
                 log.info("etcd is reachable again")
             except (DCSError, TimeoutError) as e:
-                self.state.dcs_error = str(e) or "etcd did not answer within retry_timeout"
+                self.memory.etcd_unreachable(str(e) or "etcd did not answer within retry_timeout")
         self._apply_config()
         pg = await self.pg.status()
         now = self.clock()
@@ -208,38 +214,36 @@ class HaLoop:
         if lease.lost and view.leader_name == self.settings.name:
             # etcd said the key is not ours any more; the watch has not caught up yet.
             view = replace(view, leader=None)
-        holds = view.leader is not None and view.leader.name == self.settings.name
-        if pg.running:
-            self.state.postgres_down_since = None
-        elif self.state.postgres_down_since is None and holds:
-            self.state.postgres_down_since = now
-        if view.leader is not None:
-            self.state.leaderless_since = None
-        elif self.state.leaderless_since is None:
-            self.state.leaderless_since = now
-            if self.loop_count == 0 and self.config.failsafe_mode:
-                # Just started, no leader key, failsafe mode: a leader cut off from etcd may
-                # still run on its members' confirmations, which this agent has forgotten.
-                self.state.failsafe_heard_at = now
-        self.state.remember(view.members, now, float(self.config.member_slots_ttl))
-        if pg.running and pg.accepting and not pg.in_recovery:
-            _, _, names = parse_synchronous_standby_names(pg.synchronous_standby_names or "")
-            self.state.note_sync_names(names, pg.write_lsn)
+        self.memory.observed(
+            name=self.settings.name,
+            postgres=pg,
+            cluster=view,
+            config=self.config,
+            now=now,
+            first_cycle=self.loop_count == 0,
+        )
         ok, why = self.fencing.can_be_leader()
+        memory = self.state
         return Snapshot(
             name=self.settings.name,
             now=now,
-            wall=self.wall(),
+            wall=self.clocks.wall(),
             tags=self.settings.tags,
             config=self.config,
             cluster=view,
-            dcs_ok=self.state.dcs_ok,
+            dcs_ok=memory.dcs_ok,
             postgres=pg,
-            local=self.state.facts(lease, now, self.config.ttl),
+            local=memory.facts(
+                lease_expires=lease.expires,
+                renew_failure=lease.failure,
+                failsafe_confirmed=lease.failsafe_confirmed,
+                now=now,
+                ttl=self.config.ttl,
+            ),
             watchdog_ok=ok,
             watchdog_reason=why,
-            peers=self.state.peers,
-            dcs_error=self.state.dcs_error,
+            peers=memory.peers,
+            dcs_error=memory.dcs_error,
         )
 
     async def _confirm_failsafe(self) -> bool:
@@ -257,22 +261,20 @@ class HaLoop:
         started = self.clock()
         snapshot = await self.observe()
         decision = decide(snapshot)
-        self.state.peers = None
+        self.memory.decided()
+        self._check_role_change(self.state.role, decision)
         self._log(decision)
         if decision.role != Role.PRIMARY:
             # Say "not primary" before the first action that stops writes.
             self._publish(snapshot.postgres, decision.role, False, decision)
         outcome = await self.executor.run(decision, snapshot)
-        if outcome.failure is None or decision.role != Role.PRIMARY:
-            self.state.role = decision.role
+        self.memory.concluded(decision, failed=outcome.failure is not None)
         if outcome.failure is not None:
             log.warning("%s: %s", decision.reason.code, outcome.failure)
         pg = await self.pg.status()
         view = self.dcs.view()
         holds = view.leader is not None and view.leader.name == self.settings.name
-        role = self.state.role
-        if role == Role.PRIMARY and not (holds and pg.running and not pg.in_recovery):
-            role = Role.REPLICA if pg.in_recovery else role
+        role = role_shown(self.state.role, holds, pg)
         self.loop_count += 1
         self.keeper.alive()  # a whole cycle done: progress (a cycle that keeps failing is not)
         self._publish(pg, role, holds and role == Role.PRIMARY, decision)
@@ -280,8 +282,21 @@ class HaLoop:
         self._status = replace(self._status, loop_duration=duration)
         if self.on_decision is not None:
             self.on_decision(decision, duration)
-        self.cycle_done.set()
+        done, self._cycle_done = self._cycle_done, asyncio.Event()
+        done.set()
         return decision, outcome
+
+    def _check_role_change(self, before: Role, decision: Decision) -> None:
+        """A decision whose role change is not in the transition table (core/roles.py):
+        one line with its reason, and counted (`on_refused_role_change`)."""
+        if allowed(before, decision.role):
+            return
+        log.warning(
+            "role change %s -> %s is not in the transition table (%s: %s)",
+            before, decision.role, decision.reason.code, decision.reason.text,
+        )  # fmt: skip
+        if self.on_refused_role_change is not None:
+            self.on_refused_role_change(before, decision.role)
 
     def _log(self, decision: Decision) -> None:
         key = (str(decision.reason.code), decision.reason.text)
@@ -353,6 +368,37 @@ class HaLoop:
         Fencing stays armed unless that cycle confirmed PostgreSQL is no longer a
         primary (or maintenance mode): the caller's guard then stops it on exit."""
         self._stopping = True
-        self.state.shutdown_requested = True
-        self.state.manual = None
+        self.memory.shutdown_asked()
         await self.cycle()
+
+    # --- requests (the REST API's request handler, the daemon, the simulation)
+
+    def wake_up(self) -> None:
+        """Run a cycle now rather than after loop_wait."""
+        self.wake.set()
+
+    async def next_cycle(self, timeout: float | None = None) -> bool:
+        """Wait until a cycle completes (one under way counts); False after `timeout`."""
+        done = self._cycle_done
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def ask(self, manual: ManualRequest) -> ManualRequest | None:
+        """Hand a restart or a reinitialize to the next cycle (and run it now); the request
+        already in progress instead, or None."""
+        busy = self.memory.ask(manual)
+        if busy is None:
+            self.wake_up()
+        return busy
+
+    @property
+    def manual_request(self) -> ManualRequest | None:
+        """The restart or reinitialize asked for and not carried out yet."""
+        return self.state.manual
+
+    def failsafe_leader_heard(self) -> None:
+        """The leader asked this node to confirm it in failsafe mode (POST /failsafe)."""
+        self.memory.failsafe_leader_heard()

@@ -4,8 +4,10 @@ simulated seconds and no real time."""
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from haagent.engine.clock import Clocks
 from haagent_lab.sim.clockwork import ManualClock, VirtualLoop
 
 T = TypeVar("T")
@@ -15,6 +17,14 @@ class VirtualTime:
     def __init__(self, start: float = 1000.0) -> None:
         self.clock = ManualClock(start)
         self.loop = VirtualLoop(self.clock)
+
+    def wall(self) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.clock())
+
+    @property
+    def clocks(self) -> Clocks:
+        """The engine's clocks on virtual time."""
+        return Clocks(monotonic=self.clock, wall=self.wall)
 
     def run(self, coro: Coroutine[Any, Any, T], limit: float = 3600.0) -> T:
         """Run `coro` to completion, moving the clock from timer to timer."""

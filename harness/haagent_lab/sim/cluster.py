@@ -38,10 +38,13 @@ from haagent.config.model import (
     Settings,
     Tags,
 )
+from haagent.core.roles import Role
 from haagent.core.snapshot import Decision
 from haagent.dcs import codec
 from haagent.dcs.errors import DCSError
 from haagent.dcs.memory import MemoryDCS, MemoryStore
+from haagent.engine.clock import Clocks
+from haagent.engine.configuration import Configuration
 from haagent.engine.loop import HaLoop
 from haagent_lab.sim.clockwork import ManualClock, VirtualLoop
 from haagent_lab.sim.fakes import FakePeers, FakeWatchdog, SimGuard
@@ -111,6 +114,8 @@ class Simulation:
             settings = node_settings(n, self.config, (tags or {}).get(n))
             self.nodes[n] = SimNode(n, settings, FakePostgres(n, self.world), SimGuard(), wd)
         self.log: list[tuple[float, str, str]] = []
+        # Decisions whose role change is not in the transition table: (time, node, from, to).
+        self.refused_role_changes: list[tuple[float, str, Role, Role]] = []
         self.acked: list[Write] = []
         self.lost: set[Write] = set()
         self._next_tick = self.clock() + TICK
@@ -122,6 +127,10 @@ class Simulation:
 
     def wall(self) -> datetime:
         return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.clock())
+
+    @property
+    def clocks(self) -> Clocks:
+        return Clocks(monotonic=self.clock, wall=self.wall)
 
     def _live_loops(self) -> list[VirtualLoop]:
         return [
@@ -268,7 +277,7 @@ class Simulation:
         dcs = MemoryDCS.from_settings(self.store, node.settings)
         node.dcs = dcs
         node.agent = HaLoop(
-            node.settings,
+            Configuration(node.settings),
             dcs,
             node.pg,
             node.watchdog,
@@ -278,10 +287,10 @@ class Simulation:
                 self._failsafe_heard,
                 watchdog_failed=lambda n: not self.nodes[n].watchdog.can_be_leader()[0],
             ),
+            clocks=self.clocks,
             fence=node.guard if self.with_guard else None,
-            clock=self.clock,
-            wall=self.wall,
             on_decision=functools.partial(self._decided, name),
+            on_refused_role_change=functools.partial(self._refused, name),
         )
         node.task = loop.create_task(self._agent_main(node, dcs, node.agent), name=f"agent {name}")
 
@@ -297,6 +306,9 @@ class Simulation:
     def _decided(self, name: str, decision: Decision, seconds: float) -> None:
         self.log.append((self.clock(), name, str(decision.reason.code)))
 
+    def _refused(self, name: str, before: Role, after: Role) -> None:
+        self.refused_role_changes.append((self.clock(), name, before, after))
+
     def start_all(self) -> None:
         for name in self.nodes:
             self.start(name)
@@ -304,7 +316,7 @@ class Simulation:
     def _failsafe_heard(self, name: str) -> None:
         agent = self.nodes[name].agent
         if agent is not None and self.nodes[name].alive:
-            agent.state.failsafe_heard_at = self.clock()
+            agent.failsafe_leader_heard()  # as the REST API's POST /failsafe does
 
     def _kill_agent(self, node: SimNode) -> None:
         node.alive = False

@@ -8,6 +8,8 @@ import pytest
 
 from haagent.config.model import DynamicConfig
 from haagent.dcs.memory import ManualClock, MemoryDCS, MemoryStore
+from haagent.engine.clock import Clocks, utc_now
+from haagent.engine.configuration import Configuration
 from haagent.engine.fatal import AgentStop
 from haagent.engine.loop import HaLoop
 from haagent.postgres.bootstrap import post_bootstrap_dsn
@@ -38,7 +40,14 @@ async def loop_with(error: Exception) -> tuple[HaLoop, MemoryDCS, FailingBootstr
     await dcs.open()
     world = FakeWorld()
     pg = FailingBootstrap("node1", world, error)
-    loop = HaLoop(settings, dcs, pg, FakeWatchdog(clock), FakePeers(world, "node1"), clock=clock)
+    loop = HaLoop(
+        Configuration(settings),
+        dcs,
+        pg,
+        FakeWatchdog(clock),
+        FakePeers(world, "node1"),
+        clocks=Clocks(monotonic=clock, wall=utc_now),
+    )
     return loop, dcs, pg
 
 

@@ -10,8 +10,10 @@ from typing import Any, cast
 
 import pytest
 
+from haagent.core.snapshot import ManualRequest
 from haagent.dcs.memory import MemoryDCS, MemoryStore
-from haagent.engine.controller import RELOAD_REFUSED, LoopController
+from haagent.engine.agent_requests import RELOAD_REFUSED, AgentRequests
+from haagent.engine.clock import system_clocks
 from haagent.engine.loop import HaLoop
 from haagent.engine.requests import ReloadRequest, RestartRequest
 from haagent.engine.status import PublishedStatus
@@ -19,26 +21,44 @@ from haagent_lab.fake_api import primary_status, replica_status
 
 
 class StubLoop:
-    """What the controller uses of the HA loop: its status, state, wake-ups and config."""
+    """What the controller uses of the HA loop (its methods): its status, requests, wake-ups
+    and config; `state.manual` records the request handed over."""
 
     def __init__(self, status: PublishedStatus) -> None:
         self.current = status
         self.state = SimpleNamespace(manual=None)
         self.wake = asyncio.Event()
-        self.cycle_done = asyncio.Event()
         self.config = status.config
         self.manual_requests: list[Any] = []
 
     def status(self) -> PublishedStatus:
         return self.current
 
+    def wake_up(self) -> None:
+        self.wake.set()
 
-def controller(
-    status: PublishedStatus, reload: str = "reloaded"
-) -> tuple[LoopController, StubLoop]:
+    def ask(self, manual: ManualRequest) -> ManualRequest | None:
+        busy: ManualRequest | None = self.state.manual
+        if busy is None:
+            self.state.manual = manual
+            self.wake_up()
+        return busy
+
+    @property
+    def manual_request(self) -> ManualRequest | None:
+        manual: ManualRequest | None = self.state.manual
+        return manual
+
+    async def next_cycle(self, timeout: float | None = None) -> bool:
+        await asyncio.sleep(timeout if timeout is not None else 3600)  # no cycle ever runs
+        return False
+
+
+def controller(status: PublishedStatus, reload: str = "reloaded") -> tuple[AgentRequests, StubLoop]:
     loop = StubLoop(status)
     dcs = MemoryDCS(MemoryStore(), status.name)
-    return LoopController(cast(HaLoop, loop), dcs, reload=lambda: reload), loop
+    ctl = AgentRequests(cast(HaLoop, loop), dcs, clocks=system_clocks(), reload=lambda: reload)
+    return ctl, loop
 
 
 def test_reload_answers_202_like_patroni() -> None:

@@ -12,6 +12,7 @@ from haagent.core.reasons import Code, Reason
 from haagent.core.roles import Role
 from haagent.core.snapshot import Decision
 from haagent.dcs.memory import MemoryDCS, MemoryStore
+from haagent.engine.configuration import Configuration
 from haagent.engine.executor import Outcome
 from haagent.engine.loop import HaLoop
 from haagent.postgres.errors import StartError
@@ -48,13 +49,13 @@ def agent() -> Iterator[Agent]:
     pg = FakePostgres("node1", world)
     guard = SimGuard()
     loop = HaLoop(
-        settings,
+        Configuration(settings),
         dcs,
         pg,
         FakeWatchdog(vt.clock),
         FakePeers(world, "node1"),
+        clocks=vt.clocks,
         fence=guard,
-        clock=vt.clock,
     )
     vt.run(dcs.open())
     vt.run(pg.bootstrap())

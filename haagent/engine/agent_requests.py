@@ -1,18 +1,20 @@
-"""The REST API's view of the agent: published status, and requests turned into loop work.
+"""`AgentRequests`: the agent's side of its REST API (the `Controller` the API is handed).
 
+It publishes the HA loop's status and turns each request into loop work.
 Switchover and failover become a write of the `failover` key (the HA loops of
 the leader and the candidate act on it) followed by a wait for the outcome;
-restart and reinitialize become a manual request for this node's loop.
+restart and reinitialize become a manual request for this node's loop.  Waits
+end on events (a new cluster view, a completed HA cycle), not on a timer; the
+loop is reached through its methods only (`ask`, `next_cycle`, `wake_up`...).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from haagent.config import ConfigError, parse_dynamic_config
@@ -20,6 +22,7 @@ from haagent.core.rules.common import unfit_reason
 from haagent.core.snapshot import ManualRequest
 from haagent.dcs.errors import DCSError
 from haagent.dcs.protocol import DCS
+from haagent.engine.clock import Clocks
 from haagent.engine.loop import HaLoop
 from haagent.engine.requests import (
     CancelRestartRequest,
@@ -35,7 +38,6 @@ from haagent.engine.requests import (
     SwitchoverRequest,
 )
 from haagent.engine.status import PublishedStatus
-from haagent.watchdog.guard import boottime
 
 log = logging.getLogger("haagent.engine")
 RELOAD_REFUSED = "reload refused"
@@ -54,19 +56,20 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str
     return result
 
 
-class LoopController:
+class AgentRequests:
     def __init__(
         self,
         loop: HaLoop,
         dcs: DCS,
         *,
+        clocks: Clocks,
         reload: Callable[[], str] | None = None,
-        clock: Callable[[], float] = boottime,
     ) -> None:
         self.loop = loop
         self.dcs = dcs
         self._reload = reload
-        self._clock = clock
+        self._clock = clocks.monotonic
+        self._wall = clocks.wall
         self._scheduled_restart: asyncio.Task[None] | None = None
 
     def status(self) -> PublishedStatus:
@@ -99,7 +102,7 @@ class LoopController:
         """Re-read the config file; 202 as Patroni answers (it reloads on its next cycle),
         503 with the reason when the file is refused and the running config is kept."""
         message = self._reload() if self._reload else "nothing to reload"
-        self.loop.wake.set()
+        self.loop.wake_up()
         if message.startswith(RELOAD_REFUSED):
             return RequestResult(503, message)
         return RequestResult(202, message)
@@ -136,7 +139,7 @@ class LoopController:
         )
         if not written:
             return RequestResult(409, "another switchover request was written at the same time")
-        if scheduled_at is not None and scheduled_at > datetime.now(UTC):
+        if scheduled_at is not None and scheduled_at > self._wall():
             return RequestResult(202, f"switchover scheduled at {scheduled_at.isoformat()}")
         return await self._await_new_leader(leader, candidate, "switched over")
 
@@ -158,10 +161,9 @@ class LoopController:
     async def _await_new_leader(
         self, old: str | None, candidate: str | None, verb: str
     ) -> RequestResult:
-        config = self.loop.config
-        wait = max(30.0, 2.0 * config.ttl)
+        wait = max(30.0, 2.0 * self.loop.config.ttl)
         deadline = self._clock() + wait
-        while self._clock() < deadline:
+        while (left := deadline - self._clock()) > 0:
             view = self.dcs.view()
             leader = view.leader_name
             if leader is not None and leader != old and (candidate in (None, leader)):
@@ -171,8 +173,21 @@ class LoopController:
                 return RequestResult(
                     503, f"{verb.split()[0]} failed: {status.reason_text or 'request cancelled'}"
                 )
-            await asyncio.sleep(0.02)
+            await self._next_change(left)
         return RequestResult(503, f"no new leader within {wait:.0f}s: check `haactl list`")
+
+    async def _next_change(self, timeout: float) -> None:
+        """Until the cluster view changes or the HA loop completes a cycle (or `timeout`)."""
+        waiters = [
+            asyncio.ensure_future(self.dcs.next_view()),
+            asyncio.ensure_future(self.loop.next_cycle()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _cancel_switchover(self) -> RequestResult:
         failover = self.dcs.view().failover
@@ -202,10 +217,10 @@ class LoopController:
         """As Patroni: the conditions (role, version, pending restart) of a scheduled restart
         are checked when it is due (202 now); an immediate one that does not meet them
         answers 503."""
-        if request.schedule is not None and request.schedule > datetime.now(UTC):
+        if request.schedule is not None and request.schedule > self._wall():
             if self._scheduled_restart is not None and not self._scheduled_restart.done():
                 return RequestResult(409, "a restart is already scheduled: DELETE /restart first")
-            delay = (request.schedule - datetime.now(UTC)).total_seconds()
+            delay = (request.schedule - self._wall()).total_seconds()
             self._scheduled_restart = asyncio.create_task(self._restart_later(delay, request))
             return RequestResult(202, f"restart scheduled at {request.schedule.isoformat()}")
         problem = self._restart_problem(request)
@@ -239,29 +254,21 @@ class LoopController:
         return await self._manual(manual, 3600.0, "reinitialized")
 
     async def _manual(self, manual: ManualRequest, timeout: float, verb: str) -> RequestResult:
-        if self.loop.state.manual is not None:
-            return RequestResult(503, f"a {self.loop.state.manual.kind} is already in progress")
-        self.loop.state.manual = manual
-        self.loop.wake.set()
+        """Hand the request to the loop; answer once a cycle that carried it out completed
+        (and published PostgreSQL's state after it)."""
+        busy = self.loop.ask(manual)
+        if busy is not None:
+            return RequestResult(503, f"a {busy.kind} is already in progress")
         deadline = self._clock() + timeout
-        while self._clock() < deadline:
-            if self._manual_done():
-                await self._next_cycle()
+        while (left := deadline - self._clock()) > 0:
+            if not await self.loop.next_cycle(left):
+                break
+            if self.loop.manual_request is None:
                 status = self.loop.status()
                 if status.postgres.running:
                     return RequestResult(200, f"{verb} successfully")
                 return RequestResult(503, f"{verb.rstrip('ed')} failed: {status.reason_text}")
-            await asyncio.sleep(0.05)
         return RequestResult(503, f"not {verb} within {timeout:.0f}s: {self.status().reason_text}")
-
-    def _manual_done(self) -> bool:
-        return self.loop.state.manual is None
-
-    async def _next_cycle(self) -> None:
-        self.loop.cycle_done.clear()
-        self.loop.wake.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.loop.cycle_done.wait(), 30)
 
     # --- failsafe
 
@@ -272,7 +279,7 @@ class LoopController:
             return RequestResult(409, f"{known} is the leader known here, not {request.leader}")
         if self.loop.status().is_primary:
             return RequestResult(409, "this node runs as the primary itself")
-        self.loop.state.failsafe_heard_at = self._clock()
+        self.loop.failsafe_leader_heard()
         return RequestResult(200, "Accepted")
 
     # --- dynamic config
@@ -291,7 +298,7 @@ class LoopController:
         if not written:
             return ConfigWriteResult(409, "the config changed meanwhile: read it and try again")
         log.info("dynamic config changed over the REST API: %s", json.dumps(new, sort_keys=True))
-        self.loop.wake.set()
+        self.loop.wake_up()
         return ConfigWriteResult(200, "config updated", dict(new))
 
     async def patch_config(self, patch: Mapping[str, Any]) -> ConfigWriteResult:
