@@ -1,9 +1,11 @@
-"""The REST requests as the agent's controller answers them (Patroni's codes), on a stub loop."""
+"""The REST requests as the agent answers them (Patroni's codes): on a stub loop, and on the
+real HA loops of a simulated cluster (in-memory etcd and PostgreSQL, virtual time)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -15,9 +17,17 @@ from haagent.dcs.memory import MemoryDCS, MemoryStore
 from haagent.engine.agent_requests import RELOAD_REFUSED, AgentRequests
 from haagent.engine.clock import system_clocks
 from haagent.engine.loop import HaLoop
-from haagent.engine.requests import ReloadRequest, RestartRequest
+from haagent.engine.requests import (
+    FailsafeRequest,
+    ReinitializeRequest,
+    ReloadRequest,
+    RestartRequest,
+    SwitchoverRequest,
+)
 from haagent.engine.status import PublishedStatus
 from haagent_lab.fake_api import primary_status, replica_status
+from haagent_lab.sim.cluster import Simulation
+from support.snapshots import DynamicConfig
 
 
 class StubLoop:
@@ -104,3 +114,116 @@ async def test_an_immediate_restart_that_does_not_match_answers_503() -> None:
     result = await ctl.submit(RestartRequest(restart_pending=True))
     assert result.status == 503 and "no restart is pending" in result.message
     assert loop.state.manual is None
+
+
+# --- on the real HA loops of a simulated cluster (in-memory etcd and PostgreSQL)
+
+FAST = DynamicConfig(ttl=10, loop_wait=2, retry_timeout=3)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulation]:
+    cluster = Simulation(config=FAST)
+    try:
+        cluster.start_all()
+        cluster.run_for(30)
+        assert cluster.primary() is not None and len(cluster.streaming_replicas()) == 2
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def requests_of(sim: Simulation, name: str) -> AgentRequests:
+    """The node's side of its REST API, as the daemon builds it."""
+    node = sim.nodes[name]
+    assert node.agent is not None and node.dcs is not None
+    return AgentRequests(node.agent, node.dcs, clocks=sim.clocks)
+
+
+def roles(sim: Simulation) -> tuple[str, str, str]:
+    primary = sim.primary()
+    assert primary is not None
+    first, second = sorted(n for n in sim.nodes if n != primary)
+    return primary, first, second
+
+
+def test_a_switchover_answers_once_the_candidate_holds_the_key(sim: Simulation) -> None:
+    old, candidate, _ = roles(sim)
+    request = SwitchoverRequest(leader=old, candidate=candidate)
+    result = sim.call(old, requests_of(sim, old).submit(request))
+    assert (result.status, result.message) == (200, f'Successfully switched over to "{candidate}"')
+    assert sim.leader_key() == candidate
+    sim.run_for(10)
+    assert sim.primary() == candidate and old in sim.streaming_replicas()
+
+
+def test_a_switchover_to_a_stranger_or_from_the_wrong_leader_is_refused(sim: Simulation) -> None:
+    leader, replica, _ = roles(sim)
+    api = requests_of(sim, replica)
+    result = sim.call(replica, api.submit(SwitchoverRequest(leader=leader, candidate="nobody")))
+    assert (result.status, result.message) == (
+        412,
+        "candidate nobody is not a member of the cluster",
+    )
+    result = sim.call(replica, api.submit(SwitchoverRequest(leader=replica)))
+    assert (result.status, result.message) == (
+        412,
+        f"leader name does not match: the leader is {leader}",
+    )
+    node = sim.nodes[leader]
+    assert node.dcs is not None and node.dcs.view().failover is None
+    assert sim.primary() == leader
+
+
+def test_a_restart_answers_once_the_loop_restarted_postgres(sim: Simulation) -> None:
+    _, replica, _ = roles(sim)
+    since = sim.clock()
+    result = sim.call(replica, requests_of(sim, replica).submit(RestartRequest()))
+    assert (result.status, result.message) == (200, "restarted successfully")
+    assert "restarting" in sim.codes(replica, since=since)
+    agent = sim.nodes[replica].agent
+    assert agent is not None and agent.manual_request is None
+
+
+def test_one_restart_or_reinitialize_at_a_time(sim: Simulation) -> None:
+    _, replica, _ = roles(sim)
+    node = sim.nodes[replica]
+    assert node.loop is not None
+    node.pg.hang("stop")  # the restart cannot finish yet
+    first = node.loop.create_task(requests_of(sim, replica).submit(RestartRequest()))
+    sim.run_for(3)
+    second = sim.call(replica, requests_of(sim, replica).submit(ReinitializeRequest()))
+    assert (second.status, second.message) == (503, "a restart is already in progress")
+    node.pg.unhang("stop")
+    sim.run_for(5)
+    assert first.done() and first.result().status == 200
+
+
+def test_reinitialize_a_replica_not_the_leader(sim: Simulation) -> None:
+    leader, replica, _ = roles(sim)
+    result = sim.call(leader, requests_of(sim, leader).submit(ReinitializeRequest()))
+    assert (result.status, result.message) == (
+        503,
+        "this node is the leader: it cannot be reinitialized",
+    )
+    since = sim.clock()
+    result = sim.call(replica, requests_of(sim, replica).submit(ReinitializeRequest()), 120)
+    assert (result.status, result.message) == (200, "reinitialized successfully")
+    assert "reinitializing" in sim.codes(replica, since=since)
+    sim.run_for(10)
+    assert replica in sim.streaming_replicas()
+
+
+def test_a_leader_s_failsafe_call_is_remembered_by_the_loop(sim: Simulation) -> None:
+    leader, replica, _ = roles(sim)
+    api = requests_of(sim, replica)
+    result = sim.call(replica, api.submit(FailsafeRequest(leader=replica)))
+    assert (result.status, result.message) == (
+        409,
+        f"{leader} is the leader known here, not {replica}",
+    )
+    agent = sim.nodes[replica].agent
+    assert agent is not None and agent.state.failsafe_heard_at is None
+    result = sim.call(replica, api.submit(FailsafeRequest(leader=leader)))
+    assert (result.status, result.message) == (200, "Accepted")
+    assert agent.state.failsafe_heard_at == sim.clock()

@@ -10,12 +10,12 @@ import pytest
 from haagent.core import actions as a
 from haagent.core.reasons import Code, Reason
 from haagent.core.roles import Role
-from haagent.core.snapshot import Decision
+from haagent.core.snapshot import Decision, ManualRequest
 from haagent.dcs.memory import MemoryDCS, MemoryStore
 from haagent.engine.configuration import Configuration
 from haagent.engine.executor import Outcome
 from haagent.engine.loop import HaLoop
-from haagent.postgres.errors import StartError
+from haagent.postgres.errors import RewindError, StartError
 from haagent_lab.sim.cluster import node_settings
 from haagent_lab.sim.fakes import FakePeers, FakeWatchdog, SimGuard
 from haagent_lab.sim.postgres import FakePostgres, FakeWorld
@@ -26,6 +26,7 @@ from support.virtual_time import VirtualTime
 @dataclass
 class Agent:
     vt: VirtualTime
+    store: MemoryStore
     pg: FakePostgres
     guard: SimGuard
     loop: HaLoop
@@ -37,6 +38,18 @@ class Agent:
             return await self.loop.executor.run(decision, snapshot)
 
         return self.vt.run(go())
+
+
+def member(agent: Agent, name: str) -> MemoryDCS:
+    """Another member of the cluster, with its member key."""
+    other = MemoryDCS.from_settings(agent.store, node_settings(name, DynamicConfig()))
+    agent.vt.run(other.open())
+    data = {
+        "conn_url": f"postgres://{name}:5432/postgres",
+        "api_url": f"http://{name}:8008/patroni",
+    }
+    agent.vt.run(other.touch_member(data))
+    return other
 
 
 @pytest.fixture
@@ -59,7 +72,7 @@ def agent() -> Iterator[Agent]:
     )
     vt.run(dcs.open())
     vt.run(pg.bootstrap())
-    yield Agent(vt, pg, guard, loop)
+    yield Agent(vt, store, pg, guard, loop)
     vt.close()
 
 
@@ -113,3 +126,96 @@ def test_a_failed_start_as_primary_is_remembered(agent: Agent) -> None:
 
 def test_every_action_type_has_a_handler(agent: Agent) -> None:
     assert agent.loop.executor.handled_types == frozenset(a.ACTION_TYPES)
+
+
+def test_a_failed_rewind_is_remembered_and_the_replica_waits_for_someone_to_decide(
+    agent: Agent,
+) -> None:
+    member(agent, "node2")
+
+    async def diverged(upstream: object) -> str:
+        raise RewindError("pg_rewind from node2 failed: could not find common ancestor")
+
+    agent.pg.follow = diverged  # type: ignore[method-assign,assignment]
+    outcome = agent.run(a.Follow("node2"), role=Role.REPLICA)
+    assert outcome.failure is not None and "common ancestor" in str(outcome.failure)
+    assert agent.loop.state.rewind_failed == (
+        "pg_rewind from node2 failed: could not find common ancestor"
+    )
+    assert agent.loop.state.following is None
+
+
+def test_the_peers_answers_and_the_members_seen_lately_are_asked(agent: Agent) -> None:
+    other = member(agent, "node2")
+    agent.run()  # observed: node2 is a member
+    agent.vt.run(other.delete_member())  # its key is gone; it may still run PostgreSQL
+    outcome = agent.run(a.ObservePeers(), role=Role.REPLICA)
+    assert outcome.failure is None
+    assert agent.loop.state.peers is not None
+    assert set(agent.loop.state.peers) == {"node2"}  # asked although its key is gone
+    assert not agent.loop.state.peers["node2"].reachable  # no PostgreSQL there
+
+
+def test_etcd_that_does_not_answer_is_remembered_until_it_does(agent: Agent) -> None:
+    assert agent.run(a.KeepaliveLease(), a.UpdateMember()).failure is None
+    agent.store.set_latency("node1", float("inf"))
+    outcome = agent.run(a.KeepaliveLease())
+    assert outcome.failure is not None and "retry_timeout" in str(outcome.failure)
+    assert not agent.loop.state.dcs_ok and "retry_timeout" in (agent.loop.state.dcs_error or "")
+    agent.store.set_latency("node1", 0)
+    snapshot = agent.vt.run(agent.loop.observe())  # the next cycle reads etcd again
+    assert snapshot.dcs_ok and agent.loop.state.dcs_ok and agent.loop.state.dcs_error is None
+    assert agent.loop.memory.etcd_seen_at == agent.vt.wall().timestamp()
+
+
+def test_a_clone_that_fails_is_counted_until_one_works(agent: Agent) -> None:
+    member(agent, "node2")
+
+    async def unreachable(sources: object) -> None:
+        raise RuntimeError("cannot reach node2 to clone it")
+
+    agent.pg.create_replica = unreachable  # type: ignore[method-assign,assignment]
+    agent.run(a.CreateReplica("node2"), role=Role.BOOTSTRAPPING)
+    agent.run(a.CreateReplica("node2"), role=Role.BOOTSTRAPPING)
+    assert agent.loop.state.replica_clone_failures == 2
+
+
+def test_slots_outlive_a_member_for_member_slots_ttl(agent: Agent) -> None:
+    agent.run(a.TakeLeaderKey(), a.ArmFencing())
+    agent.run(a.EnsureSlots(("node2", "node3")), a.WriteStatusKey())
+    assert agent.pg.slots == {"node2", "node3"}
+    assert agent.loop.dcs.view().status.retain_slots == ("node1", "node2", "node3")
+    ttl = agent.loop.config.member_slots_ttl
+    agent.vt.advance(ttl / 2)
+    agent.run(a.EnsureSlots(("node2",)), a.WriteStatusKey())
+    assert agent.pg.slots == {"node2", "node3"}  # node3 was named ttl/2 ago: kept
+    agent.vt.advance(ttl / 2 + 1)
+    agent.run(a.EnsureSlots(("node2",)), a.WriteStatusKey())
+    assert agent.pg.slots == {"node2"}  # node3: not named for longer than member_slots_ttl
+    assert agent.loop.dcs.view().status.retain_slots == ("node1", "node2")
+
+
+def test_a_history_entry_is_stamped_by_the_wall_clock(agent: Agent) -> None:
+    agent.vt.run(agent.pg.stop("fast"))
+    agent.pg.running, agent.pg.in_recovery = True, True  # a standby on disk, running
+    agent.run(a.TakeLeaderKey(), a.ArmFencing(), a.Promote(), a.AppendHistory("failover"))
+    history = agent.loop.dcs.view().history
+    assert [(h.timeline, h.reason, h.new_leader) for h in history] == [(1, "promoted", "node1")]
+    assert history[0].timestamp == agent.vt.wall().isoformat()
+
+
+def test_a_request_is_done_once_its_action_is(agent: Agent) -> None:
+    assert agent.loop.ask(ManualRequest("restart")) is None
+    assert agent.loop.ask(ManualRequest("reinitialize")) == ManualRequest("restart")
+    agent.vt.run(agent.pg.stop("fast"))
+
+    async def refuses(role: str, upstream: object) -> None:
+        raise StartError("PostgreSQL exited during startup")
+
+    start = agent.pg.start
+    agent.pg.start = refuses  # type: ignore[method-assign,assignment]
+    agent.run(a.RestartPostgres("primary"))
+    assert agent.loop.manual_request == ManualRequest("restart")  # not done: still asked
+    agent.pg.start = start  # type: ignore[method-assign]
+    assert agent.run(a.RestartPostgres("primary")).failure is None
+    assert agent.loop.manual_request is None and agent.pg.writable
