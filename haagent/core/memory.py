@@ -95,19 +95,22 @@ def slot_members(memory: Memory, named: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({*memory.slot_last_seen, *named}))
 
 
-def observed(
-    memory: Memory,
-    *,
-    name: str,
-    postgres: PostgresStatus,
-    cluster: ClusterView,
-    config: DynamicConfig,
-    now: float,
-    first_cycle: bool,
-) -> Memory:
+@dataclass(frozen=True)
+class Observation:
+    """What one observation saw, as far as the memory cares."""
+
+    name: str  # this member
+    postgres: PostgresStatus
+    cluster: ClusterView
+    config: DynamicConfig
+    first_cycle: bool  # the agent's first cycle since it started
+
+
+def observed(memory: Memory, seen: Observation, now: float) -> Memory:
     """What one observation changes: since when PostgreSQL is down (while we hold the key)
     and the cluster has no leader, the members seen lately, the synchronous standbys."""
-    holds = cluster.leader is not None and cluster.leader.name == name
+    postgres, cluster, config = seen.postgres, seen.cluster, seen.config
+    holds = cluster.leader is not None and cluster.leader.name == seen.name
     down_since = memory.postgres_down_since
     if postgres.running:
         down_since = None
@@ -119,7 +122,7 @@ def observed(
         leaderless_since = None
     elif leaderless_since is None:
         leaderless_since = now
-        if first_cycle and config.failsafe_mode:
+        if seen.first_cycle and config.failsafe_mode:
             # Just started, no leader key, failsafe mode: a leader cut off from etcd may
             # still run on its members' confirmations, which this agent has forgotten.
             heard = now

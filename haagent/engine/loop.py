@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from haagent.config.model import DynamicConfig, Settings
 from haagent.core import Snapshot, decide
-from haagent.core.memory import Memory
+from haagent.core.memory import Memory, Observation
 from haagent.core.reasons import Code
 from haagent.core.roles import Role, allowed, role_shown
 from haagent.core.snapshot import Decision, ManualRequest
@@ -214,14 +214,8 @@ class HaLoop:
         if lease.lost and view.leader_name == self.settings.name:
             # etcd said the key is not ours any more; the watch has not caught up yet.
             view = replace(view, leader=None)
-        self.memory.observed(
-            name=self.settings.name,
-            postgres=pg,
-            cluster=view,
-            config=self.config,
-            now=now,
-            first_cycle=self.loop_count == 0,
-        )
+        seen = Observation(self.settings.name, pg, view, self.config, self.loop_count == 0)
+        self.memory.observed(seen, now)
         ok, why = self.fencing.can_be_leader()
         memory = self.state
         return Snapshot(

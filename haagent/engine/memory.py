@@ -10,15 +10,12 @@ keeps the wall-clock time of the last contact with etcd, which is published
 
 from __future__ import annotations
 
-from haagent.config.model import DynamicConfig
 from haagent.core import memory as m
 from haagent.core.actions import Action
 from haagent.core.memory import Memory
 from haagent.core.outcomes import ActionOutcome, after
 from haagent.core.snapshot import Decision, ManualRequest
-from haagent.dcs.model import ClusterView
 from haagent.engine.clock import Clocks
-from haagent.postgres.model import PostgresStatus
 
 
 class MemoryKeeper:
@@ -31,25 +28,8 @@ class MemoryKeeper:
     def value(self) -> Memory:
         return self._value
 
-    def observed(
-        self,
-        *,
-        name: str,
-        postgres: PostgresStatus,
-        cluster: ClusterView,
-        config: DynamicConfig,
-        now: float,
-        first_cycle: bool,
-    ) -> None:
-        self._value = m.observed(
-            self._value,
-            name=name,
-            postgres=postgres,
-            cluster=cluster,
-            config=config,
-            now=now,
-            first_cycle=first_cycle,
-        )
+    def observed(self, seen: m.Observation, now: float) -> None:
+        self._value = m.observed(self._value, seen, now)
 
     def record(self, action: Action, outcome: ActionOutcome) -> None:
         self._value = after(self._value, action, outcome, self._clocks.monotonic())

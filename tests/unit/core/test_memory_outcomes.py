@@ -5,6 +5,7 @@ from __future__ import annotations
 from haagent.core import actions as a
 from haagent.core.memory import (
     Memory,
+    Observation,
     asked,
     concluded,
     decided,
@@ -110,16 +111,7 @@ def test_slots_are_kept_for_members_named_within_member_slots_ttl() -> None:
     assert slot_members(named, ["n4"]) == ("n2", "n3", "n4")
 
     def observe(memory: Memory, now: float) -> Memory:
-        view = cluster("n1")
-        return observed(
-            memory,
-            name="n1",
-            postgres=primary_pg(),
-            cluster=view,
-            config=config,
-            now=now,
-            first_cycle=False,
-        )
+        return observed(memory, Observation("n1", primary_pg(), cluster("n1"), config, False), now)
 
     assert slot_members(observe(named, NOW + 100), []) == ("n2", "n3")
     assert slot_members(observe(named, NOW + 101), []) == ("n2",)  # n3: not named for 101 s
@@ -130,10 +122,8 @@ def test_what_an_observation_changes() -> None:
     config = DynamicConfig(failsafe_mode=True, member_slots_ttl=100)
 
     def observe(memory: Memory, now: float, **kw: object) -> Memory:
-        seen: dict[str, object] = {"name": "node1", "postgres": primary_pg(),
-                                   "cluster": cluster("node1"), "config": config, "now": now,
-                                   "first_cycle": False, **kw}  # fmt: skip
-        return observed(memory, **seen)  # type: ignore[arg-type]
+        seen = Observation("node1", primary_pg(), cluster("node1"), config, first_cycle=False)
+        return observed(memory, replace(seen, **kw), now)  # type: ignore[arg-type]
 
     # PostgreSQL down counts from the first observation that saw it down with the key.
     down = observe(Memory(), NOW, postgres=stopped_pg())

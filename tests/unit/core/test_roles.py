@@ -21,7 +21,7 @@ def test_the_readme_shows_the_transition_table_as_the_code_has_it() -> None:
     assert shown == transition_table(), (
         "README.md's transition table differs from haagent/core/roles.py: paste the output "
         "of `python -c 'from haagent.core.roles import transition_table as t; print(t(), "
-        "end=\"\")'` between the markers"
+        'end="")\'` between the markers'
     )
 
 

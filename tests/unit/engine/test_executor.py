@@ -3,76 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from haagent.core import actions as a
-from haagent.core.reasons import Code, Reason
 from haagent.core.roles import Role
-from haagent.core.snapshot import Decision, ManualRequest
-from haagent.dcs.memory import MemoryDCS, MemoryStore
-from haagent.engine.configuration import Configuration
-from haagent.engine.executor import Outcome
-from haagent.engine.loop import HaLoop
+from haagent.core.snapshot import ManualRequest
 from haagent.postgres.errors import RewindError, StartError
-from haagent_lab.sim.cluster import node_settings
-from haagent_lab.sim.fakes import FakePeers, FakeWatchdog, SimGuard
-from haagent_lab.sim.postgres import FakePostgres, FakeWorld
-from support.snapshots import DynamicConfig
+from support.lone_node import LoneNode, lone_node
 from support.virtual_time import VirtualTime
 
-
-@dataclass
-class Agent:
-    vt: VirtualTime
-    store: MemoryStore
-    pg: FakePostgres
-    guard: SimGuard
-    loop: HaLoop
-
-    def run(self, *actions: a.Action, role: Role = Role.PRIMARY) -> Outcome:
-        async def go() -> Outcome:
-            snapshot = await self.loop.observe()
-            decision = Decision(tuple(actions), Reason(Code.LEADER_RENEWED, "test"), role)
-            return await self.loop.executor.run(decision, snapshot)
-
-        return self.vt.run(go())
-
-
-def member(agent: Agent, name: str) -> MemoryDCS:
-    """Another member of the cluster, with its member key."""
-    other = MemoryDCS.from_settings(agent.store, node_settings(name, DynamicConfig()))
-    agent.vt.run(other.open())
-    data = {
-        "conn_url": f"postgres://{name}:5432/postgres",
-        "api_url": f"http://{name}:8008/patroni",
-    }
-    agent.vt.run(other.touch_member(data))
-    return other
+Agent = LoneNode
 
 
 @pytest.fixture
 def agent() -> Iterator[Agent]:
     vt = VirtualTime()
-    store = MemoryStore(vt.clock)
-    settings = node_settings("node1", DynamicConfig())
-    dcs = MemoryDCS.from_settings(store, settings)
-    world = FakeWorld()
-    pg = FakePostgres("node1", world)
-    guard = SimGuard()
-    loop = HaLoop(
-        Configuration(settings),
-        dcs,
-        pg,
-        FakeWatchdog(vt.clock),
-        FakePeers(world, "node1"),
-        clocks=vt.clocks,
-        fence=guard,
-    )
-    vt.run(dcs.open())
-    vt.run(pg.bootstrap())
-    yield Agent(vt, store, pg, guard, loop)
+    node = lone_node(vt)
+    vt.run(node.pg.bootstrap())
+    yield node
     vt.close()
 
 
@@ -131,7 +80,7 @@ def test_every_action_type_has_a_handler(agent: Agent) -> None:
 def test_a_failed_rewind_is_remembered_and_the_replica_waits_for_someone_to_decide(
     agent: Agent,
 ) -> None:
-    member(agent, "node2")
+    agent.member("node2")
 
     async def diverged(upstream: object) -> str:
         raise RewindError("pg_rewind from node2 failed: could not find common ancestor")
@@ -146,7 +95,7 @@ def test_a_failed_rewind_is_remembered_and_the_replica_waits_for_someone_to_deci
 
 
 def test_the_peers_answers_and_the_members_seen_lately_are_asked(agent: Agent) -> None:
-    other = member(agent, "node2")
+    other = agent.member("node2")
     agent.run()  # observed: node2 is a member
     agent.vt.run(other.delete_member())  # its key is gone; it may still run PostgreSQL
     outcome = agent.run(a.ObservePeers(), role=Role.REPLICA)
@@ -169,7 +118,7 @@ def test_etcd_that_does_not_answer_is_remembered_until_it_does(agent: Agent) -> 
 
 
 def test_a_clone_that_fails_is_counted_until_one_works(agent: Agent) -> None:
-    member(agent, "node2")
+    agent.member("node2")
 
     async def unreachable(sources: object) -> None:
         raise RuntimeError("cannot reach node2 to clone it")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
@@ -20,68 +20,19 @@ from haagent.core import actions as a
 from haagent.core.reasons import Code, Reason
 from haagent.core.roles import Role
 from haagent.core.snapshot import Decision, Snapshot
-from haagent.dcs.memory import MemoryDCS, MemoryStore
 from haagent.engine import loop as loop_module
-from haagent.engine.configuration import Configuration
-from haagent.engine.loop import HaLoop
-from haagent_lab.sim.cluster import Simulation, node_settings
-from haagent_lab.sim.fakes import FakePeers, FakeWatchdog, SimGuard
-from haagent_lab.sim.postgres import FakePostgres, FakeWorld
+from haagent_lab.sim.cluster import Simulation
+from support.lone_node import LoneNode, lone_node
 from support.snapshots import DynamicConfig
 from support.virtual_time import VirtualTime
 
-
-@dataclass
-class Node:
-    vt: VirtualTime
-    store: MemoryStore
-    dcs: MemoryDCS
-    pg: FakePostgres
-    guard: SimGuard
-    config: Configuration
-    loop: HaLoop
-    refused: list[tuple[Role, Role]] = field(default_factory=list)
-
-    def cycle(self) -> Decision:
-        decision, _ = self.vt.run(self.loop.cycle())
-        return decision
-
-    def cycles_until_primary(self, limit: int = 10) -> list[str]:
-        codes = []
-        while not self.loop.status().is_primary:
-            assert len(codes) < limit, codes
-            codes.append(str(self.cycle().reason.code))
-        return codes
+Node = LoneNode
 
 
 @pytest.fixture
 def node() -> Iterator[Node]:
     vt = VirtualTime()
-    store = MemoryStore(vt.clock)
-    settings = node_settings("node1", DynamicConfig())
-    dcs = MemoryDCS.from_settings(store, settings)
-    world = FakeWorld()
-    pg = FakePostgres("node1", world)
-    guard = SimGuard()
-    config = Configuration(settings)
-    refused: list[tuple[Role, Role]] = []
-    loop = HaLoop(
-        config,
-        dcs,
-        pg,
-        FakeWatchdog(vt.clock),
-        FakePeers(world, "node1"),
-        clocks=vt.clocks,
-        fence=guard,
-        on_refused_role_change=lambda before, after: refused.append((before, after)),
-    )
-    vt.run(dcs.open())
-
-    async def start_keeper() -> None:
-        loop.start_keeper()  # renewals on schedule, as in the daemon
-
-    vt.run(start_keeper())
-    yield Node(vt, store, dcs, pg, guard, config, loop, refused)
+    yield lone_node(vt, keeper=True)
     vt.close()
 
 
@@ -100,8 +51,7 @@ def test_a_lone_node_bootstraps_and_leads_fenced(node: Node) -> None:
 def test_a_role_the_way_to_the_primary_failed_to_reach_is_not_taken(node: Node) -> None:
     node.cycle()  # races for the initialize key
     node.cycle()  # bootstraps
-    other = MemoryDCS.from_settings(node.store, node_settings("node2", DynamicConfig()))
-    node.vt.run(other.open())
+    other = node.member("node2")
     assert node.vt.run(other.take_leader())  # someone else takes the key first
     decision = node.cycle()
     assert decision.reason.code == Code.BOOTSTRAP_FINISHING and decision.role == Role.PRIMARY
