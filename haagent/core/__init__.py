@@ -1,7 +1,10 @@
 """The pure HA core: snapshot in, decision out.  No I/O, no clock, no logging.
 
 `decide(snapshot) -> Decision` is the whole HA policy; the engine observes,
-calls it, and executes the typed actions it returns in order.
+calls it, and executes the typed actions it returns in order.  What the engine
+remembers between cycles changes only through the core too: `memory.py` (what an
+observation or a request changes) and `outcomes.py` (what each action's outcome
+changes), and `roles.py` says which role a cycle reaches and may move to.
 """
 
 from haagent.core.actions import Action

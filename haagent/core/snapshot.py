@@ -39,7 +39,8 @@ class ManualRequest:
 
 @dataclass(frozen=True)
 class LocalFacts:
-    """What the engine remembers between cycles: outcomes of earlier actions."""
+    """What a decision sees of the engine's memory (`core.memory.Memory.facts`): outcomes
+    of earlier actions, with the lease keeper's facts about the leader key."""
 
     role: Role = Role.UNINITIALIZED
     # The earliest moment our leader key can expire (the last good renewal's send time + ttl).
