@@ -103,3 +103,37 @@ def test_no_arrow_runs_back_up_into_the_engine(package: str) -> None:
 def test_the_arrow_scan_sees_an_import_of_the_engine(tmp_path: Path) -> None:
     (tmp_path / "port.py").write_text("from haagent.engine.ports import PostgresControl\n")
     assert imports_of(tmp_path, "haagent.engine") == ["port.py:1: haagent.engine.ports"]
+
+
+CLOCK_READS = {("time", "time"), ("time", "monotonic"), ("datetime", "now"), ("datetime", "utcnow")}
+
+
+def clock_reads(path: Path) -> list[str]:
+    """`file:line: module.function` for each use of a system clock in a file (a call, or the
+    function handed on as a default clock)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute):
+            owner = node.value
+            name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+            if (name, node.attr) in CLOCK_READS:
+                found.append(f"{path.name}:{node.lineno}: {name}.{node.attr}")
+    return sorted(found)
+
+
+def test_the_engine_reads_the_time_only_through_its_injected_clocks() -> None:
+    engine = PRODUCT / "engine"
+    reads = [r for p in sorted(engine.glob("*.py")) if p.name != "clock.py" for r in clock_reads(p)]
+    assert reads == [], "engine code reads a system clock: take `Clocks` (engine/clock.py)"
+    assert clock_reads(engine / "clock.py") == ["clock.py:27: datetime.now"]
+
+
+def test_the_clock_scan_sees_a_clock_read(tmp_path: Path) -> None:
+    (tmp_path / "x.py").write_text(
+        "import time, datetime\ntime.time()\ndatetime.datetime.now()\nclock = time.monotonic\n"
+    )
+    assert clock_reads(tmp_path / "x.py") == [
+        "x.py:2: time.time",
+        "x.py:3: datetime.now",
+        "x.py:4: time.monotonic",
+    ]
