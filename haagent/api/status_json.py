@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from haagent import __version__
-from haagent.api.health import cluster_lsn, replication_state
+from haagent.api.health import replication_state
+from haagent.core.fitness import lag, member_lag, primary_position
 from haagent.dcs.model import ClusterView, Member
 from haagent.engine.status import PublishedStatus
 
@@ -137,18 +138,16 @@ def _member(view: ClusterView, member: Member, synchronous_mode: bool) -> dict[s
         doc["tags"] = dict(member.tags)
     if role in ("leader", "standby_leader"):
         return doc
-    leader_lsn = cluster_lsn(view)
+    primary = primary_position(view)
     for kind, lsn in (("receive", member.receive_lsn), ("replay", member.replay_lsn)):
         if lsn is not None:
-            if leader_lsn is not None:
-                doc[f"{kind}_lag"] = max(0, leader_lsn - lsn)
+            if primary is not None:
+                doc[f"{kind}_lag"] = lag(primary, lsn)
             doc[f"{kind}_lsn"] = format_lsn(lsn)
-    lsn = member.lsn
-    doc["lag"] = (
-        max(0, leader_lsn - lsn) if leader_lsn is not None and lsn is not None else "unknown"
-    )
-    if lsn is not None:
-        doc["lsn"] = format_lsn(lsn)
+    behind = member_lag(view, member)
+    doc["lag"] = "unknown" if behind is None else behind
+    if member.lsn is not None:
+        doc["lsn"] = format_lsn(member.lsn)
     return doc
 
 

@@ -1,8 +1,8 @@
 """`haactl explain`: for each member, could it become the leader now, and if not, why.
 
 The answer combines three sources: the etcd view (the same `unfit_reason()` the agents
-use for a switchover or a race: running streaming replica, no `nofailover`, within
-`maximum_lag_on_failover`, synchronous when `synchronous_mode` requires it), the member's
+use for a switchover, `haagent.core.fitness`: running streaming replica, no `nofailover`,
+within `maximum_lag_on_failover`, synchronous when `synchronous_mode` requires it), the member's
 key (timeline, lag, tags), and its REST API (does it answer at all; the last decision the
 agent took, with its reason code; the watchdog state).  Reason codes are the HA engine's
 (`haagent.core.reasons.Code`), plus `unreachable` and `not_a_replica`.
@@ -21,13 +21,11 @@ from haagent.cli.listing import MIB, config_of, role_label, state_label, system_
 from haagent.cli.rest import RestClient
 from haagent.cli.store import Snapshot, open_store
 from haagent.cli.table import Table, format_option, render
-from haagent.config.model import DynamicConfig
+from haagent.core.fitness import member_lag, unfit_reason
 from haagent.core.reasons import Code
-from haagent.core.rules.common import lag_of, unfit_reason
 from haagent.dcs.model import ClusterView, Member
 
 UNREACHABLE = "unreachable"
-NOT_A_REPLICA = "not_a_replica"
 LEADER = "leader"
 
 
@@ -55,20 +53,6 @@ class Verdict:
         return self.reasons[0][0] if self.reasons else ""
 
 
-def _fitness_code(view: ClusterView, config: DynamicConfig, member: Member) -> str:
-    """The reason code of `unfit_reason()`'s verdict (the same checks, in the same order)."""
-    if member.state != "running":
-        return Code.POSTGRES_NOT_RUNNING.value
-    if member.role != "replica":
-        return NOT_A_REPLICA
-    if member.nofailover or member.failover_priority <= 0:
-        return Code.NOFAILOVER.value
-    lag = lag_of(view, member)
-    if lag is not None and lag > config.maximum_lag_on_failover:
-        return Code.LAGGING.value
-    return Code.NOT_SYNCHRONOUS.value
-
-
 def cluster_timeline(view: ClusterView) -> int | None:
     leader = view.members.get(view.leader_name or "")
     if leader is not None and leader.timeline is not None:
@@ -83,9 +67,9 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
     notes: list[str] = []
     is_leader = member.name == view.leader_name
     if not is_leader:
-        why = unfit_reason(view, config, member)
-        if why is not None:
-            reasons.append((_fitness_code(view, config, member), why))
+        unfit = unfit_reason(view, config, member)
+        if unfit is not None:
+            reasons.append((unfit.code, unfit.text))
         timeline = cluster_timeline(view)
         if member.timeline is not None and timeline is not None and member.timeline < timeline:
             reasons.append(
@@ -115,7 +99,7 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
              f"watchdog mode is required but unusable on {member.name} "
              f"(watchdog: {watchdog or 'unknown'})")
         )  # fmt: skip
-    lag = None if is_leader else lag_of(view, member)
+    lag = None if is_leader else member_lag(view, member)
     if not is_leader and lag is None and member.state == "running":
         notes.append("its WAL position is unknown, so its lag cannot be checked")
     return Verdict(

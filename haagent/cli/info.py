@@ -15,7 +15,7 @@ from haagent.cli.errors import ActionFailed, BadInput
 from haagent.cli.rest import RestClient
 from haagent.cli.store import open_store
 from haagent.cli.table import Table, format_option, render
-from haagent.core.rules.common import lag_of
+from haagent.core.fitness import member_lag
 from haagent.dcs.model import ClusterView, Member
 
 DSN_ROLES = ("leader", "primary", "master", "replica", "standby-leader", "any")
@@ -61,7 +61,7 @@ def pick_member(view: ClusterView, scope: str, role: str, member: str | None) ->
     running = [
         m for m in view.members.values() if m.state == "running" and m.name != view.leader_name
     ]
-    running.sort(key=lambda m: (lag_of(view, m) is None, lag_of(view, m) or 0, m.name))
+    running.sort(key=lambda m: (member_lag(view, m) is None, member_lag(view, m) or 0, m.name))
     if role == "replica":
         if not running:
             raise ActionFailed(f"cluster {scope} has no running replica; see `haactl list`")

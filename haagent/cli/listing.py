@@ -22,7 +22,7 @@ from haagent.cli.errors import ActionFailed
 from haagent.cli.store import Snapshot, Store, open_store
 from haagent.cli.table import Table, format_option, render
 from haagent.config.model import DynamicConfig
-from haagent.core.rules.common import lag_of
+from haagent.core.fitness import member_lag
 from haagent.dcs.model import ClusterView, Member
 
 MIB = 1024 * 1024
@@ -71,7 +71,7 @@ def lag_mb(view: ClusterView, member: Member) -> float | str | None:
     """Lag in MiB (1 decimal), "unknown" when a position is unknown, None for the leader."""
     if member.name == view.leader_name:
         return None
-    lag = lag_of(view, member)
+    lag = member_lag(view, member)
     return "unknown" if lag is None else round(lag / MIB, 1)
 
 

@@ -30,7 +30,7 @@ from haagent.cli.errors import ActionFailed, BadInput
 from haagent.cli.listing import config_of, render_cluster
 from haagent.cli.rest import ApiUnreachable, RestClient
 from haagent.cli.store import Snapshot, Store, open_store
-from haagent.core.rules.common import unfit_reason
+from haagent.core.fitness import unfit_reason
 from haagent.dcs import codec
 from haagent.dcs.model import ClusterView
 

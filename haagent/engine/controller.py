@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from haagent.config import ConfigError, parse_dynamic_config
-from haagent.core.rules.common import unfit_reason
+from haagent.core.fitness import unfit_reason
 from haagent.core.snapshot import ManualRequest
 from haagent.dcs.errors import DCSError
 from haagent.dcs.protocol import DCS
