@@ -20,15 +20,11 @@ from haagent.api.health import replication_state
 from haagent.core.fitness import lag, member_lag, primary_position
 from haagent.dcs.model import ClusterView, Member
 from haagent.engine.status import PublishedStatus
+from haagent.postgres.lsn import format_lsn
 
 
 def encode(document: Any) -> bytes:
     return json.dumps(document, default=str).encode()
-
-
-def format_lsn(lsn: int) -> str:
-    """PostgreSQL's text form of a WAL position: `0/4000060`."""
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
 def _xlog(status: PublishedStatus) -> dict[str, Any]:
@@ -200,7 +196,6 @@ __all__ = [
     "config",
     "encode",
     "failsafe",
-    "format_lsn",
     "history",
     "node_status",
 ]
