@@ -22,7 +22,7 @@ from haagent.cli.rest import RestClient
 from haagent.cli.store import Snapshot, open_store
 from haagent.cli.table import Table, format_option, render
 from haagent.core.fitness import member_lag, unfit_reason
-from haagent.core.reasons import Code
+from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.dcs.model import ClusterView, Member
 
 UNREACHABLE = "unreachable"
@@ -96,8 +96,8 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
     if last_code == Code.WATCHDOG_UNAVAILABLE.value and not is_leader:
         reasons.append(
             (Code.WATCHDOG_UNAVAILABLE.value,
-             f"watchdog mode is required but unusable on {member.name} "
-             f"(watchdog: {watchdog or 'unknown'})")
+             required_watchdog_unavailable(member=member.name)
+             + f" (watchdog: {watchdog or 'unknown'})")
         )  # fmt: skip
     lag = None if is_leader else member_lag(view, member)
     if not is_leader and lag is None and member.state == "running":
