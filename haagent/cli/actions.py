@@ -28,7 +28,7 @@ from haagent.cli.common import (
 from haagent.cli.context import Ctl
 from haagent.cli.errors import ActionFailed, BadInput
 from haagent.cli.listing import config_of, render_cluster
-from haagent.cli.rest import ApiUnreachable, RestClient
+from haagent.cli.rest import ApiUnreachable, RestClient, command_client
 from haagent.cli.store import Snapshot, open_store
 from haagent.config.model import DynamicConfig
 from haagent.dcs import codec
@@ -108,7 +108,7 @@ async def _members_action(
     """Resolve CLUSTER/MEMBER..., ask the questions, confirm, and `act` on the members."""
     cluster_arg, wanted = split_cluster_and_members(arguments, ctl.connection.scope)
     cluster = ctl.cluster(cluster_arg)
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snap = await store.read()
         view = require_cluster(snap, store.prefix, store.conn.etcd_hosts)
         members = choose_members(view, cluster, wanted, role)
@@ -243,7 +243,7 @@ def _wait_timeout(config: DynamicConfig) -> float:
 
 async def _set_pause(ctl: Ctl, cluster: str, pause: bool, wait: bool) -> None:
     word = "paused" if pause else "resumed"
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snap = await store.read()
         view = require_cluster(snap, store.prefix, store.conn.etcd_hosts)
         config = config_of(view)

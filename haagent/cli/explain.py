@@ -18,12 +18,13 @@ import click
 from haagent.cli.common import names, require_cluster
 from haagent.cli.context import Ctl
 from haagent.cli.listing import MIB, config_of, role_label, state_label, system_id
-from haagent.cli.rest import RestClient
+from haagent.cli.rest import command_client
 from haagent.cli.store import Snapshot, open_store
 from haagent.cli.table import Table, format_option, render
 from haagent.core.fitness import member_lag, unfit_reason
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.dcs.model import ClusterView, Member
+from haagent.rest_client import LastDecision, MemberStatus
 
 UNREACHABLE = "unreachable"
 LEADER = "leader"
@@ -60,8 +61,8 @@ def cluster_timeline(view: ClusterView) -> int | None:
     return view.last_timeline if view.history else None
 
 
-def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | None) -> Verdict:
-    """`status`: the member's `GET /patroni` JSON, or why it could not be had."""
+def assess(view: ClusterView, member: Member, status: MemberStatus | str | None) -> Verdict:
+    """`status`: the member's status, or why it could not be had."""
     config = config_of(view)
     reasons: list[tuple[str, str]] = []
     notes: list[str] = []
@@ -77,11 +78,10 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
                  f"{member.name} is on timeline {member.timeline}, the cluster on {timeline}: "
                  "it must rewind or be reinitialized first")
             )  # fmt: skip
-    block: dict[str, Any] = {}
-    if isinstance(status, dict):
+    block = LastDecision()
+    if isinstance(status, MemberStatus):
         api = "ok"
-        raw_block = status.get("haagent")
-        block = raw_block if isinstance(raw_block, dict) else {}
+        block = status.haagent or block
     elif isinstance(status, str):
         api = UNREACHABLE
         text = f"its REST API does not answer ({status}): is its agent running?"
@@ -91,8 +91,8 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
             reasons.append((UNREACHABLE, text))
     else:
         api = "not asked"
-    last_code = block.get("reason_code") or None
-    watchdog = block.get("watchdog") or None
+    last_code = block.reason_code
+    watchdog = block.watchdog
     if last_code == Code.WATCHDOG_UNAVAILABLE.value and not is_leader:
         reasons.append(
             (Code.WATCHDOG_UNAVAILABLE.value,
@@ -112,7 +112,7 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
         can_lead=is_leader or not reasons,
         reasons=tuple(reasons),
         last_code=last_code,
-        last_text=block.get("reason_text") or None,
+        last_text=block.reason_text,
         watchdog=watchdog,
         notes=tuple(notes),
     )
@@ -238,11 +238,11 @@ def explain_document(snapshot: Snapshot, verdicts: list[Verdict]) -> dict[str, A
 
 
 async def _explain(ctl: Ctl, cluster: str, fmt: str, ask_api: bool) -> None:
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snapshot = await store.read()
         view = require_cluster(snapshot, store.prefix, store.conn.etcd_hosts)
         members = [view.members[n] for n in sorted(view.members)]
-        statuses: dict[str, dict[str, Any] | str] = {}
+        statuses: dict[str, MemberStatus | str] = {}
         if ask_api:
             statuses = await rest.statuses(members)
     verdicts = [assess(view, m, statuses.get(m.name)) for m in members]

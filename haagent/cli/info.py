@@ -12,11 +12,12 @@ from haagent import __version__
 from haagent.cli.common import names, require_cluster, require_member, split_cluster_and_members
 from haagent.cli.context import Ctl
 from haagent.cli.errors import ActionFailed, BadInput
-from haagent.cli.rest import RestClient
+from haagent.cli.rest import command_client
 from haagent.cli.store import open_store
 from haagent.cli.table import Table, format_option, render
 from haagent.core.fitness import member_lag
 from haagent.dcs.model import ClusterView, Member
+from haagent.rest_client import MemberStatus
 
 DSN_ROLES = ("leader", "primary", "master", "replica", "standby-leader", "any")
 
@@ -211,15 +212,14 @@ def pg_version(number: Any) -> str:
     return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
 
 
-def describe_status(body: dict[str, Any]) -> str:
-    patroni = body.get("patroni") or {}
-    product = "haagent" if "haagent" in body else "Patroni"
-    version = patroni.get("version", "?") if isinstance(patroni, dict) else "?"
-    return f"{product} {version} PostgreSQL {pg_version(body.get('server_version'))}"
+def describe_status(status: MemberStatus) -> str:
+    product = "haagent" if status.haagent is not None else "Patroni"
+    version = status.version or "?"
+    return f"{product} {version} PostgreSQL {pg_version(status.server_version)}"
 
 
 async def _versions(ctl: Ctl, cluster: str, wanted: Sequence[str]) -> None:
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snapshot = await store.read()
         view = require_cluster(snapshot, store.prefix, store.conn.etcd_hosts)
         for name in wanted:
@@ -228,7 +228,11 @@ async def _versions(ctl: Ctl, cluster: str, wanted: Sequence[str]) -> None:
         statuses = await rest.statuses(members)
     for member in members:
         body = statuses[member.name]
-        text = describe_status(body) if isinstance(body, dict) else f"REST API unreachable ({body})"
+        text = (
+            describe_status(body)
+            if isinstance(body, MemberStatus)
+            else f"REST API unreachable ({body})"
+        )
         click.echo(f"{member.name}: {text}")
 
 

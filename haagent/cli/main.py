@@ -100,7 +100,7 @@ def main(
     )
     # Tests hand in a Ctl (with an in-memory etcd) as `obj`; keep its backend.
     given = ctx.obj if isinstance(ctx.obj, Ctl) else None
-    ctx.obj = Ctl(options, given.backend_factory) if given else Ctl(options)
+    ctx.obj = Ctl(options, given.backend_factory, given.rest_transport) if given else Ctl(options)
 
 
 for command in (
