@@ -8,7 +8,7 @@ from typing import Any
 
 from haactl_memory import Cli, edit_member, put
 
-from haagent.cli.explain import assess, likely_successor, summary
+from haagent.cli.commands_explain import assess, likely_successor, summary
 from haagent.config.model import DynamicConfig
 from haagent.dcs.memory import MemoryStore
 from haagent.dcs.model import ClusterView, SyncState

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from haagent.cli.actions import choose_members
+from haagent.cli.commands_members import choose_members
 from haagent.cli.common import confirm, require_cluster, split_cluster_and_members
 from haagent.cli.context import Ctl
 from haagent.cli.errors import ActionFailed, BadInput

@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
+from haagent.cli.commands_list import MIB, config_of, role_label, state_label, system_id
 from haagent.cli.common import names, require_cluster
 from haagent.cli.context import Ctl
-from haagent.cli.listing import MIB, config_of, role_label, state_label, system_id
 from haagent.cli.rest import command_client
 from haagent.cli.store import Snapshot, open_store
 from haagent.cli.table import Table, format_option, render

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from haagent.cli.commands_list import config_of, render_cluster
 from haagent.cli.common import (
     Stopwatch,
     confirm,
@@ -27,7 +28,6 @@ from haagent.cli.common import (
 )
 from haagent.cli.context import Ctl
 from haagent.cli.errors import ActionFailed, BadInput
-from haagent.cli.listing import config_of, render_cluster
 from haagent.cli.rest import ApiUnreachable, RestClient, command_client
 from haagent.cli.store import Snapshot, Store, open_store
 from haagent.core.fitness import unfit_reason
