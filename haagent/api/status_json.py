@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from haagent import __version__
 from haagent.api.health import replication_state
@@ -96,31 +95,13 @@ def node_status(status: PublishedStatus) -> dict[str, Any]:
     return doc
 
 
-def _host_port(member: Member) -> tuple[str | None, int | None]:
-    try:
-        parts = urlsplit(member.conn_url)
-        return parts.hostname, parts.port
-    except ValueError:
-        return None, None
-
-
-def _member_role(view: ClusterView, member: Member, synchronous_mode: bool) -> str:
-    if member.name == view.leader_name:
-        return "standby_leader" if member.role == "standby_leader" else "leader"
-    if synchronous_mode and view.sync is not None and view.sync.is_sync(member.name):
-        return "sync_standby"
-    return "replica"
-
-
 def _member(view: ClusterView, member: Member, synchronous_mode: bool) -> dict[str, Any]:
-    role = _member_role(view, member, synchronous_mode)
-    state = member.state
-    if role not in ("leader", "standby_leader") and member.replication_state:
-        state = member.replication_state
-    doc: dict[str, Any] = {"name": member.name, "role": role, "state": state}
+    role = view.member_role(member, synchronous_mode)
+    doc: dict[str, Any] = {"name": member.name, "role": role, "state": view.member_state(member)}
     doc["api_url"] = member.api_url
-    host, port = _host_port(member)
-    if host:
+    address = member.host_port
+    if address is not None:
+        host, port = address
         doc["host"] = host
         if port:
             doc["port"] = port

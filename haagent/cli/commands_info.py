@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -74,13 +73,10 @@ def pick_member(view: ClusterView, scope: str, role: str, member: str | None) ->
 
 
 def host_port(member: Member) -> tuple[str, int]:
-    try:
-        parts = urlsplit(member.conn_url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        host, port = None, None
-    if not host:
+    address = member.host_port
+    if address is None:
         raise ActionFailed(f"{member.name} publishes no usable conn_url ({member.conn_url!r})")
+    host, port = address
     return host, port or 5432
 
 

@@ -87,3 +87,25 @@ def test_explain_and_core_give_the_same_verdict_and_code(cli: Cli, store: Memory
         assert members[name]["reason_code"] == verdict.code
         assert members[name]["reasons"][0] == {"code": verdict.code, "text": verdict.text}
         assert members[name]["lag_bytes"] == member_lag(view, view.members[name])
+
+
+def test_list_and_cluster_show_the_same_role_state_and_host(cli: Cli, store: MemoryStore) -> None:
+    """A stopped replica whose key still says `streaming` is `stopped` in both."""
+    put(store, "config", {"ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+                          "synchronous_mode": True})  # fmt: skip
+    put(store, "sync", codec.encode_sync("node1", ["node2"]))
+    edit_member(store, "node3", state="stopped", conn_url="postgres://127.0.0.13:5433/postgres")
+    view = view_of(store)
+    assert view.members["node3"].replication_state == "streaming"
+
+    listed = {r["Member"]: r for r in json.loads(cli("list", "-f", "json").output)}
+    config = view.config or primary_status().config
+    status = replace(primary_status(), cluster=view, config=config)
+    members = {m["name"]: m for m in status_json.cluster(status)["members"]}
+    roles = {"leader": "Leader", "sync_standby": "Sync Standby", "replica": "Replica"}
+    for name, member in members.items():
+        assert listed[name]["Role"] == roles[member["role"]], name
+        assert listed[name]["State"] == member["state"], name
+        port = member.get("port", 5432)
+        assert listed[name]["Host"] == member["host"] + (f":{port}" if port != 5432 else "")
+    assert members["node3"]["state"] == "stopped" and members["node2"]["role"] == "sync_standby"
