@@ -267,9 +267,7 @@ def verified_postmaster(data_dir: Path) -> tuple[int | None, str]:
     return pid, ""
 
 
-def stop_postgres(
-    data_dir: Path, fast_grace: float, immediate_grace: float, why: str = ""
-) -> bool:
+def stop_postgres(data_dir: Path, fast_grace: float, immediate_grace: float, why: str = "") -> bool:
     """Fast shutdown, then immediate; True when no postmaster of `data_dir` runs any more.
 
     The signal goes out before anything is logged: a log that blocks (a stalled journal or
@@ -331,8 +329,7 @@ def fence(protocol: GuardProtocol, data_dir: Path, immediate_grace: float) -> No
     """The lease is about to expire with no renewal: stop PostgreSQL now."""
     left = protocol.expires - boottime()
     why = (
-        f"lease fence: no renewal of the leader key arrived and its lease can expire in "
-        f"{left:.1f}s"
+        f"lease fence: no renewal of the leader key arrived and its lease can expire in {left:.1f}s"
     )
     stop_postgres(data_dir, max(0.0, left), immediate_grace, why)
     protocol.fired()
