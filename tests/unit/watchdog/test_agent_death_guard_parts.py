@@ -197,6 +197,36 @@ def test_malformed_leases_are_ignored(line: str) -> None:
     assert "unknown request" in message and not armed(protocol)
 
 
+def test_a_lease_may_name_its_etcd_lease_and_etcd_access_comes_once() -> None:
+    protocol = GuardProtocol()
+    protocol.feed(b"LEASE 1000 5 5224447411924838407\n")
+    assert protocol.lease == 5224447411924838407 and protocol.stop_at == 995.0
+    access = b'ETCD {"endpoints":["https://10.0.0.1:2379"],"cacert":"/ca.pem","user":"u"}\n'
+    assert protocol.feed(access) == []
+    assert protocol.etcd is not None and protocol.etcd["user"] == "u"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"ETCD nope",
+        b"ETCD []",
+        b'ETCD {"endpoints": []}',
+        b'ETCD {"endpoints": ["ftp://x"]}',
+        b'ETCD {"endpoints": ["http://x:1"], "user": 5}',
+    ],
+)
+def test_malformed_etcd_access_is_ignored(line: bytes) -> None:
+    protocol = GuardProtocol()
+    assert protocol.feed(line + b"\n") == ["ignoring a malformed ETCD request"]
+    assert protocol.etcd is None
+
+
+@pytest.mark.parametrize("lease", ["0", "-1", "9223372036854775808", "x"])
+def test_a_bad_lease_id_makes_the_line_malformed(lease: str) -> None:
+    assert parse_lease(f"LEASE 1000 5 {lease}") is None
+
+
 def test_input_without_newlines_does_not_grow_without_bound() -> None:
     protocol = GuardProtocol()
     protocol.feed(LEASE_LINE)
