@@ -78,7 +78,7 @@ class SimGuard:
     holds: int = 0
     dead: bool = False
 
-    def hold(self, expires: float, margin: float) -> bool:
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
         if self.dead:
             return False
         self.armed, self.expires, self.margin = True, expires, margin
@@ -101,7 +101,7 @@ class SimLocalFence:
         self._timer: asyncio.TimerHandle | None = None
         self.armed = False
 
-    def hold(self, expires: float, margin: float) -> bool:
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
         self.release()
         self.armed = True
         loop = asyncio.get_running_loop()

@@ -30,7 +30,7 @@ class RecordingFence:
     def armed(self) -> bool:
         return bool(self.holds) and self.released < len(self.holds)
 
-    def hold(self, expires: float, margin: float) -> bool:
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
         assert self.clock is not None
         self.holds.append((self.clock.clock(), expires, margin))
         return True
