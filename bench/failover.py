@@ -25,8 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -50,22 +48,16 @@ def switchover(lab: LabCluster, old: str, patience: float = 30.0) -> None:
     every refusal is printed, and after `patience` seconds it is an error.
     """
     candidate = next(n for n in lab.nodes if n != old)
-    body = json.dumps({"leader": old, "candidate": candidate}).encode()
+    body = {"leader": old, "candidate": candidate}
     deadline = time.monotonic() + patience
     while True:
-        request = urllib.request.Request(
-            lab.nodes[old].api_url + "/switchover", data=body, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                response.read()
+        reply = lab.nodes[old].call("POST", "/switchover", body, 60)
+        if reply.ok:
             return
-        except urllib.error.HTTPError as e:
-            reason = e.read().decode(errors="replace").strip()
-            if e.code != 412 or time.monotonic() > deadline:
-                raise FaultError(f"switchover {old} -> {candidate}: {e.code} {reason}") from e
-            print(f"  switchover refused, retrying: {e.code} {reason}", file=sys.stderr)
-            time.sleep(0.5)
+        if reply.status != 412 or time.monotonic() > deadline:
+            raise FaultError(f"switchover {old} -> {candidate}: {reply.status} {reply.message}")
+        print(f"  switchover refused, retrying: {reply.status} {reply.message}", file=sys.stderr)
+        time.sleep(0.5)
 
 
 def postmaster_crash(lab: LabCluster, old: str) -> None:

@@ -41,7 +41,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from haagent.watchdog.guard import boottime
-from haagent.watchdog.guard_client import GUARD_MODULE, AgentDeathGuard
+from haagent.watchdog.guard_client import GUARD_SCRIPT, AgentDeathGuard
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLIENTS = 4
@@ -118,7 +118,7 @@ async def one_round(base: Path, margin: float) -> Round:
     stop, acked = threading.Event(), []
     threads = writers(dsn, stop, acked)
     await asyncio.sleep(2.0)  # dirty some buffers
-    argv = [sys.executable, "-m", GUARD_MODULE, "--data-dir", str(base / "data")]
+    argv = [sys.executable, "-I", "-S", str(GUARD_SCRIPT), "--data-dir", str(base / "data")]
     argv += ["--agent-pid", str(os.getpid()), "--log-file", str(base / "guard.log")]
     guard = await AgentDeathGuard.start(argv)
     stop_at = boottime() + 0.5

@@ -1,5 +1,6 @@
 """haagent's REST API: Patroni's endpoints, health checks from the published status,
-cluster actions handed to the HA loop, auth, TLS, Prometheus metrics and an OpenAPI document.
+changing requests handed to the HA loop (`changing.py`), auth, TLS, Prometheus metrics and an
+OpenAPI document.
 
 How the agent wires it::
 
@@ -18,7 +19,8 @@ What the engine owes it:
   lease's expiry on the monotonic clock: a cached 200 lapses with it even if the
   loop hangs.  `loop_finished_at` is monotonic too (for `/liveness`).
 - `controller.submit()` / `patch_config()` / `replace_config()` answer with the
-  HTTP code of the outcome (see the Controller protocol and `openapi.json`).
+  HTTP code of the outcome (the `Controller` protocol in `haagent.engine.requests`, and
+  `openapi.json` beside this file).
 - Once per HA cycle: `metrics.record_decision(reason_code)` and
   `metrics.observe_loop(seconds)`; around each etcd request:
   `metrics.observe_etcd_call(op, seconds)`.

@@ -19,9 +19,10 @@ Decisions, where Patroni's documentation leaves room:
   1024 apart, case-sensitive like PostgreSQL, an optional space between number
   and unit).  An unparseable value is ignored, as Patroni does, so a health
   check that worked against Patroni never takes every replica out of a pool.
-- Lag is the leader's last known WAL position (the DCS `status` key's optime,
-  else the leader member's `xlog_location`) minus this node's replay position
-  (its receive position for `/readiness?mode=write`).  An unknown leader
+- Lag is the leader's last known WAL position (the newer of the DCS `status`
+  key's optime and the leader member's `xlog_location`, as everywhere:
+  `haagent.core.fitness`) minus this node's replay position (its receive
+  position for `/readiness?mode=write`).  An unknown leader
   position never counts as lagging; an unknown local position counts as 0.
 - `tag_<key>=<value>` must equal the node's tag, compared as text without case
   (`true` matches a YAML `true`); a tag the node does not have never matches.
@@ -43,7 +44,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from haagent.dcs.model import ClusterView
+from haagent.core.fitness import lag, primary_position
 from haagent.engine.status import PublishedStatus
 
 FOREVER = math.inf
@@ -101,27 +102,12 @@ def parse_lag(value: str) -> int | None:
     return int(size) if math.isfinite(size) else None  # 400 digits: not a lag either
 
 
-def cluster_lsn(view: ClusterView) -> int | None:
-    """The leader's last known WAL position: the `status` key, else its member key."""
-    if view.status.optime is not None:
-        return view.status.optime
-    leader = view.leader_name
-    member = view.members.get(leader) if leader else None
-    return member.xlog_location if member is not None else None
-
-
-def leader_position(status: PublishedStatus) -> int | None:
-    return cluster_lsn(status.cluster)
-
-
 def lag_bytes(status: PublishedStatus, *, received: bool = False) -> int | None:
-    """How far this node's replay (or receive) position is behind the leader's; None if unknown."""
-    leader = leader_position(status)
-    if leader is None:
-        return None
+    """How far this node's replay (or receive) position is behind the leader's; None if the
+    leader's is unknown (an unknown local position counts as 0)."""
     pg = status.postgres
     own = pg.receive_lsn if received else pg.replay_lsn
-    return max(0, leader - (own or 0))
+    return lag(primary_position(status.cluster), own or 0)
 
 
 def replication_state(status: PublishedStatus) -> str | None:

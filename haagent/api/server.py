@@ -33,8 +33,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
 from haagent.api import auth, health, status_json
-from haagent.api.actions import ACTIONS, text
 from haagent.api.bodies import BodyError
+from haagent.api.changing import ACTIONS, text
 from haagent.api.limits import LimitedServer
 from haagent.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from haagent.api.metrics import Metrics

@@ -13,21 +13,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from haagent import __version__
-from haagent.api.health import cluster_lsn, replication_state
+from haagent.api.health import replication_state
+from haagent.core.fitness import lag, member_lag, primary_position
 from haagent.dcs.model import ClusterView, Member
 from haagent.engine.status import PublishedStatus
+from haagent.postgres.lsn import format_lsn
 
 
 def encode(document: Any) -> bytes:
     return json.dumps(document, default=str).encode()
-
-
-def format_lsn(lsn: int) -> str:
-    """PostgreSQL's text form of a WAL position: `0/4000060`."""
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
 def _xlog(status: PublishedStatus) -> dict[str, Any]:
@@ -99,31 +95,13 @@ def node_status(status: PublishedStatus) -> dict[str, Any]:
     return doc
 
 
-def _host_port(member: Member) -> tuple[str | None, int | None]:
-    try:
-        parts = urlsplit(member.conn_url)
-        return parts.hostname, parts.port
-    except ValueError:
-        return None, None
-
-
-def _member_role(view: ClusterView, member: Member, synchronous_mode: bool) -> str:
-    if member.name == view.leader_name:
-        return "standby_leader" if member.role == "standby_leader" else "leader"
-    if synchronous_mode and view.sync is not None and view.sync.is_sync(member.name):
-        return "sync_standby"
-    return "replica"
-
-
 def _member(view: ClusterView, member: Member, synchronous_mode: bool) -> dict[str, Any]:
-    role = _member_role(view, member, synchronous_mode)
-    state = member.state
-    if role not in ("leader", "standby_leader") and member.replication_state:
-        state = member.replication_state
-    doc: dict[str, Any] = {"name": member.name, "role": role, "state": state}
+    role = view.member_role(member, synchronous_mode)
+    doc: dict[str, Any] = {"name": member.name, "role": role, "state": view.member_state(member)}
     doc["api_url"] = member.api_url
-    host, port = _host_port(member)
-    if host:
+    address = member.host_port
+    if address is not None:
+        host, port = address
         doc["host"] = host
         if port:
             doc["port"] = port
@@ -137,18 +115,16 @@ def _member(view: ClusterView, member: Member, synchronous_mode: bool) -> dict[s
         doc["tags"] = dict(member.tags)
     if role in ("leader", "standby_leader"):
         return doc
-    leader_lsn = cluster_lsn(view)
+    primary = primary_position(view)
     for kind, lsn in (("receive", member.receive_lsn), ("replay", member.replay_lsn)):
         if lsn is not None:
-            if leader_lsn is not None:
-                doc[f"{kind}_lag"] = max(0, leader_lsn - lsn)
+            if primary is not None:
+                doc[f"{kind}_lag"] = lag(primary, lsn)
             doc[f"{kind}_lsn"] = format_lsn(lsn)
-    lsn = member.lsn
-    doc["lag"] = (
-        max(0, leader_lsn - lsn) if leader_lsn is not None and lsn is not None else "unknown"
-    )
-    if lsn is not None:
-        doc["lsn"] = format_lsn(lsn)
+    behind = member_lag(view, member)
+    doc["lag"] = "unknown" if behind is None else behind
+    if member.lsn is not None:
+        doc["lsn"] = format_lsn(member.lsn)
     return doc
 
 
@@ -201,7 +177,6 @@ __all__ = [
     "config",
     "encode",
     "failsafe",
-    "format_lsn",
     "history",
     "node_status",
 ]

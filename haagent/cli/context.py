@@ -26,6 +26,7 @@ from haagent.dcs.channel import EtcdChannel, TlsConfig
 from haagent.dcs.errors import DCSError
 from haagent.dcs.etcd import EtcdKV
 from haagent.dcs.kv import KVBackend
+from haagent.rest_client import Transport
 
 T = TypeVar("T")
 
@@ -203,10 +204,13 @@ class Ctl:
     """The click context object: the options, and (lazily) the connection they describe.
 
     `backend_factory` makes the etcd client; tests put an in-memory store there.
+    `rest_transport` makes the transport of the calls to the members' REST APIs (the
+    real one when None); tests put a `MockTransport` there.
     """
 
     options: Options = Options()
     backend_factory: Callable[[Connection], KVBackend] = etcd_backend
+    rest_transport: Callable[[Connection], Transport] | None = None
     _connection: Connection | None = field(default=None, init=False)
 
     @property

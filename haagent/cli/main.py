@@ -15,7 +15,17 @@ from pathlib import Path
 import click
 
 from haagent import __version__
-from haagent.cli import actions, config_cmds, explain, flush, info, listing, switchover
+from haagent.cli import (
+    commands_config,
+    commands_explain,
+    commands_flush,
+    commands_info,
+    commands_list,
+    commands_members,
+    commands_pause,
+    commands_remove,
+    commands_switchover,
+)
 from haagent.cli.context import Ctl, Options
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -100,28 +110,28 @@ def main(
     )
     # Tests hand in a Ctl (with an in-memory etcd) as `obj`; keep its backend.
     given = ctx.obj if isinstance(ctx.obj, Ctl) else None
-    ctx.obj = Ctl(options, given.backend_factory) if given else Ctl(options)
+    ctx.obj = Ctl(options, given.backend_factory, given.rest_transport) if given else Ctl(options)
 
 
 for command in (
-    listing.list_command,
-    listing.topology_command,
-    switchover.switchover_command,
-    switchover.failover_command,
-    actions.restart_command,
-    actions.reinit_command,
-    actions.reload_command,
-    actions.pause_command,
-    actions.resume_command,
-    flush.flush_command,
-    config_cmds.show_config_command,
-    config_cmds.edit_config_command,
-    info.history_command,
-    info.dsn_command,
-    info.query_command,
-    info.version_command,
-    info.remove_command,
-    explain.explain_command,
+    commands_list.list_command,
+    commands_list.topology_command,
+    commands_switchover.switchover_command,
+    commands_switchover.failover_command,
+    commands_members.restart_command,
+    commands_members.reinit_command,
+    commands_members.reload_command,
+    commands_pause.pause_command,
+    commands_pause.resume_command,
+    commands_flush.flush_command,
+    commands_config.show_config_command,
+    commands_config.edit_config_command,
+    commands_info.history_command,
+    commands_info.dsn_command,
+    commands_info.query_command,
+    commands_info.version_command,
+    commands_remove.remove_command,
+    commands_explain.explain_command,
 ):
     main.add_command(command)
 

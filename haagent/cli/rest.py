@@ -1,4 +1,7 @@
-"""Calls to the members' REST APIs (Patroni's endpoints), with basic auth and TLS.
+"""haactl's calls to the members' REST APIs (Patroni's endpoints), with basic auth and TLS.
+
+The calls go through `haagent.rest_client` (the rules every call to a member follows);
+this module says which TLS files and credentials haactl uses.
 
 Credentials come from `--user` / `HAACTL_USER` + `HAACTL_PASSWORD`, else the config's
 `ctl.authentication`, else `restapi.authentication`.  They go with the changing
@@ -6,67 +9,33 @@ requests only (reads need none), and never over plain HTTP when TLS is configure
 (`--cacert`/`--cert`, `ctl.cacert`, `restapi.cafile`).  TLS: `--cacert` (or
 `ctl.cacert`, `restapi.cafile`) verifies the members' certificates, `--cert`/`--key`
 (or `ctl.certfile`/`ctl.keyfile`) present a client certificate, `-k`/`--insecure`
-skips verification.  Member addresses come from etcd: only http(s) URLs are called,
-redirects are not followed and answers are read up to MAX_REPLY_BYTES.  A member that
+skips verification; the files are read at the first `https://` call.  A member that
 does not answer (or answers nonsense) is an `ApiUnreachable`, never a crash.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-import os
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
-import aiohttp
-
-from haagent.cli.context import Connection
+from haagent.cli.context import Connection, Ctl
 from haagent.cli.errors import BadInput
-from haagent.dcs.member_api import api_url_problem, read_limited
-from haagent.dcs.model import Member
+from haagent.rest_client import (
+    AiohttpTransport,
+    ApiUnreachable,
+    Authorization,
+    Failure,
+    RestClient,
+    Transport,
+)
 
-STATUS_TIMEOUT = 3.0
-MAX_REPLY_BYTES = 4 * 1024 * 1024
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+__all__ = ["ApiUnreachable", "RestClient", "command_client", "haactl_client", "ssl_context"]
 
-
-class ApiUnreachable(Exception):
-    """The member's REST API did not answer (refused, timed out, TLS failed)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    text: str
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.text)
-        except (ValueError, RecursionError):
-            return None
-
-    @property
-    def message(self) -> str:
-        """The answer as one line for people."""
-        return " ".join(self.text.split()) or f"HTTP {self.status}"
-
-
-def base_url(api_url: str) -> str:
-    """`http://node1:8008/patroni` -> `http://node1:8008`."""
-    problem = api_url_problem(api_url)
-    if problem is not None:
-        raise ApiUnreachable(problem)
-    parts = urlsplit(api_url)
-    return f"{parts.scheme}://{parts.netloc}"
+# What to do about a failure, in haactl's options.
+HINTS = {
+    Failure.CERTIFICATE: " (pass --cacert CA_FILE, or -k to skip the check)",
+    Failure.TLS: " (check --cacert / --cert / --key)",
+    Failure.DISCONNECTED_TLS: " (does it require a client certificate? pass --cert and --key)",
+}
 
 
 def ssl_context(conn: Connection) -> ssl.SSLContext:
@@ -88,108 +57,25 @@ def ssl_context(conn: Connection) -> ssl.SSLContext:
     return context
 
 
-class RestClient:
-    """One aiohttp session for the calls of one command."""
+def haactl_client(conn: Connection, transport: Transport | None = None) -> RestClient:
+    """The client for the calls of one command (`async with`): `transport` is the real
+    one unless a test hands in another."""
+    if transport is None:
+        built: list[ssl.SSLContext] = []
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        auth = conn.rest_auth
-        self._headers: dict[str, str] = {}
-        if auth is not None:
-            token = base64.b64encode(f"{auth.username}:{auth.password or ''}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {token}"
-        self._ssl: ssl.SSLContext | None = None
-        self._session: aiohttp.ClientSession | None = None
+        def tls() -> ssl.SSLContext:
+            if not built:
+                built.append(ssl_context(conn))
+            return built[0]
 
-    async def __aenter__(self) -> RestClient:
-        return self
+        transport = AiohttpTransport(tls)
+    tls_configured = conn.rest_cacert is not None or conn.rest_cert is not None
+    authorization = Authorization.basic(conn.rest_auth, tls_only=tls_configured)
+    return RestClient(transport, authorization, hints=HINTS)
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    async def call(
-        self,
-        method: str,
-        api_url: str,
-        path: str,
-        body: Mapping[str, Any] | None = None,
-        *,
-        timeout: float,
-    ) -> Reply:
-        """`method path` on the member whose `api_url` is given; raises `ApiUnreachable`."""
-        url = base_url(api_url) + path
-        tls: ssl.SSLContext | bool = False
-        if url.startswith("https:"):
-            if self._ssl is None:
-                self._ssl = ssl_context(self._conn)
-            tls = self._ssl
-        headers = self._headers if self._sends_credentials(method, tls is not False) else {}
-        try:
-            async with self._client().request(
-                method,
-                url,
-                json=None if body is None else dict(body),
-                headers=headers,
-                ssl=tls,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            ) as response:
-                raw = await read_limited(response.content, MAX_REPLY_BYTES)
-                return Reply(response.status, raw.decode("utf-8", errors="replace"))
-        except TimeoutError:
-            raise ApiUnreachable(f"no answer from {url} within {timeout:g}s") from None
-        except aiohttp.ClientConnectorCertificateError as e:
-            raise ApiUnreachable(
-                f"TLS with {e.host}:{e.port} failed: {e.certificate_error} "
-                "(pass --cacert CA_FILE, or -k to skip the check)"
-            ) from None
-        except aiohttp.ClientSSLError as e:
-            raise ApiUnreachable(
-                f"TLS with {e.host}:{e.port} failed: {e.os_error} (check --cacert / --cert / --key)"
-            ) from None
-        except aiohttp.ClientConnectorError as e:
-            code = e.os_error.errno
-            why = os.strerror(code) if code else str(e.os_error) or "refused"
-            raise ApiUnreachable(f"cannot connect to {e.host}:{e.port} ({why})") from None
-        except aiohttp.ClientError as e:
-            hint = ""
-            if tls and isinstance(e, aiohttp.ServerDisconnectedError):
-                hint = " (does it require a client certificate? pass --cert and --key)"
-            raise ApiUnreachable(f"{url}: {e or type(e).__name__}{hint}") from None
-        except (OSError, ValueError) as e:
-            raise ApiUnreachable(f"{url}: {e}") from None
-
-    def _sends_credentials(self, method: str, https: bool) -> bool:
-        """Credentials go with changing requests, and over HTTPS only once TLS is configured."""
-        if method.upper() in _READS:
-            return False
-        tls_configured = self._conn.rest_cacert is not None or self._conn.rest_cert is not None
-        return https or not tls_configured
-
-    async def status(self, member: Member, timeout: float = STATUS_TIMEOUT) -> dict[str, Any]:
-        """The member's `GET /patroni` JSON; raises `ApiUnreachable`."""
-        reply = await self.call("GET", member.api_url, "/patroni", timeout=timeout)
-        body = reply.json()
-        if not isinstance(body, dict):
-            raise ApiUnreachable(f"{member.api_url} answered {reply.status} without a JSON status")
-        return body
-
-    async def statuses(
-        self, members: list[Member], timeout: float = STATUS_TIMEOUT
-    ) -> dict[str, dict[str, Any] | str]:
-        """Each member's status JSON, or why it could not be had (a string)."""
-
-        async def one(member: Member) -> dict[str, Any] | str:
-            try:
-                return await self.status(member, timeout)
-            except ApiUnreachable as e:
-                return str(e)
-
-        results = await asyncio.gather(*(one(m) for m in members))
-        return {m.name: r for m, r in zip(members, results, strict=True)}
+def command_client(ctl: Ctl) -> RestClient:
+    """The client of one haactl command, over `ctl.rest_transport` when it is set."""
+    conn = ctl.connection
+    factory = ctl.rest_transport
+    return haactl_client(conn, factory(conn) if factory is not None else None)

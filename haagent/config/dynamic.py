@@ -242,3 +242,18 @@ def dynamic_config_to_dict(config: DynamicConfig) -> dict[str, Any]:
     if config.ignore_slots:
         result["ignore_slots"] = [dict(entry) for entry in config.ignore_slots]
     return result
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch, as `PATCH /config` and `haactl edit-config` apply it to
+    the dynamic config: objects merge, `null` deletes, anything else replaces.  Returns a
+    new document that shares nothing with `target` or `patch`."""
+    result = copy.deepcopy(dict(target))
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merge_patch(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result

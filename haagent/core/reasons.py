@@ -64,3 +64,12 @@ class Reason:
 
     def __str__(self) -> str:
         return f"{self.code}: {self.text}"
+
+
+def required_watchdog_unavailable(detail: str | None = None, *, member: str | None = None) -> str:
+    """The sentence for a node whose required watchdog cannot be used (`watchdog.mode:
+    required`, code WATCHDOG_UNAVAILABLE): the watchdog's own reason, the decision's text
+    and `haactl explain` all say it this way."""
+    on = f" on {member}" if member else ""
+    text = f"watchdog.mode is required but the watchdog is unavailable{on}"
+    return f"{text}: {detail}" if detail else text

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from haagent.config import tags as tag_rules
 from haagent.config.model import DynamicConfig
@@ -53,6 +54,17 @@ class Member:
     @property
     def sync_priority(self) -> int:
         return tag_rules.sync_priority(self.tags)
+
+    @property
+    def host_port(self) -> tuple[str, int | None] | None:
+        """The PostgreSQL host of `conn_url` and its port (None when it names none); None
+        when `conn_url` is not a URL naming a host."""
+        try:
+            parts = urlsplit(self.conn_url)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return None
+        return (host, port) if host else None
 
     @property
     def lsn(self) -> int | None:
@@ -158,6 +170,23 @@ class ClusterView:
     @property
     def leader_name(self) -> str | None:
         return self.leader.name if self.leader else None
+
+    def member_role(self, member: Member, synchronous_mode: bool) -> str:
+        """`member`'s role in the cluster, as `GET /cluster` and `haactl list` show it:
+        `leader` (`standby_leader` in a standby cluster) for the key holder, `sync_standby`
+        for a standby the sync key names while synchronous_mode is on, else `replica`."""
+        if member.name == self.leader_name:
+            return "standby_leader" if member.role == "standby_leader" else "leader"
+        if synchronous_mode and self.sync is not None and self.sync.is_sync(member.name):
+            return "sync_standby"
+        return "replica"
+
+    def member_state(self, member: Member) -> str:
+        """`member`'s state as shown: a running non-leader's replication state (`streaming`,
+        `in archive recovery`) when it publishes one, else its PostgreSQL state."""
+        if member.name != self.leader_name and member.state == "running":
+            return member.replication_state or member.state
+        return member.state
 
     @property
     def last_timeline(self) -> int:

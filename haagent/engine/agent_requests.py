@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from haagent.config import ConfigError, parse_dynamic_config
-from haagent.core.rules.common import unfit_reason
+from haagent.config.dynamic import merge_patch
+from haagent.core.fitness import unfit_reason
 from haagent.core.snapshot import ManualRequest
 from haagent.dcs.errors import DCSError
 from haagent.dcs.protocol import DCS
@@ -41,19 +42,6 @@ from haagent.engine.status import PublishedStatus
 
 log = logging.getLogger("haagent.engine")
 RELOAD_REFUSED = "reload refused"
-
-
-def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch: objects merge, `null` deletes, anything else replaces."""
-    result = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merge_patch(result[key], value)
-        else:
-            result[key] = value
-    return result
 
 
 class AgentRequests:

@@ -36,8 +36,10 @@ class Fencing:
         timings: Callable[[], Timings],
         clock: Callable[[], float],
         fallback: Callable[[], LeaseFence] | None = None,
+        lease_id: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.watchdog = watchdog
+        self._lease_id = lease_id
         self.fence = fence
         self._timings = timings
         self._clock = clock
@@ -61,12 +63,13 @@ class Fencing:
 
     def _hold(self, expires: float, margin: float) -> None:
         self.stop_at = expires - margin
-        if self.fence.hold(expires, margin) or self._fallback is None:
+        lease = self._lease_id()
+        if self.fence.hold(expires, margin, lease) or self._fallback is None:
             return
         # The guard process is gone: the fence inside the agent takes over at once.
         log.error("the lease fence falls back to the one inside the agent")
         self.fence, self._fallback = self._fallback(), None
-        self.fence.hold(expires, margin)
+        self.fence.hold(expires, margin, lease)
 
     def arm(self, expires: float) -> bool:
         """Before PostgreSQL runs as a primary: False means do not (watchdog required, unusable).
@@ -129,7 +132,7 @@ class NoFence:
 
     armed = False
 
-    def hold(self, expires: float, margin: float) -> bool:
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
         return False
 
     def release(self) -> None:

@@ -73,7 +73,12 @@ class HaLoop:
         self.peers = peers
         self.wake = asyncio.Event()
         self.fencing = Fencing(
-            watchdog, fence or NoFence(), config.timings, self.clock, fallback=fallback_fence
+            watchdog,
+            fence or NoFence(),
+            config.timings,
+            self.clock,
+            fallback=fallback_fence,
+            lease_id=lambda: dcs.lease_id,
         )
         self.keeper = LeaseKeeper(
             dcs,

@@ -106,8 +106,11 @@ class LeaseFence(Protocol):
     @property
     def armed(self) -> bool: ...
 
-    def hold(self, expires: float, margin: float) -> bool:
-        """False when the fence is gone (its process died): the agent goes on without it."""
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
+        """False when the fence is gone (its process died): the agent goes on without it.
+
+        `lease`: the etcd lease the key is on, which a fence outside the agent may revoke
+        once it has stopped PostgreSQL (the key then goes at once)."""
         ...
 
     def release(self) -> None: ...

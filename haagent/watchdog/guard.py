@@ -10,22 +10,33 @@ key's ttl runs out a replica is promoted, and two primaries accept writes:
 
 The guard covers both without depending on the agent's event loop.
 
-    python -m haagent.watchdog.guard --data-dir DIR [--agent-pid PID]
+    python3 -I -S .../haagent/watchdog/guard.py --data-dir DIR [--agent-pid PID]
         [--fast-grace 3] [--immediate-grace 5]
         [--log-file FILE] [--log-format FMT] [--log-level LEVEL]
+
+It runs as a script of the standard library alone (`-I -S`: nothing from site-packages,
+no PYTHON* variables) and imports only small modules (no logging, argparse, dataclasses
+or pathlib: about 9 MB resident); `ssl`, `http.client` and `json` are imported only
+to revoke the lease, once PostgreSQL is stopped.
 
 The agent starts one guard at startup (`guard_client.py`), in its own session, with
 its stdin a pipe from the agent and no other descriptor of the agent's.  The guard
 answers `READY` on stdout once, then reads lines from the pipe:
 
-- `LEASE <expires> <margin>`: this agent holds the leader key and PostgreSQL may run
-  as a primary until `expires` (seconds on CLOCK_BOOTTIME, a clock that keeps counting
-  through a suspend); sent after every renewal of the key.  If no later LEASE arrives,
-  the guard starts a fast shutdown at `expires - margin` (new connections refused,
-  every backend terminated: no write is acknowledged after this) and an immediate
+- `LEASE <expires> <margin> [<lease id>]`: this agent holds the leader key and
+  PostgreSQL may run as a primary until `expires` (seconds on CLOCK_BOOTTIME, a clock
+  that keeps counting through a suspend); sent after every renewal of the key.  If
+  no later LEASE arrives, the guard starts a fast shutdown at `expires - margin` (new
+  connections refused, every backend terminated: no write is acknowledged after this),
+  and an immediate
   one at `expires` if PostgreSQL still runs.  A LEASE with `margin >= expires - now`
   is "stop now": the agent lost its lease.
 - `DISARM`: PostgreSQL is not a primary (a replica, stopped, or maintenance mode).
+- `ETCD <json>`: how to reach etcd (`endpoints`, and `cacert`, `cert`, `key`, `user`,
+  `password` when set), sent once after `READY`.  Once the guard has stopped
+  PostgreSQL and no process of its data directory is left, it revokes the lease it
+  was last given: the leader key goes at once and a replica takes over without
+  waiting for the ttl (never while PostgreSQL may still accept a write).
 
 When the pipe reaches end of file (the agent exited, however it exited), or the guard
 finds itself re-parented (the agent is gone but a stray copy of the pipe is open):
@@ -39,36 +50,104 @@ checks that `/proc/PID/cmdline` is a postgres server for `DIR` (a recycled pid i
 alone), sends SIGINT (fast shutdown) and, past the grace, SIGQUIT (immediate).
 
 Every decision is one log line with its reason, on stderr (the agent's log) and in
-`--log-file` when given.  The guard only reads its pipe: it needs no etcd, no
-network and no configuration file, and imports nothing but the standard library.
+`--log-file` when given, always after the signal it announces.  The guard needs no
+configuration file; etcd only to revoke a lease it was told about.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import logging
-import logging.handlers
 import math
 import os
 import select
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType
 
-log = logging.getLogger("haagent.guard")
+# Not `typing`, `collections.abc` or `contextlib`: each pulls in more modules than the rest
+# of the guard together (mypy still reads the annotations below).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import FrameType
 
 LEASE = "LEASE"
 DISARM = "DISARM"
+ETCD = "ETCD"
 READY = b"READY\n"
 SERVER_NAMES = ("postgres", "postmaster")
 POLL = 0.05  # while armed, the clock is read at least this often
 PARENT_CHECK_EVERY = 1.0
-MAX_LINE = 256
+MAX_LINE = 8192
+REVOKE_TIMEOUT = 2.0  # seconds per etcd endpoint
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+# --- one log line per decision, in the agent's format (no logging module: it is big)
+
+
+class Log:
+    """Lines formatted like the agent's (`log.format`, with `%(asctime)s`, `%(levelname)s`,
+    `%(message)s`, `%(name)s`...), to stderr and, when given, appended to a file."""
+
+    def __init__(self, fmt: str = "%(asctime)s %(levelname)s: %(message)s",
+                 level: str = "INFO", path: str | None = None) -> None:  # fmt: skip
+        self.prefix = f"agent-death guard (pid {os.getpid()}): "
+        self.fmt = fmt if "%(message)s" in fmt else fmt + " %(message)s"
+        self.level = LEVELS.get(level.upper(), 20)
+        self.path = path
+        self.lines: list[str] = []  # what was logged (for tests)
+
+    def _line(self, level: str, message: str) -> str:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        fields = {
+            "asctime": f"{stamp},{int(now % 1 * 1000):03d}",
+            "levelname": level,
+            "message": self.prefix + message,
+            "name": "haagent.guard",
+            "process": os.getpid(),
+            "created": now,
+        }
+        try:
+            return self.fmt % fields
+        except (KeyError, ValueError, TypeError):
+            return f"{fields['asctime']} {level}: {fields['message']}"
+
+    def log(self, level: str, message: str) -> None:
+        if LEVELS.get(level, 20) < self.level:
+            return
+        line = self._line(level, message)
+        self.lines.append(line)
+        data = (line + "\n").encode(errors="replace")
+        for fd in self._fds():
+            try:  # noqa: SIM105 (contextlib is not imported, see above)
+                os.write(fd, data)
+            except OSError:
+                pass
+            if fd != 2:
+                os.close(fd)
+
+    def _fds(self) -> list[int]:
+        fds = [2]
+        if self.path is not None:
+            # Opened for each line: a rotated file is followed, as WatchedFileHandler does.
+            try:  # noqa: SIM105
+                fds.append(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+            except OSError:
+                pass
+        return fds
+
+    def info(self, message: str) -> None:
+        self.log("INFO", message)
+
+    def warning(self, message: str) -> None:
+        self.log("WARNING", message)
+
+    def error(self, message: str) -> None:
+        self.log("ERROR", message)
+
+
+log = Log()
 
 
 # --- the pure parts
@@ -96,11 +175,13 @@ def _data_dir_argument(args: Sequence[str]) -> str | None:
     return None
 
 
-def _same_path(a: str, b: str | Path) -> bool:
+def _same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def postmaster_mismatch(cmdline: bytes, data_dir: str | Path, cwd: str | None) -> str | None:
+def postmaster_mismatch(
+    cmdline: bytes, data_dir: str | os.PathLike[str], cwd: str | None
+) -> str | None:
     """None when `cmdline` (/proc/PID/cmdline) is a postgres server for `data_dir`; else why not.
 
     The data directory comes from the command line (`-D`); when it names none or a
@@ -118,10 +199,10 @@ def postmaster_mismatch(cmdline: bytes, data_dir: str | Path, cwd: str | None) -
     if named is not None and os.path.isabs(named):
         if _same_path(named, data_dir):
             return None
-        return f"it is the PostgreSQL server of {named}, not of {data_dir}"
+        return f"it is the PostgreSQL server of {named}, not of {os.fspath(data_dir)}"
     if cwd is not None and _same_path(cwd, data_dir):
         return None
-    return f"it is a PostgreSQL server, but not one running in {data_dir} (cwd {cwd})"
+    return f"it is a PostgreSQL server, but not one running in {os.fspath(data_dir)} (cwd {cwd})"
 
 
 def boottime() -> float:
@@ -129,36 +210,63 @@ def boottime() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-def parse_lease(line: str) -> tuple[float, float] | None:
-    """`(expires, margin)` of a `LEASE <expires> <margin>` line; None when malformed."""
+def parse_lease(line: str) -> tuple[float, float, int | None] | None:
+    """`(expires, margin, lease id)` of a `LEASE <expires> <margin> [<id>]` line; None when
+    malformed."""
     parts = line.split()
-    if len(parts) != 3 or parts[0] != LEASE:
+    if len(parts) not in (3, 4) or parts[0] != LEASE:
         return None
     try:
         expires, margin = float(parts[1]), float(parts[2])
+        lease = int(parts[3]) if len(parts) == 4 else None
     except ValueError:
         return None
     if not (math.isfinite(expires) and math.isfinite(margin)) or margin < 0:
         return None
-    return expires, margin
+    if lease is not None and not 0 < lease < 1 << 63:
+        return None
+    return expires, margin, lease
 
 
-@dataclass
+def parse_etcd(line: str) -> dict[str, object] | None:
+    """The etcd access of an `ETCD <json>` line (endpoints and optional TLS and credentials)."""
+    import json  # only when the agent says how to reach etcd
+
+    try:
+        data = json.loads(line[len(ETCD) :].strip())
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    endpoints = data.get("endpoints")
+    if not isinstance(endpoints, list) or not endpoints:
+        return None
+    if not all(isinstance(e, str) and e.startswith(("http://", "https://")) for e in endpoints):
+        return None
+    for key in ("cacert", "cert", "key", "user", "password"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            return None
+    return data
+
+
 class GuardProtocol:
     """The guard's state, from the lines the agent wrote so far.
 
     Armed: PostgreSQL may run as a primary until `expires` (CLOCK_BOOTTIME); the
-    fence stops it from `expires - margin` on.
+    fence stops it from `expires - margin` on.  Expired: the fence fired and no newer
+    lease came; any PostgreSQL that appears is stopped too (a start already under way
+    when the lease ran out must not come up as a primary).
     """
 
-    armed: bool = False
-    expires: float = 0.0
-    margin: float = 0.0
-    # The fence fired and no newer lease came: any PostgreSQL that appears is stopped too
-    # (a start already under way when the lease ran out must not come up as a primary).
-    expired: bool = False
-    _pending: bytes = b""
-    _overflowed: bool = False
+    def __init__(self) -> None:
+        self.armed = False
+        self.expires = 0.0
+        self.margin = 0.0
+        self.expired = False
+        self.lease: int | None = None  # the etcd lease the leader key is on
+        self.etcd: dict[str, object] | None = None
+        self._pending = b""
+        self._overflowed = False
 
     @property
     def stop_at(self) -> float | None:
@@ -172,11 +280,18 @@ class GuardProtocol:
         while b"\n" in self._pending:
             raw, self._pending = self._pending.split(b"\n", 1)
             self._overflowed = False
-            line = raw.decode("ascii", "replace").strip()
+            line = raw.decode("utf-8", "replace").strip()
             if line == DISARM:
                 if self.armed:
                     self.armed = self.expired = False
                     messages.append("disarmed: PostgreSQL is not a primary; it is left alone")
+                continue
+            if line.startswith(ETCD + " "):
+                etcd = parse_etcd(line)
+                if etcd is None:
+                    messages.append("ignoring a malformed ETCD request")
+                else:
+                    self.etcd = etcd
                 continue
             lease = parse_lease(line)
             if lease is not None:
@@ -186,7 +301,7 @@ class GuardProtocol:
                         f"{lease[1]:.1f}s before its lease can expire unless renewed, and at "
                         "once if the agent dies"
                     )
-                self.armed, (self.expires, self.margin) = True, lease
+                self.armed, (self.expires, self.margin, self.lease) = True, lease
                 self.expired = False
             elif line:
                 messages.append(f"ignoring an unknown request {line[:60]!r}")
@@ -207,7 +322,8 @@ class GuardProtocol:
         if self.armed:
             return True, (
                 "the agent died while it held the leader key and ran the primary: nobody "
-                "renews the key, a replica will be promoted after ttl, so this primary stops now"
+                "renews the key, so this primary stops now (then its lease is revoked, and a "
+                "replica takes over at once)"
             )
         return False, "not armed (the agent does not lead, or stops cleanly): PostgreSQL left alone"
 
@@ -215,10 +331,15 @@ class GuardProtocol:
 # --- processes
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def process_alive(pid: int) -> bool:
     """`pid` runs (a zombie, which nobody may have reaped yet, does not)."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = _read(f"/proc/{pid}/stat").decode(errors="replace")
     except OSError:
         return False
     fields = text[text.rfind(")") + 2 :].split()
@@ -227,7 +348,7 @@ def process_alive(pid: int) -> bool:
 
 def read_cmdline(pid: int) -> bytes:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        return _read(f"/proc/{pid}/cmdline")
     except OSError:
         return b""
 
@@ -248,11 +369,11 @@ def wait_gone(pid: int, seconds: float, clock: Callable[[], float] = time.monoto
     return True
 
 
-def verified_postmaster(data_dir: Path) -> tuple[int | None, str]:
+def verified_postmaster(data_dir: str | os.PathLike[str]) -> tuple[int | None, str]:
     """`(pid, "")` of the postmaster of `data_dir`, or `(None, why there is none to stop)`."""
-    pid_file = data_dir / "postmaster.pid"
+    pid_file = os.path.join(data_dir, "postmaster.pid")
     try:
-        pid = parse_postmaster_pid(pid_file.read_text())
+        pid = parse_postmaster_pid(_read(pid_file).decode(errors="replace"))
     except FileNotFoundError:
         return None, f"no {pid_file}: PostgreSQL is not running"
     except OSError as exc:
@@ -267,48 +388,59 @@ def verified_postmaster(data_dir: Path) -> tuple[int | None, str]:
     return pid, ""
 
 
-def stop_postgres(data_dir: Path, fast_grace: float, immediate_grace: float, why: str = "") -> bool:
+def data_dir_processes(data_dir: str | os.PathLike[str]) -> list[int]:
+    """Processes working in `data_dir` (PostgreSQL's backends run there): any of them may
+    still hold a connection that writes."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and process_alive(int(entry)):
+            cwd = read_cwd(int(entry))
+            if cwd is not None and _same_path(cwd, data_dir):
+                found.append(int(entry))
+    return found
+
+
+def stop_postgres(
+    data_dir: str | os.PathLike[str], fast_grace: float, immediate_grace: float, why: str = ""
+) -> bool:
     """Fast shutdown, then immediate; True when no postmaster of `data_dir` runs any more.
 
     The signal goes out before anything is logged: a log that blocks (a stalled journal or
     disk, likely in the very stall the guard exists for) must not delay it."""
     pid, found = verified_postmaster(data_dir)
     if pid is None:
-        log.warning("%snothing to stop: %s", f"{why}: " if why else "", found)
+        log.warning(f"{why}: nothing to stop: {found}" if why else f"nothing to stop: {found}")
         return True
     started = time.monotonic()
     try:
         sent = _signal(pid, signal.SIGINT)
         log.warning(
-            "%sfast shutdown (SIGINT) sent to PostgreSQL (postmaster pid %d)",
-            f"{why}: " if why else "",
-            pid,
+            f"{why + ': ' if why else ''}fast shutdown (SIGINT) sent to PostgreSQL "
+            f"(postmaster pid {pid})"
         )
         if not sent or wait_gone(pid, fast_grace):
-            log.warning("PostgreSQL stopped (fast shutdown) in %.2fs", time.monotonic() - started)
+            log.warning(f"PostgreSQL stopped (fast shutdown) in {time.monotonic() - started:.2f}s")
             return True
         # Still the same server?  (A running process keeps its pid, but check anyway.)
         again, found = verified_postmaster(data_dir)
         if again != pid:
-            log.warning("postmaster pid %d gone or replaced, not escalating: %s", pid, found)
+            log.warning(f"postmaster pid {pid} gone or replaced, not escalating: {found}")
             return not process_alive(pid)
         sent = _signal(pid, signal.SIGQUIT)
         log.warning(
-            "PostgreSQL (pid %d) still ran %.1fs after SIGINT: immediate shutdown (SIGQUIT) sent",
-            pid,
-            fast_grace,
+            f"PostgreSQL (pid {pid}) still ran {fast_grace:.1f}s after SIGINT: immediate "
+            "shutdown (SIGQUIT) sent"
         )
         if not sent or wait_gone(pid, immediate_grace):
             took = time.monotonic() - started
-            log.warning("PostgreSQL stopped (immediate shutdown) in %.2fs", took)
+            log.warning(f"PostgreSQL stopped (immediate shutdown) in {took:.2f}s")
             return True
     except PermissionError as exc:
-        log.error("cannot signal PostgreSQL (pid %d): %s; stop it by hand", pid, exc)
+        log.error(f"cannot signal PostgreSQL (pid {pid}): {exc}; stop it by hand")
         return False
     log.error(
-        "PostgreSQL (pid %d) still runs %.1fs after SIGQUIT: giving up; stop it by hand",
-        pid,
-        immediate_grace,
+        f"PostgreSQL (pid {pid}) still runs {immediate_grace:.1f}s after SIGQUIT: giving up; "
+        "stop it by hand"
     )
     return False
 
@@ -322,16 +454,101 @@ def _signal(pid: int, sig: signal.Signals) -> bool:
     return True
 
 
+# --- revoking the lease once PostgreSQL is stopped
+
+
+def _etcd_call(etcd: dict[str, object], path: str, body: dict[str, object]) -> str:
+    """POST to etcd's JSON gateway on each endpoint in turn; the first answer's body."""
+    import http.client
+    import json
+    import ssl
+    from urllib.parse import urlsplit
+
+    errors = []
+    headers = {"Content-Type": "application/json"}
+    token = etcd.get("token")
+    if isinstance(token, str):
+        headers["Authorization"] = token
+    for endpoint in etcd["endpoints"]:  # type: ignore[attr-defined]
+        url = urlsplit(str(endpoint))
+        try:
+            if url.scheme == "https":
+                context = ssl.create_default_context(cafile=etcd.get("cacert"))  # type: ignore[arg-type]
+                if etcd.get("cert"):
+                    context.load_cert_chain(etcd["cert"], etcd.get("key"))  # type: ignore[arg-type]
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    url.hostname or "", url.port, timeout=REVOKE_TIMEOUT, context=context
+                )
+            else:
+                conn = http.client.HTTPConnection(
+                    url.hostname or "", url.port, timeout=REVOKE_TIMEOUT
+                )
+            conn.request("POST", path, json.dumps(body), headers)
+            answer = conn.getresponse()
+            text = answer.read(65536).decode(errors="replace")
+            conn.close()
+            if answer.status == 200:
+                return text
+            errors.append(f"{endpoint}: {answer.status} {text[:120]}")
+        except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as exc:
+            errors.append(f"{endpoint}: {exc}")
+    raise OSError("; ".join(errors))
+
+
+def revoke_lease(etcd: dict[str, object] | None, lease: int | None) -> None:
+    """Revoke the agent's lease: the leader key (and its member key) go at once."""
+    if etcd is None or lease is None:
+        return
+    import json
+
+    try:
+        if etcd.get("user"):
+            auth = {"name": etcd["user"], "password": etcd.get("password") or ""}
+            answer = json.loads(_etcd_call(etcd, "/v3/auth/authenticate", auth))
+            etcd = {**etcd, "token": answer.get("token")}
+        _etcd_call(etcd, "/v3/lease/revoke", {"ID": str(lease)})
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning(f"could not revoke lease {lease:x}: {exc}; the leader key expires by itself")
+        return
+    log.warning(
+        f"revoked lease {lease:x}: PostgreSQL is stopped, so the leader key goes now and a "
+        "replica takes over without waiting for the ttl"
+    )
+
+
+def stop_and_revoke(
+    protocol: GuardProtocol,
+    data_dir: str | os.PathLike[str],
+    fast_grace: float,
+    immediate_grace: float,
+    why: str,
+) -> None:
+    """Stop PostgreSQL; once no process of its data directory is left, revoke the lease."""
+    stopped = stop_postgres(data_dir, fast_grace, immediate_grace, why)
+    if not stopped:
+        return
+    deadline = time.monotonic() + immediate_grace
+    while data_dir_processes(data_dir):  # the postmaster's children exit after it
+        if time.monotonic() >= deadline:
+            log.warning("processes are still working in the data directory: lease kept")
+            return
+        time.sleep(POLL)
+    revoke_lease(protocol.etcd, protocol.lease)
+    protocol.lease = None
+
+
 # --- the guard's loop
 
 
-def fence(protocol: GuardProtocol, data_dir: Path, immediate_grace: float) -> None:
+def fence(
+    protocol: GuardProtocol, data_dir: str | os.PathLike[str], immediate_grace: float
+) -> None:
     """The lease is about to expire with no renewal: stop PostgreSQL now."""
     left = protocol.expires - boottime()
     why = (
         f"lease fence: no renewal of the leader key arrived and its lease can expire in {left:.1f}s"
     )
-    stop_postgres(data_dir, max(0.0, left), immediate_grace, why)
+    stop_and_revoke(protocol, data_dir, max(0.0, left), immediate_grace, why)
     protocol.fired()
 
 
@@ -339,7 +556,7 @@ def watch(
     fd: int,
     protocol: GuardProtocol,
     agent_pid: int,
-    data_dir: Path,
+    data_dir: str | os.PathLike[str],
     immediate_grace: float,
     clock: Callable[[], float] = boottime,
 ) -> str:
@@ -372,7 +589,7 @@ def watch(
         if not data:
             return f"end of file on the agent's pipe (pid {agent_pid} closed it or exited)"
         for message in protocol.feed(data):
-            log.info("%s", message)
+            log.info(message)
 
 
 class Stopped(Exception):
@@ -383,57 +600,72 @@ def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
     raise Stopped(f"stopped by signal {signum}")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m haagent.watchdog.guard",
-        description="haagent's agent-death guard (started by the agent, not by hand).",
-    )
-    p.add_argument("--data-dir", required=True, type=Path, help="postgresql.data_dir")
-    p.add_argument("--agent-pid", type=int, help="the agent's pid (default: the parent's)")
-    p.add_argument("--fast-grace", type=float, default=3.0, metavar="SECONDS")
-    p.add_argument("--immediate-grace", type=float, default=5.0, metavar="SECONDS")
-    p.add_argument("--log-file", type=Path, help="also append the log lines here")
-    p.add_argument("--log-format", default="%(asctime)s %(levelname)s: %(message)s")
-    p.add_argument("--log-level", default="INFO")
-    return p.parse_args(argv)
+class Arguments:
+    """The command line (no argparse: the guard stays small)."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.data_dir = ""
+        self.agent_pid: int | None = None
+        self.fast_grace = 3.0
+        self.immediate_grace = 5.0
+        self.log_file: str | None = None
+        self.log_format = "%(asctime)s %(levelname)s: %(message)s"
+        self.log_level = "INFO"
+        args = list(argv)
+        while args:
+            flag = args.pop(0)
+            name, _, value = flag.partition("=")
+            if not value:
+                if not args:
+                    raise ValueError(f"{flag} needs a value")
+                value = args.pop(0)
+            if name == "--data-dir":
+                self.data_dir = value
+            elif name == "--agent-pid":
+                self.agent_pid = int(value)
+            elif name == "--fast-grace":
+                self.fast_grace = float(value)
+            elif name == "--immediate-grace":
+                self.immediate_grace = float(value)
+            elif name == "--log-file":
+                self.log_file = value
+            elif name == "--log-format":
+                self.log_format = value
+            elif name == "--log-level":
+                self.log_level = value
+            else:
+                raise ValueError(f"unknown argument {flag}")
+        if not self.data_dir:
+            raise ValueError("--data-dir is required")
 
 
-def configure_logging(args: argparse.Namespace) -> None:
-    prefix = f"agent-death guard (pid {os.getpid()}): "
-    fmt = args.log_format.replace("%(message)s", prefix + "%(message)s")
-    if "%(message)s" not in args.log_format:
-        fmt += " " + prefix + "%(message)s"
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    problem = None
-    if args.log_file is not None:
-        try:
-            handlers.append(logging.handlers.WatchedFileHandler(args.log_file))
-        except OSError as exc:
-            problem = f"cannot open {args.log_file}, logging to stderr only: {exc}"
-    try:
-        logging.basicConfig(level=args.log_level, format=fmt, handlers=handlers, force=True)
-    except (ValueError, TypeError):
-        logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
-    if problem:
-        log.warning("%s", problem)
+USAGE = (
+    "usage: python3 -I -S guard.py --data-dir DIR [--agent-pid PID] [--fast-grace S] "
+    "[--immediate-grace S] [--log-file FILE] [--log-format FMT] [--log-level LEVEL]\n"
+    "haagent's agent-death guard and lease fence (started by the agent, not by hand)\n"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    global log
+    try:
+        args = Arguments(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        sys.stderr.write(f"{USAGE}error: {exc}\n")
+        return 2
     agent_pid = args.agent_pid if args.agent_pid is not None else os.getppid()
-    configure_logging(args)
+    log = Log(args.log_format, args.log_level, args.log_file)
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGINT, _stop_on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     protocol = GuardProtocol()
-    log.info(
-        "watching agent pid %d for data directory %s (disarmed until it leads)",
-        agent_pid,
-        args.data_dir,
-    )
+    log.info(f"watching agent pid {agent_pid} for data directory {args.data_dir} (disarmed "
+             "until it leads)")  # fmt: skip
     # Tell the agent we run, then let go of stdout: the pipe is the only link left.
-    with contextlib.suppress(OSError):  # the agent is gone already: seen below
+    try:  # noqa: SIM105
         os.write(1, READY)
+    except OSError:  # the agent is gone already: seen below
+        pass
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
@@ -450,9 +682,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop, why = protocol.verdict()
     if stop:
-        stop_postgres(args.data_dir, args.fast_grace, args.immediate_grace, f"{gone}; {why}")
+        stop_and_revoke(protocol, args.data_dir, args.fast_grace, args.immediate_grace,
+                        f"{gone}; {why}")  # fmt: skip
     else:
-        log.info("%s; %s", gone, why)
+        log.info(f"{gone}; {why}")
     return 0
 
 

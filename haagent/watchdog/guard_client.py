@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-import haagent
-from haagent.config.model import Settings
+from haagent.config.model import Etcd3Settings, Settings
 from haagent.postgres.proc import scrubbed_environ
+from haagent.watchdog import guard as guard_module
 
 log = logging.getLogger("haagent.watchdog")
 
-GUARD_MODULE = "haagent.watchdog.guard"
+# The guard runs as a script of the standard library alone (`-I -S`: no site-packages, no
+# user site, no PYTHON* variables): about 9 MB instead of the agent's imports.
+GUARD_SCRIPT = Path(guard_module.__file__).resolve()
 START_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
 
@@ -43,7 +46,7 @@ class GuardError(Exception):
 
 def guard_argv(settings: Settings, *, agent_pid: int, python: str | None = None) -> list[str]:
     """The guard's command line for this node (run by this Python unless `python`)."""
-    argv = [python or sys.executable, "-m", GUARD_MODULE]
+    argv = [python or sys.executable, "-I", "-S", str(GUARD_SCRIPT)]
     argv += ["--data-dir", str(settings.postgresql.data_dir), "--agent-pid", str(agent_pid)]
     if settings.log.dir is not None:
         argv += ["--log-file", str(settings.log.dir / "haagent.log")]
@@ -52,12 +55,8 @@ def guard_argv(settings: Settings, *, agent_pid: int, python: str | None = None)
 
 
 def guard_env() -> dict[str, str]:
-    """The agent's environment without its secrets (HAAGENT_*/PATRONI_* settings, PGPASSWORD),
-    finding the agent's own copy of haagent first (it runs in `/`, not in the agent's cwd)."""
-    env = scrubbed_environ()
-    source = str(Path(haagent.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
-    return env
+    """The agent's environment without its secrets (HAAGENT_*/PATRONI_* settings, PGPASSWORD)."""
+    return scrubbed_environ()
 
 
 class AgentDeathGuard:
@@ -84,7 +83,7 @@ class AgentDeathGuard:
                 env=guard_env(),
             )
         except OSError as exc:
-            raise GuardError(f"cannot run {argv[0]} -m {GUARD_MODULE}: {exc}") from exc
+            raise GuardError(f"cannot run {argv[0]} {GUARD_SCRIPT}: {exc}") from exc
         try:
             await _wait_ready(process, timeout)
         except GuardError:
@@ -128,17 +127,32 @@ class AgentDeathGuard:
         self._pipe.write(line.encode("ascii") + b"\n")
         return True
 
-    def hold(self, expires: float, margin: float) -> bool:
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
         """PostgreSQL may run as a primary until `expires` (CLOCK_BOOTTIME): stop it from
-        `expires - margin` on unless renewed, and at once if this agent dies.
+        `expires - margin` on unless renewed, and at once if this agent dies; then revoke
+        `lease` (the key goes at once).
 
         Never blocks: the pipe is written by the event loop's transport.  False when
         there is no guard left.
         """
-        if not self._write(f"LEASE {expires:.3f} {margin:.3f}"):
+        line = f"LEASE {expires:.3f} {margin:.3f}" + (f" {lease}" if lease else "")
+        if not self._write(line):
             return False
         self._armed = True
         return True
+
+    def tell_etcd(self, etcd: Etcd3Settings) -> None:
+        """How the guard reaches etcd to revoke the lease (over the private pipe: it holds
+        the password when there is one)."""
+        access: dict[str, object] = {
+            "endpoints": [f"{etcd.protocol}://{a}" for a in etcd.hosts],
+        }
+        for name, value in (("cacert", etcd.cacert), ("cert", etcd.cert), ("key", etcd.key)):
+            if value is not None:
+                access[name] = str(value)
+        if etcd.username:
+            access["user"], access["password"] = etcd.username, etcd.password or ""
+        self._write("ETCD " + json.dumps(access, separators=(",", ":")))
 
     def release(self) -> None:
         """PostgreSQL is not a primary (any more): leave it alone."""
@@ -217,6 +231,7 @@ async def start_guard(settings: Settings) -> AgentDeathGuard | None:
     except GuardError as exc:
         log.warning("agent-death guard could not be started: %s; %s", exc, without)
         return None
+    guard.tell_etcd(settings.etcd3)
     log.info("agent-death guard started (pid %d)", guard.pid)
     return guard
 
@@ -233,6 +248,6 @@ def guard_pids(data_dir: Path) -> list[int]:
                 args = f.read().split(b"\0")
         except OSError:
             continue
-        if GUARD_MODULE.encode() in args and target in args:
+        if str(GUARD_SCRIPT).encode() in args and target in args:
             found.append(int(entry.name))
     return found

@@ -42,7 +42,7 @@ class LocalFence:
         loop = asyncio.get_running_loop()
         return loop.call_at(loop.time() + max(0.0, when - self._clock()), callback)
 
-    def hold(self, expires: float, margin: float) -> bool:
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
         self._cancel()
         self._armed, self._expires = True, expires
         self._timer = self._at(expires - margin, self._fire)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from haagent.config.errors import ConfigError
 from haagent.config.model import WatchdogSettings
+from haagent.core.reasons import required_watchdog_unavailable
 from haagent.plugins import watchdog_drivers
 from haagent.watchdog.driver import WatchdogDriver, WatchdogError, WatchdogInfo
 from haagent.watchdog.linux import LinuxWatchdogDriver
@@ -139,7 +140,7 @@ class Watchdog:
         reason = self.reason
         if reason is None:
             return True, None
-        return False, f"watchdog.mode is required but the watchdog is unavailable: {reason}"
+        return False, required_watchdog_unavailable(reason)
 
     def _fail(self, message: str) -> bool:
         self._failure, self._failure_at = message, self._clock()

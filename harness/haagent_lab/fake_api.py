@@ -9,7 +9,6 @@ replica, a demoted node, and so on.
 
 from __future__ import annotations
 
-import copy
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from haagent.config.dynamic import merge_patch
 from haagent.config.model import DynamicConfig
 from haagent.dcs.model import (
     ClusterStatus,
@@ -205,19 +205,6 @@ def scheduled_switchover(status: PublishedStatus, candidate: str = "node2") -> P
     when = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     failover = Failover(leader="node1", candidate=candidate, scheduled_at=when)
     return replace(status, cluster=replace(status.cluster, failover=failover))
-
-
-def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch: objects merge, null deletes."""
-    result = copy.deepcopy(dict(target))
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merge_patch(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 class FakeController:

@@ -19,7 +19,7 @@ from haagent.core.actions import (
     UpdateMember,
     WriteStatusKey,
 )
-from haagent.core.reasons import Code
+from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
 from haagent.core.rules.sync_choice import before_promotion, sync_actions, sync_pending
@@ -120,8 +120,8 @@ def decide_leader(s: Snapshot) -> Decision:
         return decision(
             [Demote("fast", None), ReleaseLeaderKey(), DisarmFencing(), UpdateMember()],
             Code.WATCHDOG_UNAVAILABLE,
-            f"watchdog mode is required but unusable ({s.watchdog_reason}): stopping writes "
-            "and giving the leader key back",
+            f"{s.watchdog_reason or required_watchdog_unavailable()}; stopping writes and "
+            "giving the leader key back",
             Role.DEMOTED,
             again=True,
         )
@@ -146,7 +146,7 @@ def decide_leader(s: Snapshot) -> Decision:
             return decision(
                 [ReleaseLeaderKey(), UpdateMember()],
                 Code.WATCHDOG_UNAVAILABLE,
-                f"watchdog mode is required but unusable ({s.watchdog_reason}): "
+                f"{s.watchdog_reason or required_watchdog_unavailable()}; "
                 "giving the leader key back",
                 Role.REPLICA,
             )

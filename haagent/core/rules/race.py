@@ -16,7 +16,7 @@ from haagent.core.actions import (
     TakeLeaderKey,
     UpdateMember,
 )
-from haagent.core.reasons import Code
+from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, idle, lag_behind_leader
 from haagent.core.rules.sync_choice import before_promotion
@@ -59,9 +59,7 @@ def ineligible(s: Snapshot) -> tuple[Code, str] | None:
     if not s.tags.can_be_leader:
         return Code.NOFAILOVER, "tagged nofailover (or failover_priority 0): never races"
     if not s.watchdog_ok:
-        return Code.WATCHDOG_UNAVAILABLE, (
-            s.watchdog_reason or "watchdog mode is required but the watchdog is unusable"
-        )
+        return Code.WATCHDOG_UNAVAILABLE, s.watchdog_reason or required_watchdog_unavailable()
     if cfg.failsafe_mode and s.local.failsafe_leader_seen:
         return Code.FAILSAFE_ACTIVE, (
             "a leader running in failsafe mode asked this node to confirm it within ttl"

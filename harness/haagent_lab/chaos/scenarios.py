@@ -9,18 +9,16 @@ lab and runs at both timing profiles (the lab's fast one and Patroni's defaults)
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from haagent.rest_client import ApiUnreachable
 from haagent_lab.chaos.scenario import DEFAULT_TIMINGS, Context, Expect, Scenario
 from haagent_lab.lab import processes
 
@@ -136,13 +134,11 @@ def switchover(ctx: Context) -> None:
     lab, old = ctx.lab, ctx.leader
     candidate = ctx.replicas()[0]
     ctx.note(f"switchover {old} -> {candidate} through POST /switchover")
-    body = json.dumps({"leader": old, "candidate": candidate}).encode()
-    request = urllib.request.Request(
-        lab.nodes[old].api_url + "/switchover", data=body, method="POST"
-    )
     ctx.mark("fault")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        ctx.note(f"answer {response.status}: {response.read().decode(errors='replace')[:120]}")
+    reply = lab.nodes[old].call("POST", "/switchover", {"leader": old, "candidate": candidate}, 60)
+    ctx.note(f"answer {reply.status}: {reply.text[:120]}")
+    if not reply.ok:
+        raise RuntimeError(f"POST /switchover answered {reply.status}: {reply.message}")
     ctx.mark("heal")
 
 
@@ -217,17 +213,14 @@ def switchover_stopped_checkpointer(ctx: Context) -> None:
     stalled = CHECKPOINT_STALL
     pid = checkpointer_pid(ctx, old)
     ctx.note(f"SIGSTOP {old}'s checkpointer for {stalled:.0f}s, switchover to {candidate}")
-    body = json.dumps({"leader": old, "candidate": candidate}).encode()
-    request = urllib.request.Request(
-        lab.nodes[old].api_url + "/switchover", data=body, method="POST"
-    )
     answers: list[str] = []
 
     def ask() -> None:
+        body = {"leader": old, "candidate": candidate}
         try:
-            with urllib.request.urlopen(request, timeout=3 * stalled) as response:
-                answers.append(f"{response.status}: {response.read().decode()[:100]}")
-        except (OSError, urllib.error.HTTPError) as e:
+            reply = lab.nodes[old].call("POST", "/switchover", body, 3 * stalled)
+            answers.append(f"{reply.status}: {reply.text[:100]}")
+        except ApiUnreachable as e:
             answers.append(str(e))
 
     asking = threading.Thread(target=ask, daemon=True)
@@ -281,10 +274,8 @@ def paused_leader_stopped(ctx: Context) -> None:
 def set_pause(ctx: Context, paused: bool) -> None:
     lab = ctx.lab
     leader = lab.nodes[ctx.leader]
-    body = json.dumps({"pause": paused}).encode()
-    request = urllib.request.Request(leader.api_url + "/config", data=body, method="PATCH")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200, response.status
+    reply = leader.call("PATCH", "/config", {"pause": paused}, 10)
+    assert reply.status == 200, reply.status
 
     def everyone() -> bool:
         return all(node.api("/patroni")[1].get("pause", False) == paused for node in

@@ -7,13 +7,11 @@ and PostgreSQL run as the `postgres` OS user when started by root.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import yaml
 
 from haagent.config.model import Address
+from haagent.rest_client import ApiUnreachable, Reply, RestClient
 from haagent_lab.lab import processes
 from haagent_lab.lab.etcd import EtcdCluster, make_cluster
 from haagent_lab.lab.haproxy import STATS_PASSWORD, STATS_USER, haproxy_config
@@ -82,20 +81,30 @@ class LabNode:
         except (OSError, ValueError):
             return None
 
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        """`method path` on this node's REST API with a JSON `body`, through haagent's own
+        REST client (from any thread); raises ApiUnreachable when it does not answer."""
+
+        async def send() -> Reply:
+            async with RestClient() as client:
+                return await client.call(method, self.api_url, path, body, timeout=timeout)
+
+        return asyncio.run(send())
+
     def api(self, path: str = "/patroni", timeout: float = 1.0) -> tuple[int, Any]:
         """GET a REST path: (status code, JSON or text); (0, error) when it does not answer."""
         try:
-            with urllib.request.urlopen(self.api_url + path, timeout=timeout) as response:
-                body = response.read()
-                code = response.status
-        except urllib.error.HTTPError as e:
-            body, code = e.read(), e.code
-        except OSError as e:
+            reply = self.call("GET", path, timeout=timeout)
+        except ApiUnreachable as e:
             return 0, str(e)
-        try:
-            return code, json.loads(body)
-        except ValueError:
-            return code, body.decode(errors="replace")
+        document = reply.json()
+        return reply.status, reply.text if document is None else document
 
 
 @dataclass

@@ -47,7 +47,7 @@ from haagent.engine.clock import Clocks
 from haagent.engine.configuration import Configuration
 from haagent.engine.loop import HaLoop
 from haagent_lab.sim.clockwork import ManualClock, VirtualLoop
-from haagent_lab.sim.fakes import FakePeers, FakeWatchdog, SimGuard
+from haagent_lab.sim.fakes import FakePeers, FakeWatchdog, SimGuard, SimLocalFence
 from haagent_lab.sim.postgres import FakePostgres, FakeWorld, Write
 
 log = logging.getLogger("haagent_lab.sim")
@@ -207,7 +207,8 @@ class Simulation:
             self.check()
 
     def _fence(self, node: SimNode, why: str) -> None:
-        node.guard.release()
+        if not node.pg.running or node.pg.stopping:
+            return
         node.pg.fence_stop()
         node.stop_done_at = self.clock() + node.pg.shutdown_seconds
         self.log.append((self.clock(), node.name, "fenced"))
@@ -274,6 +275,7 @@ class Simulation:
         loop = VirtualLoop(self.clock)
         node.loop, node.alive, node.frozen = loop, True, False
         node.pg.postmaster_died = asyncio.Event()
+        node.guard.dead, node.guard.armed = False, False  # a new agent starts a new guard
         dcs = MemoryDCS.from_settings(self.store, node.settings)
         node.dcs = dcs
         node.agent = HaLoop(
@@ -289,6 +291,9 @@ class Simulation:
             ),
             clocks=self.clocks,
             fence=node.guard if self.with_guard else None,
+            fallback_fence=lambda: SimLocalFence(
+                functools.partial(self._fence, node, "the fence inside the agent")
+            ),
             on_decision=functools.partial(self._decided, name),
             on_refused_role_change=functools.partial(self._refused, name),
         )
@@ -320,7 +325,7 @@ class Simulation:
 
     def _kill_agent(self, node: SimNode) -> None:
         node.alive = False
-        if self.with_guard and node.guard.armed:
+        if self.with_guard and node.guard.armed and not node.guard.dead:
             self._fence(node, "the agent died while armed")
         node.guard.release()
 
@@ -351,6 +356,10 @@ class Simulation:
         if agent.fencing.armed and self.with_guard:
             self._fence(node, "the agent left while PostgreSQL may still be a primary")
         node.guard.release()
+
+    def kill_guard(self, name: str) -> None:
+        """The guard process of `name` dies (the agent runs on)."""
+        self.nodes[name].guard.dead = True
 
     def freeze(self, name: str) -> None:
         self.nodes[name].frozen = True

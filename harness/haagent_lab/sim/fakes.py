@@ -7,6 +7,7 @@ watchdog do.  The simulation checks them whenever its clock moves.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -64,14 +65,22 @@ class FakeWatchdog:
 
 @dataclass
 class SimGuard:
-    """The guard process: the lease fence and the agent-death stop, outside the agent."""
+    """The guard process: the lease fence and the agent-death stop, outside the agent.
+
+    As the real guard, once it fired it stays armed with its past deadline (the
+    simulation stops any PostgreSQL that runs meanwhile) until a new lease or a release.
+    `dead`: the process is gone; `hold` says so, and the agent falls back to its own fence.
+    """
 
     armed: bool = False
     expires: float = 0.0
     margin: float = 0.0
     holds: int = 0
+    dead: bool = False
 
-    def hold(self, expires: float, margin: float) -> bool:
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
+        if self.dead:
+            return False
         self.armed, self.expires, self.margin = True, expires, margin
         self.holds += 1
         return True
@@ -80,7 +89,33 @@ class SimGuard:
         self.armed = False
 
     def stop_at(self) -> float | None:
-        return self.expires - self.margin if self.armed else None
+        return self.expires - self.margin if self.armed and not self.dead else None
+
+
+class SimLocalFence:
+    """The fence inside the agent (the fallback when the guard is gone): a timer on the
+    agent's own event loop, so it fires only while the agent runs."""
+
+    def __init__(self, fire: Callable[[], None]) -> None:
+        self._fire = fire
+        self._timer: asyncio.TimerHandle | None = None
+        self.armed = False
+
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
+        self.release()
+        self.armed = True
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(expires - margin, self._fired)
+        return True
+
+    def _fired(self) -> None:
+        self._timer, self.armed = None, False
+        self._fire()
+
+    def release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self.armed = None, False
 
 
 class FakePeers:

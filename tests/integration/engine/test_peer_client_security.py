@@ -25,7 +25,7 @@ from aiohttp import web
 
 from haagent.api import RestApiServer
 from haagent.cli.context import Connection
-from haagent.cli.rest import RestClient
+from haagent.cli.rest import haactl_client
 from haagent.config import ConfigError
 from haagent.config.model import (
     Credentials,
@@ -295,11 +295,11 @@ async def test_haactl_sends_credentials_with_changing_requests_only(
 ) -> None:
     peer = await start_peer()
     url = peer.member().api_url
-    async with RestClient(Connection(scope="demo", rest_auth=SECRET)) as client:
+    async with haactl_client(Connection(scope="demo", rest_auth=SECRET)) as client:
         assert (await client.call("GET", url, "/patroni", timeout=5)).status == 200
         assert (await client.call("POST", url, "/failsafe", {}, timeout=5)).status == 200
     # with TLS configured, a plain-http address from etcd never gets the password
     tls = Connection(scope="demo", rest_auth=SECRET, rest_cacert=pki / "ca.crt")
-    async with RestClient(tls) as client:
+    async with haactl_client(tls) as client:
         assert (await client.call("POST", url, "/failsafe", {}, timeout=5)).status == 200
     assert peer.authorization == [None, TOKEN, None]

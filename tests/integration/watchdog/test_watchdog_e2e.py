@@ -296,7 +296,10 @@ def test_required_watchdog_without_a_device_never_leads_and_says_why(lab: LabClu
             assert member["watchdog"].startswith("unavailable: "), member
             text = haactl(broken, "explain")
             print(text)
-            assert f"watchdog mode is required but unusable on {broken.name}" in text
+            assert (
+                f"watchdog.mode is required but the watchdog is unavailable on {broken.name}"
+                in text
+            )
         finally:
             healthy.agent.send_signal(signal.SIGCONT)
 

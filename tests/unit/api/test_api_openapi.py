@@ -6,7 +6,7 @@ import json
 from importlib import resources
 
 from haagent.api import health, server
-from haagent.api.actions import ACTIONS
+from haagent.api.changing import ACTIONS
 
 DOC = json.loads(resources.files("haagent.api").joinpath("openapi.json").read_text())
 

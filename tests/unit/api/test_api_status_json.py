@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from haagent.api import status_json
 from haagent.config.model import DynamicConfig
+from haagent.postgres.lsn import format_lsn
 from haagent_lab.fake_api import (
     CONFIG_RAW,
     LEADER_LSN,
@@ -131,5 +132,5 @@ def test_history_config_failsafe() -> None:
 
 
 def test_format_lsn() -> None:
-    assert status_json.format_lsn(0x4000060) == "0/4000060"
-    assert status_json.format_lsn((3 << 32) + 0xAB) == "3/AB"
+    assert format_lsn(0x4000060) == "0/4000060"
+    assert format_lsn((3 << 32) + 0xAB) == "3/AB"

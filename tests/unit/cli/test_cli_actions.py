@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from haactl_memory import CONFIG, Cli, edit_member, get, put
 
 from haagent import __version__
-from haagent.cli.info import pg_version
+from haagent.cli.commands_info import pg_version
 from haagent.cli.main import main
 from haagent.dcs.kv import Delete
 from haagent.dcs.memory import MemoryStore
@@ -43,7 +43,7 @@ def test_pause_wait_names_the_members_that_did_not_follow(
     cli: Cli, store: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put(store, "config", {**CONFIG, "loop_wait": 1, "retry_timeout": 1, "ttl": 10})
-    monkeypatch.setattr("haagent.cli.actions._wait_timeout", lambda config: 0.2)
+    monkeypatch.setattr("haagent.cli.commands_pause._wait_timeout", lambda config: 0.2)
     result = cli("pause", "--wait")
     assert result.exit_code == 1
     assert "node1, node2, node3 did not show it" in result.output

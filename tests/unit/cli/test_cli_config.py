@@ -9,8 +9,9 @@ import pytest
 import yaml
 from haactl_memory import CONFIG, Cli, get, put
 
-from haagent.cli.config_cmds import apply_assignments, diff, key_path, merge_patch
+from haagent.cli.commands_config import apply_assignments, diff, key_path
 from haagent.cli.errors import BadInput
+from haagent.config.dynamic import merge_patch
 from haagent.dcs.memory import MemoryStore
 
 

@@ -8,13 +8,14 @@ from typing import Any
 
 from haactl_memory import Cli, edit_member, put
 
-from haagent.cli.explain import assess, likely_successor, summary
+from haagent.cli.commands_explain import assess, likely_successor, summary
 from haagent.config.model import DynamicConfig
 from haagent.dcs.memory import MemoryStore
 from haagent.dcs.model import ClusterView, SyncState
+from haagent.rest_client import parse_status
 from haagent_lab.fake_api import LEADER_LSN, cluster_view
 
-OK: dict[str, Any] = {"haagent": {"reason_code": "following_leader", "reason_text": "following"}}
+OK = parse_status({"haagent": {"reason_code": "following_leader", "reason_text": "following"}})
 
 
 def view(**config: Any) -> ClusterView:
@@ -65,7 +66,7 @@ def test_unreachable_api_and_stopped_postgres() -> None:
 def test_watchdog_required_unavailable_shows_the_watchdog_state() -> None:
     v = view()
     block = {"reason_code": "watchdog_required_unavailable", "watchdog": "unavailable"}
-    status = {"haagent": {**block, "reason_text": "watchdog unusable"}}
+    status = parse_status({"haagent": {**block, "reason_text": "watchdog unusable"}})
     verdict = assess(v, v.members["node2"], status)
     assert verdict.code == "watchdog_required_unavailable"
     assert "(watchdog: unavailable)" in verdict.reasons[0][1]

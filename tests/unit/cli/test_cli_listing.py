@@ -9,7 +9,7 @@ import pytest
 import yaml
 from haactl_memory import MIB, SYSID, Cli, edit_member, put
 
-from haagent.cli.listing import lag_mb, tree_order
+from haagent.cli.commands_list import lag_mb, tree_order
 from haagent.cli.table import Table, pretty
 from haagent.dcs import codec
 from haagent.dcs.memory import MemoryStore
@@ -156,7 +156,7 @@ def test_watch_refreshes_and_keeps_going_when_etcd_is_away(
         else:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("haagent.cli.listing.pause", fake_sleep)
+    monkeypatch.setattr("haagent.cli.commands_list.pause", fake_sleep)
     result = cli("list", "-w", "5")
     assert result.exit_code == 0, result.output
     assert pauses == [5.0, 5.0, 5.0]

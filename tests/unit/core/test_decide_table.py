@@ -382,9 +382,10 @@ def test_sync_names_rendered_for_postgres() -> None:
 
 
 def test_peer_with_failed_required_watchdog_is_not_a_candidate() -> None:
-    from haagent.engine.peers import position_from_status
+    from haagent.engine.peers import peer_position
+    from haagent.rest_client import parse_status
 
     body = {"role": "replica", "state": "running", "xlog": {"received_location": 9000},
             "watchdog_failed": True}  # fmt: skip
-    assert position_from_status("node3", body).nofailover
-    assert not position_from_status("node3", {**body, "watchdog_failed": False}).nofailover
+    assert peer_position("node3", parse_status(body)).nofailover
+    assert not peer_position("node3", parse_status({**body, "watchdog_failed": False})).nofailover

@@ -30,7 +30,7 @@ class RecordingFence:
     def armed(self) -> bool:
         return bool(self.holds) and self.released < len(self.holds)
 
-    def hold(self, expires: float, margin: float) -> bool:
+    def hold(self, expires: float, margin: float, lease: int | None = None) -> bool:
         assert self.clock is not None
         self.holds.append((self.clock.clock(), expires, margin))
         return True
@@ -272,3 +272,49 @@ def test_fencing_fires_and_disarms_only_when_armed(world: World) -> None:
     assert not w.fence.armed and not w.watchdog.armed
     w.fencing.extend(2000.0)
     assert not w.fence.armed  # extending does not arm
+
+
+def test_a_ttl_raised_during_a_renewal_never_puts_the_fence_past_etcds_expiry() -> None:
+    # The HA loop applies a new config (ttl 30 -> 60) between etcd's answer to a renewal
+    # and the keeper's handling of it: the key is still on its 30 s lease.
+    vt = VirtualTime()
+    try:
+        store = MemoryStore(vt.clock)
+        dcs = MemoryDCS(store, "node1", ttl=30, retry_timeout=10)
+        timings = [Timings(30, 10, 10)]
+        fence = RecordingFence(clock=vt)
+        watchdog = RecordingWatchdog(clock=vt)
+        fencing = Fencing(watchdog, fence, lambda: timings[0], vt.clock)
+        keeper = LeaseKeeper(
+            dcs,
+            fencing,
+            timings=lambda: timings[0],
+            failsafe=lambda: False,
+            clock=vt.clock,
+            wake=lambda: None,
+            stuck_after=lambda: 999.0,
+        )
+        vt.run(dcs.open())
+        assert vt.run(keeper.take())
+        assert keeper.expires is not None and fencing.arm(keeper.expires)
+        vt.advance(5)
+        real = dcs.renew_leader
+
+        async def renew_then_the_config_changes() -> None:
+            await real()
+            timings[0] = Timings(60, 10, 10)
+            dcs.set_ttl(60)
+
+        dcs.renew_leader = renew_then_the_config_changes  # type: ignore[method-assign]
+        vt.run(keeper.renew())
+        _, expires, _ = fence.holds[-1]
+        assert expires <= vt.clock() + store.lease_ttl(dcs.lease_id or 0) + 1e-6
+        # The next renewal moves the key to a 60 s lease, and only then does the fence follow.
+        dcs.renew_leader = real  # type: ignore[method-assign]
+        vt.advance(2)
+        vt.run(keeper.renew())
+        _, expires, _ = fence.holds[-1]
+        assert store.lease_ttl(dcs.lease_id or 0) == 60
+        assert expires == pytest.approx(vt.clock() + 60)
+    finally:
+        vt.close()

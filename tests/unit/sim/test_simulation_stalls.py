@@ -321,3 +321,46 @@ def test_many_faults_at_once_never_break_an_invariant(
         if not sim.nodes[name].alive:
             sim.start(name)
     healed(sim, config)
+
+
+EDGE_TIMINGS = [
+    DynamicConfig(ttl=3, loop_wait=1, retry_timeout=1),  # the smallest the config accepts
+    DynamicConfig(ttl=20, loop_wait=1, retry_timeout=9),  # Patroni's adjustment of 20/2/10
+    DynamicConfig(ttl=21, loop_wait=1, retry_timeout=10),  # loop_wait + 2 * retry_timeout = ttl
+    DynamicConfig(ttl=60, loop_wait=5, retry_timeout=20),
+    DynamicConfig(ttl=100, loop_wait=40, retry_timeout=30),
+]
+
+
+@pytest.mark.parametrize(
+    "config", EDGE_TIMINGS, ids=[f"{c.ttl}-{c.loop_wait}-{c.retry_timeout}" for c in EDGE_TIMINGS]
+)
+@pytest.mark.parametrize("seed", range(3))
+def test_every_timing_the_config_accepts_keeps_the_invariants(
+    sims: list[Simulation], config: DynamicConfig, seed: int
+) -> None:
+    rng = random.Random(seed)
+    sim = healthy(sims, config)
+    for _ in range(6):
+        old = sim.primary()
+        victim = old if old is not None and rng.random() < 0.7 else rng.choice(list(sim.nodes))
+        fault = rng.choice(["freeze", "hang_etcd", "slow_etcd", "kill"])
+        hold = rng.uniform(0.5, 2.0) * config.ttl
+        if fault == "freeze":
+            sim.freeze(victim)
+            sim.run_for(hold)
+            sim.thaw(victim)
+        elif fault == "hang_etcd":
+            sim.hang_etcd(victim)
+            sim.run_for(hold)
+            sim.heal(victim)
+        elif fault == "slow_etcd":
+            sim.slow_etcd(victim, rng.uniform(0.5, 1.5) * config.retry_timeout)
+            sim.run_for(hold)
+            sim.slow_etcd(victim, 0)
+        elif sim.nodes[victim].alive:
+            sim.kill(victim, postgres_too=False)
+            sim.run_for(hold)
+            sim.start(victim)
+        sim.run_for(config.ttl)
+    healed(sim, config)

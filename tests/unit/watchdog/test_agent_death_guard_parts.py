@@ -26,6 +26,7 @@ from haagent.config.model import (
     Settings,
     WatchdogSettings,
 )
+from haagent.watchdog import guard as guard_module
 from haagent.watchdog.guard import (
     MAX_LINE,
     GuardProtocol,
@@ -38,18 +39,26 @@ from haagent.watchdog.guard import (
     verified_postmaster,
 )
 from haagent.watchdog.guard_client import (
+    GUARD_SCRIPT,
     AgentDeathGuard,
     GuardError,
     guard_argv,
     guard_pids,
     start_guard,
 )
+from support.fake_postmaster import FakePostmaster
 
 
 @pytest.fixture(autouse=True)
-def _log_everything(caplog: pytest.LogCaptureFixture) -> None:
+def _log_everything(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard_module, "log", guard_module.Log())  # the guard's own log lines
     # haactl's tests leave the `haagent` logger at ERROR.
     caplog.set_level(logging.INFO, "haagent")
+
+
+def guard_lines() -> str:
+    """What the guard's functions logged in this test (the guard has its own small log)."""
+    return "\n".join(guard_module.log.lines)
 
 
 # --- postmaster.pid
@@ -188,6 +197,36 @@ def test_malformed_leases_are_ignored(line: str) -> None:
     assert "unknown request" in message and not armed(protocol)
 
 
+def test_a_lease_may_name_its_etcd_lease_and_etcd_access_comes_once() -> None:
+    protocol = GuardProtocol()
+    protocol.feed(b"LEASE 1000 5 5224447411924838407\n")
+    assert protocol.lease == 5224447411924838407 and protocol.stop_at == 995.0
+    access = b'ETCD {"endpoints":["https://10.0.0.1:2379"],"cacert":"/ca.pem","user":"u"}\n'
+    assert protocol.feed(access) == []
+    assert protocol.etcd is not None and protocol.etcd["user"] == "u"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"ETCD nope",
+        b"ETCD []",
+        b'ETCD {"endpoints": []}',
+        b'ETCD {"endpoints": ["ftp://x"]}',
+        b'ETCD {"endpoints": ["http://x:1"], "user": 5}',
+    ],
+)
+def test_malformed_etcd_access_is_ignored(line: bytes) -> None:
+    protocol = GuardProtocol()
+    assert protocol.feed(line + b"\n") == ["ignoring a malformed ETCD request"]
+    assert protocol.etcd is None
+
+
+@pytest.mark.parametrize("lease", ["0", "-1", "9223372036854775808", "x"])
+def test_a_bad_lease_id_makes_the_line_malformed(lease: str) -> None:
+    assert parse_lease(f"LEASE 1000 5 {lease}") is None
+
+
 def test_input_without_newlines_does_not_grow_without_bound() -> None:
     protocol = GuardProtocol()
     protocol.feed(LEASE_LINE)
@@ -212,60 +251,7 @@ def test_after_the_fence_fired_the_guard_stays_expired_until_a_new_lease() -> No
     assert not armed(protocol) and not protocol.expired
 
 
-# --- a stand-in postmaster
-
-FAKE_POSTMASTER = """
-import os, signal, sys, time
-data = sys.argv[sys.argv.index("-D") + 1]
-mode = sys.argv[-1]
-# Like PostgreSQL, set our own handlers: a shell's background job inherits SIGINT and
-# SIGQUIT ignored, and Python keeps an ignored SIGINT ignored.
-signal.signal(signal.SIGINT, signal.SIG_DFL)
-signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-if mode == "stubborn":  # ignores the fast shutdown, obeys the immediate one
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-elif mode == "deaf":  # ignores both
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
-with open(os.path.join(data, "postmaster.pid.tmp"), "w") as f:
-    f.write(f"{os.getpid()}\\n{data}\\n")
-os.rename(os.path.join(data, "postmaster.pid.tmp"), os.path.join(data, "postmaster.pid"))
-while True:
-    time.sleep(0.05)
-"""
-
-
-class FakePostmaster:
-    def __init__(self, base: Path, mode: str = "obedient") -> None:
-        self.data_dir = base / "data"
-        self.data_dir.mkdir(exist_ok=True)
-        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
-        bin_dir = base / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        postgres = bin_dir / "postgres"
-        if not postgres.exists():
-            postgres.symlink_to(sys.executable)
-        self.process = subprocess.Popen(
-            [str(postgres), "-c", FAKE_POSTMASTER, "-D", str(self.data_dir), mode],
-            cwd=self.data_dir,
-        )
-        deadline = time.monotonic() + 10
-        while not (self.data_dir / "postmaster.pid").exists():
-            assert time.monotonic() < deadline, "the stand-in postmaster did not start"
-            assert self.process.poll() is None, "the stand-in postmaster exited"
-            time.sleep(0.01)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def gone(self) -> bool:
-        return self.process.poll() is not None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
+# --- a stand-in postmaster (tests/support/fake_postmaster.py)
 
 
 @pytest.fixture
@@ -303,7 +289,7 @@ def test_immediate_shutdown_when_the_fast_one_does_not_end_it(
     assert stop_postgres(postmaster.data_dir, fast_grace=0.5, immediate_grace=5.0)
     postmaster.process.wait(5)
     assert postmaster.process.returncode == -signal.SIGQUIT
-    assert "immediate shutdown (SIGQUIT)" in caplog.text
+    assert "immediate shutdown (SIGQUIT)" in guard_lines()
 
 
 def test_a_postmaster_that_ignores_both_is_reported(
@@ -312,7 +298,7 @@ def test_a_postmaster_that_ignores_both_is_reported(
     postmaster = fake(postmasters, tmp_path, "deaf")
     assert not stop_postgres(postmaster.data_dir, fast_grace=0.3, immediate_grace=0.3)
     assert not postmaster.gone()
-    assert "giving up" in caplog.text
+    assert "giving up" in guard_lines()
 
 
 def test_a_recycled_pid_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -325,7 +311,7 @@ def test_a_recycled_pid_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureF
         assert pid is None and "is not a PostgreSQL server" in why
         assert stop_postgres(data, fast_grace=0.2, immediate_grace=0.2)
         assert other.poll() is None, "a process that is not the postmaster was signalled"
-        assert "nothing to stop" in caplog.text
+        assert "nothing to stop" in guard_lines()
     finally:
         other.kill()
         other.wait()
@@ -586,7 +572,7 @@ async def test_start_guard_warns_and_goes_on(
 def test_the_command_line_carries_the_log_settings(tmp_path: Path) -> None:
     s = settings_for(tmp_path / "data")
     argv = guard_argv(s, agent_pid=1234, python="/usr/bin/python3")
-    assert argv[:3] == ["/usr/bin/python3", "-m", "haagent.watchdog.guard"]
+    assert argv[:4] == ["/usr/bin/python3", "-I", "-S", str(GUARD_SCRIPT)]
     assert argv[argv.index("--data-dir") + 1] == str(tmp_path / "data")
     assert argv[argv.index("--agent-pid") + 1] == "1234"
     assert "--log-file" not in argv

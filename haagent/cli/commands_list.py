@@ -13,7 +13,6 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -22,7 +21,7 @@ from haagent.cli.errors import ActionFailed
 from haagent.cli.store import Snapshot, Store, open_store
 from haagent.cli.table import Table, format_option, render
 from haagent.config.model import DynamicConfig
-from haagent.core.rules.common import lag_of
+from haagent.core.fitness import member_lag
 from haagent.dcs.model import ClusterView, Member
 
 MIB = 1024 * 1024
@@ -38,21 +37,26 @@ def config_of(view: ClusterView) -> DynamicConfig:
 
 
 def host_of(member: Member) -> str:
-    """The PostgreSQL host of `member`, with the port when it is not 5432."""
-    try:
-        parts = urlsplit(member.conn_url)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
+    """The PostgreSQL host of `member`, with the port when it is not 5432 (the conn_url as
+    published when it names no host)."""
+    address = member.host_port
+    if address is None:
         return member.conn_url
+    host, port = address
     return f"{host}:{port}" if port not in (None, 5432) else host
 
 
 def role_label(view: ClusterView, config: DynamicConfig, member: Member) -> str:
-    if member.name == view.leader_name:
-        return "Standby Leader" if member.role == "standby_leader" else "Leader"
+    """`ClusterView.member_role` in patronictl's words, and what a key holder's view
+    alone does not say (a primary without the key, a demoted or uninitialized node)."""
+    role = view.member_role(member, config.synchronous_mode)
+    if role == "leader":
+        return "Leader"
+    if role == "standby_leader":
+        return "Standby Leader"
     if member.role in ("primary", "master") and member.state == "running":
         return "Primary (no leader key)"
-    if config.synchronous_mode and view.sync is not None and view.sync.is_sync(member.name):
+    if role == "sync_standby":
         return "Sync Standby"
     if member.role == "demoted":
         return "Demoted"
@@ -62,16 +66,14 @@ def role_label(view: ClusterView, config: DynamicConfig, member: Member) -> str:
 
 
 def state_label(view: ClusterView, member: Member) -> str:
-    if member.name != view.leader_name and member.state == "running":
-        return member.replication_state or member.state
-    return member.state
+    return view.member_state(member)
 
 
 def lag_mb(view: ClusterView, member: Member) -> float | str | None:
     """Lag in MiB (1 decimal), "unknown" when a position is unknown, None for the leader."""
     if member.name == view.leader_name:
         return None
-    lag = lag_of(view, member)
+    lag = member_lag(view, member)
     return "unknown" if lag is None else round(lag / MIB, 1)
 
 

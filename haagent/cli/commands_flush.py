@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import click
 
-from haagent.cli.actions import choose_members
+from haagent.cli.commands_members import choose_members
 from haagent.cli.common import confirm, require_cluster, split_cluster_and_members
 from haagent.cli.context import Ctl
 from haagent.cli.errors import ActionFailed, BadInput
-from haagent.cli.rest import ApiUnreachable, RestClient
+from haagent.cli.rest import ApiUnreachable, command_client
 from haagent.cli.store import open_store
 from haagent.dcs import codec
 
@@ -23,7 +23,7 @@ TARGETS = ("restart", "switchover")
 
 
 async def _flush_switchover(ctl: Ctl, cluster: str, force: bool) -> None:
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snap = await store.read()
         view = require_cluster(snap, store.prefix, store.conn.etcd_hosts)
         failover = view.failover
@@ -55,7 +55,7 @@ async def _flush_switchover(ctl: Ctl, cluster: str, force: bool) -> None:
 async def _flush_restarts(ctl: Ctl, names: tuple[str, ...], force: bool) -> None:
     cluster_arg, wanted = split_cluster_and_members(names, ctl.connection.scope)
     cluster = ctl.cluster(cluster_arg)
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snap = await store.read()
         view = require_cluster(snap, store.prefix, store.conn.etcd_hosts)
         members = choose_members(view, cluster, wanted, "any")

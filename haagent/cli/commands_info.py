@@ -1,22 +1,22 @@
-"""`haactl history`, `dsn`, `query`, `version` and `remove`."""
+"""`haactl history`, `dsn`, `query` and `version`: what the cluster is, and reaching it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
 from haagent import __version__
-from haagent.cli.common import names, require_cluster, require_member, split_cluster_and_members
+from haagent.cli.common import require_cluster, require_member, split_cluster_and_members
 from haagent.cli.context import Ctl
 from haagent.cli.errors import ActionFailed, BadInput
-from haagent.cli.rest import RestClient
+from haagent.cli.rest import command_client
 from haagent.cli.store import open_store
 from haagent.cli.table import Table, format_option, render
-from haagent.core.rules.common import lag_of
+from haagent.core.fitness import member_lag
 from haagent.dcs.model import ClusterView, Member
+from haagent.rest_client import MemberStatus
 
 DSN_ROLES = ("leader", "primary", "master", "replica", "standby-leader", "any")
 
@@ -61,7 +61,7 @@ def pick_member(view: ClusterView, scope: str, role: str, member: str | None) ->
     running = [
         m for m in view.members.values() if m.state == "running" and m.name != view.leader_name
     ]
-    running.sort(key=lambda m: (lag_of(view, m) is None, lag_of(view, m) or 0, m.name))
+    running.sort(key=lambda m: (member_lag(view, m) is None, member_lag(view, m) or 0, m.name))
     if role == "replica":
         if not running:
             raise ActionFailed(f"cluster {scope} has no running replica; see `haactl list`")
@@ -73,13 +73,10 @@ def pick_member(view: ClusterView, scope: str, role: str, member: str | None) ->
 
 
 def host_port(member: Member) -> tuple[str, int]:
-    try:
-        parts = urlsplit(member.conn_url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        host, port = None, None
-    if not host:
+    address = member.host_port
+    if address is None:
         raise ActionFailed(f"{member.name} publishes no usable conn_url ({member.conn_url!r})")
+    host, port = address
     return host, port or 5432
 
 
@@ -211,15 +208,14 @@ def pg_version(number: Any) -> str:
     return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
 
 
-def describe_status(body: dict[str, Any]) -> str:
-    patroni = body.get("patroni") or {}
-    product = "haagent" if "haagent" in body else "Patroni"
-    version = patroni.get("version", "?") if isinstance(patroni, dict) else "?"
-    return f"{product} {version} PostgreSQL {pg_version(body.get('server_version'))}"
+def describe_status(status: MemberStatus) -> str:
+    product = "haagent" if status.haagent is not None else "Patroni"
+    version = status.version or "?"
+    return f"{product} {version} PostgreSQL {pg_version(status.server_version)}"
 
 
 async def _versions(ctl: Ctl, cluster: str, wanted: Sequence[str]) -> None:
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snapshot = await store.read()
         view = require_cluster(snapshot, store.prefix, store.conn.etcd_hosts)
         for name in wanted:
@@ -228,7 +224,11 @@ async def _versions(ctl: Ctl, cluster: str, wanted: Sequence[str]) -> None:
         statuses = await rest.statuses(members)
     for member in members:
         body = statuses[member.name]
-        text = describe_status(body) if isinstance(body, dict) else f"REST API unreachable ({body})"
+        text = (
+            describe_status(body)
+            if isinstance(body, MemberStatus)
+            else f"REST API unreachable ({body})"
+        )
         click.echo(f"{member.name}: {text}")
 
 
@@ -243,46 +243,3 @@ def version_command(ctl: Ctl, names: tuple[str, ...]) -> None:
         return
     cluster_arg, wanted = split_cluster_and_members(names, ctl.connection.scope)
     ctl.run(_versions(ctl, ctl.cluster(cluster_arg), wanted))
-
-
-# -- remove ----------------------------------------------------------------------------
-
-
-async def _remove(ctl: Ctl, cluster: str) -> None:
-    async with open_store(ctl, cluster) as store:
-        snapshot = await store.read()
-        view = require_cluster(snapshot, store.prefix, store.conn.etcd_hosts)
-        typed = click.prompt("Please confirm the cluster name to remove", default="")
-        if typed != cluster:
-            raise ActionFailed("Cluster names specified do not match; nothing was removed")
-        phrase = "Yes I am aware"
-        typed = click.prompt(
-            f"You are about to remove all information in etcd for {cluster} "
-            f'({store.prefix}), please type: "{phrase}"',
-            default="",
-        )
-        if typed != phrase:
-            raise ActionFailed("You did not exactly type the phrase; nothing was removed")
-        leader = view.members.get(view.leader_name or "")
-        if leader is not None and leader.state == "running":
-            typed = click.prompt(
-                "This cluster currently is healthy. Please specify the leader's name to proceed",
-                default="",
-            )
-            if typed != leader.name:
-                raise ActionFailed(f"{typed!r} is not the leader; nothing was removed")
-        await store.delete_cluster()
-    click.echo(f"Cluster {cluster} removed from etcd ({store.prefix})")
-    if view.members:
-        click.echo(
-            f"Stop the agents of {names(view.members)} before bootstrapping again, "
-            "or they write their keys back"
-        )
-
-
-@click.command(name="remove", short_help="Delete every key of the cluster from etcd.")
-@click.argument("cluster_name", required=False)
-@click.pass_obj
-def remove_command(ctl: Ctl, cluster_name: str | None) -> None:
-    """Delete every key of the cluster from etcd (asks for the name and a phrase)."""
-    ctl.run(_remove(ctl, ctl.cluster(cluster_name)))

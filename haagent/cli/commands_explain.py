@@ -1,8 +1,8 @@
 """`haactl explain`: for each member, could it become the leader now, and if not, why.
 
 The answer combines three sources: the etcd view (the same `unfit_reason()` the agents
-use for a switchover or a race: running streaming replica, no `nofailover`, within
-`maximum_lag_on_failover`, synchronous when `synchronous_mode` requires it), the member's
+use for a switchover, `haagent.core.fitness`: running streaming replica, no `nofailover`,
+within `maximum_lag_on_failover`, synchronous when `synchronous_mode` requires it), the member's
 key (timeline, lag, tags), and its REST API (does it answer at all; the last decision the
 agent took, with its reason code; the watchdog state).  Reason codes are the HA engine's
 (`haagent.core.reasons.Code`), plus `unreachable` and `not_a_replica`.
@@ -15,19 +15,18 @@ from typing import Any
 
 import click
 
+from haagent.cli.commands_list import MIB, config_of, role_label, state_label, system_id
 from haagent.cli.common import names, require_cluster
 from haagent.cli.context import Ctl
-from haagent.cli.listing import MIB, config_of, role_label, state_label, system_id
-from haagent.cli.rest import RestClient
+from haagent.cli.rest import command_client
 from haagent.cli.store import Snapshot, open_store
 from haagent.cli.table import Table, format_option, render
-from haagent.config.model import DynamicConfig
-from haagent.core.reasons import Code
-from haagent.core.rules.common import lag_of, unfit_reason
+from haagent.core.fitness import member_lag, unfit_reason
+from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.dcs.model import ClusterView, Member
+from haagent.rest_client import LastDecision, MemberStatus
 
 UNREACHABLE = "unreachable"
-NOT_A_REPLICA = "not_a_replica"
 LEADER = "leader"
 
 
@@ -55,20 +54,6 @@ class Verdict:
         return self.reasons[0][0] if self.reasons else ""
 
 
-def _fitness_code(view: ClusterView, config: DynamicConfig, member: Member) -> str:
-    """The reason code of `unfit_reason()`'s verdict (the same checks, in the same order)."""
-    if member.state != "running":
-        return Code.POSTGRES_NOT_RUNNING.value
-    if member.role != "replica":
-        return NOT_A_REPLICA
-    if member.nofailover or member.failover_priority <= 0:
-        return Code.NOFAILOVER.value
-    lag = lag_of(view, member)
-    if lag is not None and lag > config.maximum_lag_on_failover:
-        return Code.LAGGING.value
-    return Code.NOT_SYNCHRONOUS.value
-
-
 def cluster_timeline(view: ClusterView) -> int | None:
     leader = view.members.get(view.leader_name or "")
     if leader is not None and leader.timeline is not None:
@@ -76,16 +61,16 @@ def cluster_timeline(view: ClusterView) -> int | None:
     return view.last_timeline if view.history else None
 
 
-def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | None) -> Verdict:
-    """`status`: the member's `GET /patroni` JSON, or why it could not be had."""
+def assess(view: ClusterView, member: Member, status: MemberStatus | str | None) -> Verdict:
+    """`status`: the member's status, or why it could not be had."""
     config = config_of(view)
     reasons: list[tuple[str, str]] = []
     notes: list[str] = []
     is_leader = member.name == view.leader_name
     if not is_leader:
-        why = unfit_reason(view, config, member)
-        if why is not None:
-            reasons.append((_fitness_code(view, config, member), why))
+        unfit = unfit_reason(view, config, member)
+        if unfit is not None:
+            reasons.append((unfit.code, unfit.text))
         timeline = cluster_timeline(view)
         if member.timeline is not None and timeline is not None and member.timeline < timeline:
             reasons.append(
@@ -93,11 +78,10 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
                  f"{member.name} is on timeline {member.timeline}, the cluster on {timeline}: "
                  "it must rewind or be reinitialized first")
             )  # fmt: skip
-    block: dict[str, Any] = {}
-    if isinstance(status, dict):
+    block = LastDecision()
+    if isinstance(status, MemberStatus):
         api = "ok"
-        raw_block = status.get("haagent")
-        block = raw_block if isinstance(raw_block, dict) else {}
+        block = status.haagent or block
     elif isinstance(status, str):
         api = UNREACHABLE
         text = f"its REST API does not answer ({status}): is its agent running?"
@@ -107,15 +91,15 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
             reasons.append((UNREACHABLE, text))
     else:
         api = "not asked"
-    last_code = block.get("reason_code") or None
-    watchdog = block.get("watchdog") or None
+    last_code = block.reason_code
+    watchdog = block.watchdog
     if last_code == Code.WATCHDOG_UNAVAILABLE.value and not is_leader:
         reasons.append(
             (Code.WATCHDOG_UNAVAILABLE.value,
-             f"watchdog mode is required but unusable on {member.name} "
-             f"(watchdog: {watchdog or 'unknown'})")
+             required_watchdog_unavailable(member=member.name)
+             + f" (watchdog: {watchdog or 'unknown'})")
         )  # fmt: skip
-    lag = None if is_leader else lag_of(view, member)
+    lag = None if is_leader else member_lag(view, member)
     if not is_leader and lag is None and member.state == "running":
         notes.append("its WAL position is unknown, so its lag cannot be checked")
     return Verdict(
@@ -128,7 +112,7 @@ def assess(view: ClusterView, member: Member, status: dict[str, Any] | str | Non
         can_lead=is_leader or not reasons,
         reasons=tuple(reasons),
         last_code=last_code,
-        last_text=block.get("reason_text") or None,
+        last_text=block.reason_text,
         watchdog=watchdog,
         notes=tuple(notes),
     )
@@ -254,11 +238,11 @@ def explain_document(snapshot: Snapshot, verdicts: list[Verdict]) -> dict[str, A
 
 
 async def _explain(ctl: Ctl, cluster: str, fmt: str, ask_api: bool) -> None:
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snapshot = await store.read()
         view = require_cluster(snapshot, store.prefix, store.conn.etcd_hosts)
         members = [view.members[n] for n in sorted(view.members)]
-        statuses: dict[str, dict[str, Any] | str] = {}
+        statuses: dict[str, MemberStatus | str] = {}
         if ask_api:
             statuses = await rest.statuses(members)
     verdicts = [assess(view, m, statuses.get(m.name)) for m in members]

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from haagent.cli.commands_list import config_of, render_cluster
 from haagent.cli.common import (
     Stopwatch,
     confirm,
@@ -27,10 +28,9 @@ from haagent.cli.common import (
 )
 from haagent.cli.context import Ctl
 from haagent.cli.errors import ActionFailed, BadInput
-from haagent.cli.listing import config_of, render_cluster
-from haagent.cli.rest import ApiUnreachable, RestClient
+from haagent.cli.rest import ApiUnreachable, RestClient, command_client
 from haagent.cli.store import Snapshot, Store, open_store
-from haagent.core.rules.common import unfit_reason
+from haagent.core.fitness import unfit_reason
 from haagent.dcs import codec
 from haagent.dcs.model import ClusterView
 
@@ -69,11 +69,10 @@ async def _last_decision(rest: RestClient, snap: Snapshot, name: str | None) -> 
     if member is None:
         return ""
     try:
-        body = await rest.status(member)
+        status = await rest.status(member.api_url)
     except ApiUnreachable:
         return ""
-    block = body.get("haagent") or {}
-    text = block.get("reason_text") if isinstance(block, dict) else None
+    text = status.haagent.reason_text if status.haagent is not None else None
     return f" ({name}: {text})" if text else ""
 
 
@@ -182,7 +181,7 @@ async def _switchover(
     scheduled: str | None,
     force: bool,
 ) -> None:
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snap = await store.read()
         view = require_cluster(snap, store.prefix, store.conn.etcd_hosts)
         config = config_of(view)
@@ -238,7 +237,7 @@ async def _switchover(
 async def _failover(
     ctl: Ctl, cluster: str, leader: str | None, candidate: str | None, force: bool
 ) -> None:
-    async with open_store(ctl, cluster) as store, RestClient(ctl.connection) as rest:
+    async with open_store(ctl, cluster) as store, command_client(ctl) as rest:
         snap = await store.read()
         view = require_cluster(snap, store.prefix, store.conn.etcd_hosts)
         current = view.leader_name

@@ -26,6 +26,7 @@ from haagent.cli.context import Ctl
 from haagent.cli.errors import ActionFailed, BadInput
 from haagent.cli.store import Snapshot, open_store
 from haagent.config import ConfigError, parse_dynamic_config
+from haagent.config.dynamic import merge_patch
 from haagent.dcs import codec
 
 PARAMETERS = ("postgresql", "parameters")
@@ -35,19 +36,6 @@ def to_yaml(config: Mapping[str, Any]) -> str:
     if not config:
         return ""
     return yaml.safe_dump(dict(config), default_flow_style=False, sort_keys=True)
-
-
-def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch: objects merge, null deletes, anything else replaces."""
-    result = copy.deepcopy(dict(target))
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merge_patch(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def key_path(dotted: str) -> list[str]:
