@@ -149,19 +149,27 @@ def test_node_loss_fails_over_and_the_node_rejoins_as_replica(
     assert old in cluster.streaming_replicas()
 
 
-def test_agent_killed_and_restarted_keeps_the_primary(cluster: LabCluster, writer: Writer) -> None:
+def test_agent_killed_hands_over_at_once_and_the_node_rejoins(
+    cluster: LabCluster, writer: Writer
+) -> None:
+    # The agent-death guard stops the primary, then revokes the lease once the postmaster
+    # is gone: a replica takes the key at once instead of after the ttl, and the old node,
+    # restarted as systemd's Restart=on-failure would, follows it.
     old = cluster.leader()
     assert old is not None
-    pid = cluster.nodes[old].postmaster_pid()
-    assert pid is not None
     t0 = time.monotonic()
     cluster.kill_agent(old)
-    # Its agent-death guard stops the primary at once: nobody would renew the key.
     cluster.wait_for(lambda: cluster.nodes[old].postmaster_pid() is None, "the primary to stop", 10)
-    cluster.start_agent(old)  # as systemd's Restart=on-failure would, within the ttl
-    assert settle(cluster, writer, old) == old  # it still held the key: restarted in place
-    assert cluster.nodes[old].postmaster_pid() not in (None, pid)
+    took = cluster.wait_for(lambda: cluster.leader() not in (None, old), "a new leader", 30)
+    assert took < 10, f"the key was not released by the guard: new leader after {took:.1f}s"
+    new = cluster.leader()
+    print(f"agent crash: new leader after {took:.2f}s")
+    cluster.start_agent(old)
+    assert settle(cluster, writer, old, timeout=90) == new
+    assert old in cluster.streaming_replicas()
     print(f"agent crash write downtime {writer.downtime_since(t0):.3f}s")
+    writer.stop()
+    assert writer.lost(writer.dsn) == []
 
 
 def test_a_crashed_primary_that_cannot_start_hands_over(
