@@ -271,6 +271,7 @@ _CONFIG_INTS = frozenset(
         "master_stop_timeout",
         "synchronous_node_count",
         "member_slots_ttl",
+        "max_timelines_history",
     }
 )
 _CONFIG_BOOLS = frozenset({"synchronous_mode_strict", "failsafe_mode", "check_timeline", "pause"})

@@ -96,6 +96,9 @@ def parse_dynamic(ctx: Context, prefix: str, data: object) -> DynamicConfig:
         check_timeline=section.get_bool("check_timeline", False),
         pause=section.get_bool("pause", False),
         member_slots_ttl=section.get_seconds("member_slots_ttl", 1800, minimum=0),
+        max_timelines_history=section.get_int(
+            "max_timelines_history", 0, what="a number of history rows", minimum=0
+        ),
         postgresql=_postgresql(section.section("postgresql")),
         slots=_slots(section),
         ignore_slots=_ignore_slots(section),
@@ -235,6 +238,7 @@ def dynamic_config_to_dict(config: DynamicConfig) -> dict[str, Any]:
         check_timeline=config.check_timeline,
         pause=config.pause,
         member_slots_ttl=config.member_slots_ttl,
+        max_timelines_history=config.max_timelines_history,
         postgresql=postgresql,
     )
     if config.slots:

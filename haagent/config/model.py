@@ -134,6 +134,8 @@ class DynamicConfig:
     check_timeline: bool = False
     pause: bool = False
     member_slots_ttl: int = 1800
+    # Rows of the `history` key kept (the newest); 0 keeps every one (up to a ceiling).
+    max_timelines_history: int = 0
     postgresql: DynamicPostgresql = DynamicPostgresql()
     slots: Mapping[str, Any] = field(default_factory=dict)
     ignore_slots: tuple[Mapping[str, Any], ...] = ()

@@ -133,6 +133,22 @@ class HistoryEntry:
     new_leader: str | None = None
 
 
+# Rows kept in `history` whatever `max_timelines_history` says (0: Patroni keeps every
+# row): about 100 bytes each, well under etcd's 1.5 MiB limit on one request.
+HISTORY_ROWS_CEILING = 10_000
+
+
+def bounded_history(
+    rows: tuple[HistoryEntry, ...], max_timelines_history: int
+) -> tuple[HistoryEntry, ...]:
+    """The newest `max_timelines_history` rows (all when 0, as in Patroni), and never more
+    than HISTORY_ROWS_CEILING."""
+    keep = HISTORY_ROWS_CEILING
+    if max_timelines_history > 0:
+        keep = min(keep, max_timelines_history)
+    return rows[-keep:]
+
+
 @dataclass(frozen=True)
 class ClusterStatus:
     """The `status` key the leader writes: its WAL position and its slots' positions."""

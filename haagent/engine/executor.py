@@ -23,7 +23,7 @@ from haagent.core.memory import slot_members
 from haagent.core.outcomes import ActionOutcome, Done, Failed, Failure, PeersAnswered
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.dcs.errors import DCSError, DCSUnavailable
-from haagent.dcs.model import HistoryEntry, Member
+from haagent.dcs.model import HistoryEntry, Member, bounded_history
 from haagent.dcs.protocol import DCS
 from haagent.engine.clock import Clocks
 from haagent.engine.configuration import Configuration
@@ -349,7 +349,8 @@ class Executor:
             timestamp=self.wall().isoformat(),
             new_leader=s.name,
         )
-        await self._bounded(self.dcs.write_history((*s.cluster.history, entry)), "history")
+        rows = bounded_history((*s.cluster.history, entry), s.config.max_timelines_history)
+        await self._bounded(self.dcs.write_history(rows), "history")
 
     async def _clear_failover(self, action: a.ClearFailoverKey, s: Snapshot) -> None:
         await self._bounded(self.dcs.clear_failover(), "clear failover key")

@@ -10,13 +10,14 @@ key's ttl runs out a replica is promoted, and two primaries accept writes:
 
 The guard covers both without depending on the agent's event loop.
 
-    python3 -I -S .../haagent/watchdog/guard.py --data-dir DIR [--agent-pid PID]
+    python3 -I -S .../haagent/watchdog/run_guard.py --data-dir DIR [--agent-pid PID]
         [--fast-grace 3] [--immediate-grace 5]
         [--log-file FILE] [--log-format FMT] [--log-level LEVEL]
 
-It runs as a script of the standard library alone (`-I -S`: nothing from site-packages,
-no PYTHON* variables) and imports only small modules (no logging, argparse, dataclasses
-or pathlib: about 9 MB resident); `ssl`, `http.client` and `json` are imported only
+It runs on the standard library alone (`-I -S`: nothing from site-packages, no PYTHON*
+variables), imported from its .pyc by `run_guard.py` (this file also runs as a script),
+and imports only small modules (no logging, argparse, dataclasses or pathlib: about
+9.5 MB resident); `ssl`, `http.client` and `json` are imported only
 to revoke the lease, once PostgreSQL is stopped.
 
 The agent starts one guard at startup (`guard_client.py`), in its own session, with
@@ -640,7 +641,7 @@ class Arguments:
 
 
 USAGE = (
-    "usage: python3 -I -S guard.py --data-dir DIR [--agent-pid PID] [--fast-grace S] "
+    "usage: python3 -I -S run_guard.py --data-dir DIR [--agent-pid PID] [--fast-grace S] "
     "[--immediate-grace S] [--log-file FILE] [--log-format FMT] [--log-level LEVEL]\n"
     "haagent's agent-death guard and lease fence (started by the agent, not by hand)\n"
 )

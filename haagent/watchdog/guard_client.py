@@ -33,9 +33,10 @@ from haagent.watchdog import guard as guard_module
 
 log = logging.getLogger("haagent.watchdog")
 
-# The guard runs as a script of the standard library alone (`-I -S`: no site-packages, no
-# user site, no PYTHON* variables): about 9 MB instead of the agent's imports.
-GUARD_SCRIPT = Path(guard_module.__file__).resolve()
+# The guard runs on the standard library alone (`-I -S`: no site-packages, no user site,
+# no PYTHON* variables), started through a launcher that imports it from its .pyc:
+# about 9.5 MB instead of the agent's imports.
+GUARD_SCRIPT = Path(guard_module.__file__).resolve().with_name("run_guard.py")
 START_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
 

@@ -250,6 +250,7 @@ def test_booleans_accept_yaml_and_words(tmp_path: Path, bin_dir: Path) -> None:
         "    check_timeline: 'No'\n"
         "    master_start_timeout: 120\n"
         "    member_slots_ttl: 30min\n"
+        "    max_timelines_history: '50'\n"
         "    maximum_lag_on_failover: 16MB\n"
         "    postgresql: {use_slots: off, use_pg_rewind: on}\n"
         "watchdog:\n"
@@ -262,6 +263,7 @@ def test_booleans_accept_yaml_and_words(tmp_path: Path, bin_dir: Path) -> None:
     assert dcs.check_timeline is False
     assert dcs.primary_start_timeout == 120
     assert dcs.member_slots_ttl == 1800
+    assert dcs.max_timelines_history == 50
     assert dcs.maximum_lag_on_failover == 16 * 1024 * 1024
     assert (dcs.postgresql.use_slots, dcs.postgresql.use_pg_rewind) == (False, True)
     assert load_settings(path, {}).watchdog.mode == "automatic"
@@ -334,7 +336,7 @@ def test_unknown_keys_are_warnings_not_errors(
     data = minimal(bin_dir, ctl={"insecure": True}, tags={"rack": "r1", "zone": 3})
     data["restapi"]["lisen"] = "127.0.0.11:8008"
     data["postgresql"]["authentication"]["superuser"]["sslmod"] = "require"  # a typo
-    data["bootstrap"] = {"dcs": {"max_timelines_history": 10}}
+    data["bootstrap"] = {"dcs": {"a_future_setting": 10}}
     path = tmp_path / "n1.yml"
     path.write_text(yaml.safe_dump(data))
 
@@ -345,13 +347,13 @@ def test_unknown_keys_are_warnings_not_errors(
         [
             f"{path}: restapi.lisen: unknown key, ignored",
             f"{path}: postgresql.authentication.superuser.sslmod: unknown key, ignored",
-            f"{path}: bootstrap.dcs.max_timelines_history: "
+            f"{path}: bootstrap.dcs.a_future_setting: "
             "not used by haagent; kept in the DCS config as is",
         ]
     )
     assert settings.ctl.insecure  # Patroni's ctl section is honoured (the peer client uses it)
     assert all(r.name == "haagent.config" for r in caplog.records)
-    assert settings.bootstrap.dcs.raw == {"max_timelines_history": 10}
+    assert settings.bootstrap.dcs.raw == {"a_future_setting": 10}
     assert dict(settings.tags.raw) == {"rack": "r1", "zone": 3}
 
 
@@ -400,7 +402,7 @@ def test_dynamic_config_from_etcd_keeps_unknown_keys() -> None:
         "postgresql": {"parameters": {"max_connections": 200}, "recovery_conf": {}},
         "slots": {"cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}},
         "ignore_slots": [{"name": "ext", "type": "physical"}],
-        "max_timelines_history": 5,
+        "a_future_setting": 5,
     }
     warnings: list[str] = []
     config = parse_dynamic_config(json.loads(json.dumps(stored)), warnings=warnings)
@@ -410,13 +412,13 @@ def test_dynamic_config_from_etcd_keeps_unknown_keys() -> None:
     assert config.ignore_slots == ({"name": "ext", "type": "physical"},)
     assert config.raw == stored
     assert sorted(w.split(": ")[1] for w in warnings) == [
-        "config.max_timelines_history",
+        "config.a_future_setting",
         "config.postgresql.recovery_conf",
     ]
     written = dynamic_config_to_dict(config)
     assert "master_start_timeout" not in written
     assert written["primary_start_timeout"] == 100
-    assert written["max_timelines_history"] == 5
+    assert written["a_future_setting"] == 5
     assert written["postgresql"]["recovery_conf"] == {}
     assert parse_dynamic_config(written, warnings=[]) == config
 

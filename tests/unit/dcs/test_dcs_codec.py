@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 
 from haagent.dcs import codec
 from haagent.dcs.kv import KeyValue
-from haagent.dcs.model import ClusterStatus, Failover, HistoryEntry, Leader, Member, SyncState
+from haagent.dcs.model import (
+    HISTORY_ROWS_CEILING,
+    ClusterStatus,
+    Failover,
+    HistoryEntry,
+    Leader,
+    Member,
+    SyncState,
+    bounded_history,
+)
 
 
 def kv(key: str, value: bytes, rev: int = 5, lease: int = 0) -> KeyValue:
@@ -247,3 +256,11 @@ def test_history_round_trip(rows: list[HistoryEntry]) -> None:
 def test_status_round_trip(optime: int, slots: dict[str, int], retain: list[str]) -> None:
     decoded = codec.decode_status(codec.encode_status(optime, slots, retain))
     assert decoded == ClusterStatus(optime, slots, tuple(retain))
+
+
+def test_history_is_bounded_by_max_timelines_history_and_a_ceiling() -> None:
+    rows = tuple(HistoryEntry(t, t, "failover") for t in range(1, HISTORY_ROWS_CEILING + 6))
+    assert [r.timeline for r in bounded_history(rows[:5], 2)] == [4, 5]
+    assert bounded_history(rows[:5], 0) == rows[:5]  # 0: every row, as in Patroni
+    assert len(bounded_history(rows, 0)) == HISTORY_ROWS_CEILING
+    assert bounded_history(rows, 0)[-1] == rows[-1]

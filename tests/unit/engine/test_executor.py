@@ -9,6 +9,7 @@ import pytest
 from haagent.core import actions as a
 from haagent.core.roles import Role
 from haagent.core.snapshot import ManualRequest
+from haagent.dcs.model import HistoryEntry
 from haagent.postgres.errors import RewindError, StartError
 from support.lone_node import LoneNode, lone_node
 from support.virtual_time import VirtualTime
@@ -151,6 +152,17 @@ def test_a_history_entry_is_stamped_by_the_wall_clock(agent: Agent) -> None:
     history = agent.loop.dcs.view().history
     assert [(h.timeline, h.reason, h.new_leader) for h in history] == [(1, "promoted", "node1")]
     assert history[0].timestamp == agent.vt.wall().isoformat()
+
+
+def test_history_keeps_the_newest_max_timelines_history_rows(agent: Agent) -> None:
+    old = [HistoryEntry(timeline=t, lsn=t * 100, reason="failover") for t in range(1, 5)]
+    agent.vt.run(agent.loop.dcs.write_history(old))
+    agent.vt.run(agent.loop.dcs.write_config({"max_timelines_history": 2}, expected_revision=None))
+    agent.vt.run(agent.pg.stop("fast"))
+    agent.pg.running, agent.pg.in_recovery = True, True
+    agent.pg.timeline = 5
+    agent.run(a.TakeLeaderKey(), a.ArmFencing(), a.Promote(), a.AppendHistory("failover"))
+    assert [h.timeline for h in agent.loop.dcs.view().history] == [4, 5]
 
 
 def test_a_request_is_done_once_its_action_is(agent: Agent) -> None:
