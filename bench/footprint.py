@@ -28,22 +28,32 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from failover import new_lab, switchover
-
+from bench.failover import new_lab, switchover
 from haagent_lab.lab import processes
 from haagent_lab.lab.cluster import LabCluster
 
 SAMPLE_EVERY = 10.0
 
 
-def status_kib(pid: int, field: str = "VmRSS") -> int:
+def parse_vmrss_kib(status: str) -> int | None:
+    """VmRSS in KiB from the text of /proc/<pid>/status (None if absent: a zombie)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                factor = {"kb": 1, "mb": 1024, "gb": 1024 * 1024}.get(
+                    fields[2].lower() if len(fields) > 2 else "kb", 1
+                )
+                return int(fields[1]) * factor
+    return None
+
+
+def status_kib(pid: int) -> int:
+    """VmRSS in KiB of a running process (0 once it is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
+        return parse_vmrss_kib(Path(f"/proc/{pid}/status").read_text()) or 0
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 def children(pid: int) -> list[int]:

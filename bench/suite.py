@@ -12,7 +12,8 @@ retry_timeout 3 s) it measures, in this order:
 - write downtime, time until healthy again and lost acknowledged writes for a
   switchover, a postmaster SIGKILL and a node loss (agent and postmaster
   SIGKILLed), `--rounds` times each, with the writer of bench/failover.py;
-- each agent's resident memory (VmRSS of /proc/<pid>/status), sampled after
+- each node's agent and guard resident memory (VmRSS summed over the agent's process
+  tree without PostgreSQL; bench/footprint.py breaks it down), sampled after
   bootstrap, after the API load and after the faults: the largest sample per node.
 
 It prints a table; `--json FILE` writes the same figures to FILE (`-`: stdout,
@@ -40,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.api_real_node import WRK_CONNECTIONS, ApiResult, measure_api
 from bench.failover import SCENARIOS, FaultError, fault_round, lost_ids, new_lab, start_writer
+from bench.footprint import parse_vmrss_kib as parse_vmrss_kib
+from bench.footprint import sample as footprint_sample
 from haagent_lab.lab.cluster import LabCluster
 from haagent_lab.lab.processes import ProcessError
 from haagent_lab.lab.workload import Writer
@@ -61,19 +64,6 @@ class ClusterDown(RuntimeError):
 
 
 # --- pure parts (unit-tested)
-
-
-def parse_vmrss_kib(status: str) -> int | None:
-    """VmRSS in KiB from the text of /proc/<pid>/status (None if absent: a zombie)."""
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            fields = line.split()
-            if len(fields) >= 2 and fields[1].isdigit():
-                factor = {"kb": 1, "mb": 1024, "gb": 1024 * 1024}.get(
-                    fields[2].lower() if len(fields) > 2 else "kb", 1
-                )
-                return int(fields[1]) * factor
-    return None
 
 
 def rss_summary(samples: Mapping[str, list[int]]) -> dict[str, Any]:
@@ -149,8 +139,8 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"| REST API, wrk {api['wrk']} on the leader | "
         f"{_num(api['requests_per_second'], ',.0f')} req/s, "
         f"p99 {_num(api['p99_ms'], '.2f', ' ms')} |",
-        f"| agent VmRSS, max | {_num(rss['max_mib'], '.1f', ' MiB')} |",
-        "| agent VmRSS per node | "
+        f"| agent + guard VmRSS, max | {_num(rss['max_mib'], '.1f', ' MiB')} |",
+        "| agent + guard VmRSS per node | "
         + ", ".join(f"{n} {v:.1f} MiB" for n, v in rss["nodes_mib"].items())
         + " |",
         f"| acknowledged writes lost, all faults | {report['writes']['lost']} of "
@@ -172,18 +162,8 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 
 def agent_rss_kib(lab: LabCluster) -> dict[str, int]:
-    """VmRSS (KiB) of every running agent process, by node name."""
-    found = {}
-    for name, node in lab.nodes.items():
-        if node.agent is None or not node.agent.alive():
-            continue
-        try:
-            kib = parse_vmrss_kib(Path(f"/proc/{node.agent.pid}/status").read_text())
-        except OSError:
-            continue
-        if kib is not None:
-            found[name] = kib
-    return found
+    """VmRSS (KiB) of each node's agent and its helpers (the guard), PostgreSQL excluded."""
+    return {name: sum(procs.values()) for name, procs in footprint_sample(lab).items()}
 
 
 def healthy_leader(lab: LabCluster) -> str:

@@ -127,7 +127,7 @@ def test_the_table_shows_the_same_figures(suite: ModuleType) -> None:
     assert "synchronous_mode=off rounds=2" in table
     assert "| 23.5 s |" in table
     assert "25,284 req/s, p99 1.21 ms" in table
-    assert "| agent VmRSS, max | 56.8 MiB |" in table
+    assert "| agent + guard VmRSS, max | 56.8 MiB |" in table
     assert "node1 56.8 MiB, node2 40.0 MiB, node3 43.9 MiB" in table
     assert "| switchover | 0.14 s | 0.13 s | 6.0 s | 0 of 580 |" in table
     assert "| node loss (agent + postmaster SIGKILL) | 10.40 s | 10.40 s | 25.0 s | 1 of 900 |" in (
