@@ -25,6 +25,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -39,6 +40,9 @@ from haagent.api.limits import LimitedServer
 from haagent.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from haagent.api.metrics import Metrics
 from haagent.config.model import RestApiSettings
+from haagent.config.parse import is_member_name
+from haagent.dcs.errors import DCSError
+from haagent.dcs.events import event_document, parse_since
 from haagent.engine.requests import Controller
 from haagent.engine.status import PublishedStatus
 
@@ -56,7 +60,7 @@ _DOCUMENTS: Mapping[str, Callable[[PublishedStatus], Any]] = {
     "/config": status_json.config,
     "/failsafe": status_json.failsafe,
 }
-_OTHER_READS = frozenset({"/metrics", "/openapi.json"})
+_OTHER_READS = frozenset({"/metrics", "/openapi.json", "/events"})
 
 
 class _AccessLogger(AbstractAccessLogger):
@@ -196,6 +200,8 @@ class RestApiServer:
                 kind = health.PATHS.get(path)
                 if kind is not None:
                     return self._health(kind, request, method)
+                if path == "/events":
+                    return await self._events(request, method)
                 return self._read(path, method)
             except Exception as exc:  # a health check must fail closed, with a code HAProxy reads
                 self._log_failure(method, path, exc)
@@ -281,6 +287,26 @@ class RestApiServer:
         if method != "GET" or entry[0] != 200:
             return web.Response(status=entry[0])
         return web.Response(body=entry[2], status=200, headers=_JSON)
+
+    async def _events(self, request: BaseRequest, method: str) -> web.Response:
+        """`GET /events[?since=2h][&member=NAME]`: the event history, read from etcd."""
+        if method == "OPTIONS":
+            return self._not_found(request.path, method)
+        member = request.query.get("member")
+        if member is not None and not is_member_name(member):
+            return text(400, f"member {member[:40]!r} is not a member name")
+        since = request.query.get("since")
+        try:
+            start = None if since is None else parse_since(since, datetime.now(UTC))
+        except ValueError as e:
+            return text(400, str(e))
+        try:
+            read = await self.controller.events(member=member, since=start)
+        except DCSError as e:
+            return text(503, f"etcd cannot be reached: {e}")
+        document = {"events": [event_document(e) for e in read.events], "skipped": read.skipped}
+        body = status_json.encode(document) if method == "GET" else None
+        return web.Response(body=body, headers=_JSON)
 
     def _not_found(self, path: str, method: str = "GET") -> web.Response:
         """404 for an unknown path; 405 with `Allow` for a known path and another method."""

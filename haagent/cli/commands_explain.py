@@ -10,19 +10,23 @@ agent took, with its reason code; the watchdog state).  Reason codes are the HA 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
+from haagent.cli.commands_events import events_document, local_time
 from haagent.cli.commands_list import MIB, config_of, role_label, state_label, system_id
 from haagent.cli.common import names, require_cluster
 from haagent.cli.context import Ctl
+from haagent.cli.errors import ActionFailed
 from haagent.cli.rest import command_client
 from haagent.cli.store import Snapshot, open_store
 from haagent.cli.table import Table, format_option, render
 from haagent.core.fitness import member_lag, unfit_reason
 from haagent.core.reasons import Code, required_watchdog_unavailable
+from haagent.dcs.events import ClusterEvent, EventsRead
 from haagent.dcs.model import ClusterView, Member
 from haagent.rest_client import LastDecision, MemberStatus
 
@@ -185,7 +189,20 @@ def details(verdicts: list[Verdict]) -> list[str]:
     return lines
 
 
-def explain_table(snapshot: Snapshot, verdicts: list[Verdict]) -> Table:
+RECENT_EVENTS = 5
+
+
+def recent_lines(recent: Sequence[ClusterEvent]) -> list[str]:
+    if not recent:
+        return []
+    lines = ["", "recent events (haactl events for more):"]
+    lines += [f"  {local_time(e.time)} {e.member} {e.kind} {e.code}: {e.text}" for e in recent]
+    return lines
+
+
+def explain_table(
+    snapshot: Snapshot, verdicts: list[Verdict], recent: Sequence[ClusterEvent] = ()
+) -> Table:
     rows = [
         [
             v.name,
@@ -204,11 +221,13 @@ def explain_table(snapshot: Snapshot, verdicts: list[Verdict]) -> Table:
         rows=rows,
         title=f"Cluster: {snapshot.scope} ({system_id(snapshot.view)})",
         right=frozenset({"TL", "Lag in MB"}),
-        footer=[*summary(snapshot.view, verdicts), "", *details(verdicts)],
+        footer=[*summary(snapshot.view, verdicts), "", *details(verdicts), *recent_lines(recent)],
     )
 
 
-def explain_document(snapshot: Snapshot, verdicts: list[Verdict]) -> dict[str, Any]:
+def explain_document(
+    snapshot: Snapshot, verdicts: list[Verdict], recent: Sequence[ClusterEvent] = ()
+) -> dict[str, Any]:
     view = snapshot.view
     return {
         "cluster": snapshot.scope,
@@ -234,6 +253,7 @@ def explain_document(snapshot: Snapshot, verdicts: list[Verdict]) -> dict[str, A
             }
             for v in verdicts
         ],
+        "recent_events": events_document(EventsRead(tuple(recent))),
     }
 
 
@@ -245,10 +265,14 @@ async def _explain(ctl: Ctl, cluster: str, fmt: str, ask_api: bool) -> None:
         statuses: dict[str, MemberStatus | str] = {}
         if ask_api:
             statuses = await rest.statuses(members)
+        try:
+            recent = (await store.events(member=None, since=None)).events[-RECENT_EVENTS:]
+        except ActionFailed:
+            recent = ()  # the history is a convenience here: explain stands without it
     verdicts = [assess(view, m, statuses.get(m.name)) for m in members]
-    table = explain_table(snapshot, verdicts)
+    table = explain_table(snapshot, verdicts, recent)
     if fmt in ("json", "yaml"):
-        click.echo(render(table, fmt, explain_document(snapshot, verdicts)))
+        click.echo(render(table, fmt, explain_document(snapshot, verdicts, recent)))
     else:
         click.echo(render(table, fmt))
 

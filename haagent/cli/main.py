@@ -17,6 +17,7 @@ import click
 from haagent import __version__
 from haagent.cli import (
     commands_config,
+    commands_events,
     commands_explain,
     commands_flush,
     commands_info,
@@ -127,6 +128,7 @@ for command in (
     commands_config.show_config_command,
     commands_config.edit_config_command,
     commands_info.history_command,
+    commands_events.events_command,
     commands_info.dsn_command,
     commands_info.query_command,
     commands_info.version_command,

@@ -20,8 +20,10 @@ from haagent.cli.context import Connection, Ctl
 from haagent.cli.errors import ActionFailed
 from haagent.dcs import codec
 from haagent.dcs.errors import AuthenticationFailed, DCSError, DCSUnavailable
+from haagent.dcs.events import EventsRead, read_events
 from haagent.dcs.kv import Compare, Delete, KeyValue, KVBackend, Put, prefix_range_end
 from haagent.dcs.model import ClusterView
+from haagent.dcs.view import read_cluster
 
 T = TypeVar("T")
 
@@ -107,14 +109,22 @@ class Store:
         """One linearizable read of every key of the cluster."""
 
         async def call(budget: float) -> tuple[int, tuple[KeyValue, ...]]:
-            return await self.backend.range(
-                self._prefix, prefix_range_end(self._prefix), budget=budget
-            )
+            return await read_cluster(self.backend, self._prefix, budget=budget)
 
         revision, kvs = await self._call("read the cluster keys", call)
         raw = {kv.key[len(self._prefix) :].decode("utf-8", errors="replace"): kv for kv in kvs}
         view = codec.decode_view(raw, revision=revision, prefix=self.prefix)
         return Snapshot(self.scope, revision, raw, view)
+
+    async def events(self, *, member: str | None, since: float | None) -> EventsRead:
+        """The event history (`haactl events`), merged across members in time order."""
+
+        async def call(budget: float) -> EventsRead:
+            return await read_events(
+                self.backend, self._prefix, budget=budget, member=member, since=since
+            )
+
+        return await self._call("read the event history", call)
 
     async def put_if(self, key: str, value: bytes, revision: int) -> bool:
         """Write `key` only if its mod_revision is still `revision` (0: only if absent)."""

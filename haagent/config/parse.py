@@ -107,6 +107,16 @@ def parse_int(
     return number
 
 
+def duration_seconds(text: str) -> float | None:
+    """Seconds of a duration such as `90`, `90s`, `30min`, `2h` or `1d`; None if it is not one."""
+    match = _NUMBER_WITH_UNIT.match(text)
+    if match is None:
+        return None
+    unit = match.group(2).lower() or "s"
+    factor = _DURATION_UNITS.get(unit, {"m": 60}.get(unit))
+    return None if factor is None else int(match.group(1)) * factor
+
+
 def parse_seconds(ctx: Context, key: str, value: object, *, minimum: int | None = None) -> int:
     """Whole seconds: `30`, `"30"`, or with a unit: `"30s"`, `"5min"`, `"1h"`, `"1d"`."""
     what = "an integer number of seconds"

@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from haagent.dcs import codec
+from haagent.dcs import codec, events
 from haagent.dcs.errors import DCSError, LeaderKeyLost, LeaseNotFound
+from haagent.dcs.events import ClusterEvent, EventsRead
 from haagent.dcs.kv import Compare, Delete, Get, KeyValue, KVBackend, Put, TxnResult
 from haagent.dcs.kv import prefix_range_end as range_end_of
 from haagent.dcs.lease import Budget, Lease
 from haagent.dcs.model import ClusterView, HistoryEntry
-from haagent.dcs.view import ViewState
+from haagent.dcs.view import ViewState, read_cluster
 from haagent.dcs.watching import WatchLoop
 
 log = logging.getLogger("haagent.dcs")
@@ -65,9 +66,7 @@ class KVDCS:
         try:
             await self._backend.connect(budget.left())
             await self._lease.ensure(budget)
-            revision, kvs = await self._backend.range(
-                self._prefix, range_end_of(self._prefix), budget=budget.left()
-            )
+            revision, kvs = await read_cluster(self._backend, self._prefix, budget=budget.left())
             self._state.replace(revision, kvs, force=True)
             self._watch.start()
             await self._watch.wait_live(budget.left())
@@ -111,9 +110,7 @@ class KVDCS:
 
     async def refresh(self) -> ClusterView:
         budget = self._budget("refresh")
-        revision, kvs = await self._backend.range(
-            self._prefix, range_end_of(self._prefix), budget=budget.left()
-        )
+        revision, kvs = await read_cluster(self._backend, self._prefix, budget=budget.left())
         self._state.replace(revision, kvs)
         return self._state.view
 
@@ -155,9 +152,7 @@ class KVDCS:
                 result.revision, min(SETTLE_TIMEOUT, budget.left())
             ):
                 return
-            revision, kvs = await self._backend.range(
-                self._prefix, range_end_of(self._prefix), budget=budget.left()
-            )
+            revision, kvs = await read_cluster(self._backend, self._prefix, budget=budget.left())
             self._state.replace(revision, kvs)
         except DCSError as e:
             log.debug("view not brought up to revision %d: %s", result.revision, e)
@@ -376,3 +371,18 @@ class KVDCS:
         result = await self._txn(budget, [], [Delete(self._prefix, range_end_of(self._prefix))])
         log.warning("deleted every key under %s", self.prefix)
         await self._settle(result, budget)
+
+    # -- event history (never part of the view) --------------------------------------------
+
+    async def write_event(self, event: ClusterEvent) -> None:
+        await events.write_event(
+            self._backend, self._prefix, event, budget=self._budget("write an event").left()
+        )
+
+    async def read_events(
+        self, *, member: str | None = None, since: float | None = None
+    ) -> EventsRead:
+        return await events.read_events(
+            self._backend, self._prefix, member=member, since=since,
+            budget=self._budget("read the event history").left(),
+        )  # fmt: skip

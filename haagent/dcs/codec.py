@@ -45,6 +45,8 @@ HISTORY = "history"
 SYNC = "sync"
 FAILOVER = "failover"
 FAILSAFE = "failsafe"
+# haagent's event history (haagent.dcs.events): not part of the cluster view.
+EVENTS = "events/"
 # Written by Patroni before `status` existed; read as the optime when `status` is absent.
 LEGACY_OPTIME = "optime/leader"
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from haagent.dcs.events import ClusterEvent, EventsRead
 from haagent.dcs.model import ClusterView, HistoryEntry
 
 
@@ -153,4 +154,14 @@ class DCS(Protocol):
 
     async def delete_cluster(self) -> None:
         """Delete every key under the prefix (`haactl remove`)."""
+        ...
+
+    async def write_event(self, event: ClusterEvent) -> None:
+        """Store one event of the history in this member's ring (no lease)."""
+        ...
+
+    async def read_events(
+        self, *, member: str | None = None, since: float | None = None
+    ) -> EventsRead:
+        """The event history, merged across members in time order."""
         ...

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from haagent.dcs.errors import DCSError, DCSUnavailable, WatchCompacted
 from haagent.dcs.kv import KVBackend, prefix_range_end
-from haagent.dcs.view import ViewState
+from haagent.dcs.view import ViewState, read_cluster
 
 log = logging.getLogger("haagent.dcs")
 
@@ -82,8 +82,8 @@ class WatchLoop:
         self._live.set()
 
     async def _resync(self) -> None:
-        revision, kvs = await self._backend.range(
-            self._prefix, self._range_end, budget=self._retry_timeout()
+        revision, kvs = await read_cluster(
+            self._backend, self._prefix, budget=self._retry_timeout()
         )
         self._state.replace(revision, kvs, force=True)
         log.info("view of %s re-synced at revision %d", self._prefix.decode(), revision)

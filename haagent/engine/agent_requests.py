@@ -22,6 +22,7 @@ from haagent.config.dynamic import merge_patch
 from haagent.core.fitness import unfit_reason
 from haagent.core.snapshot import ManualRequest
 from haagent.dcs.errors import DCSError
+from haagent.dcs.events import EventsRead
 from haagent.dcs.protocol import DCS
 from haagent.engine.clock import Clocks
 from haagent.engine.loop import HaLoop
@@ -296,3 +297,6 @@ class AgentRequests:
 
     async def replace_config(self, config: Mapping[str, Any]) -> ConfigWriteResult:
         return await self._write_config(config)
+
+    async def events(self, *, member: str | None, since: float | None) -> EventsRead:
+        return await self.dcs.read_events(member=member, since=since)

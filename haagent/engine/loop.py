@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from haagent.config.model import DynamicConfig, Settings
 from haagent.core import Snapshot, decide
+from haagent.core.events import CycleFacts, decision_events, outcome_events
 from haagent.core.memory import Memory, Observation
 from haagent.core.reasons import Code
 from haagent.core.roles import Role, allowed, role_shown
@@ -32,6 +33,7 @@ from haagent.engine.configuration import Configuration
 from haagent.engine.executor import Executor, Outcome
 from haagent.engine.fatal import AgentStop
 from haagent.engine.fencing import Fencing, NoFence
+from haagent.engine.history import EventHistory
 from haagent.engine.lease import LeaseKeeper
 from haagent.engine.member import postgres_state, published_role
 from haagent.engine.memory import MemoryKeeper
@@ -42,6 +44,7 @@ from haagent.postgres.model import PostgresStatus
 log = logging.getLogger("haagent.engine")
 
 MAX_IMMEDIATE_CYCLES = 50
+HISTORY_DRAIN = 1.0  # seconds the event history may take to write its queue on shutdown
 
 
 class HaLoop:
@@ -101,6 +104,10 @@ class HaLoop:
             clocks=clocks,
             version=version,
         )
+        self.history = EventHistory(dcs, config.settings.name, lambda: clocks.wall().timestamp())
+        self._history_task: asyncio.Task[None] | None = None
+        self._decided: CycleFacts | None = None  # the last decision, for the history
+        self._concluded: CycleFacts | None = None  # the last cycle's outcome, for the history
         self._cycle_done = asyncio.Event()  # set when the cycle under way completes
         self._last_reason: tuple[str, str] | None = None
         self._stopping = False
@@ -263,6 +270,7 @@ class HaLoop:
         self.memory.decided()
         self._check_role_change(self.state.role, decision)
         self._log(decision)
+        self._record_decision(snapshot, decision)
         if decision.role != Role.PRIMARY:
             # Say "not primary" before the first action that stops writes.
             self._publish(snapshot.postgres, decision.role, False, decision)
@@ -277,6 +285,7 @@ class HaLoop:
         self.loop_count += 1
         self.keeper.alive()  # a whole cycle done: progress (a cycle that keeps failing is not)
         self._publish(pg, role, holds and role == Role.PRIMARY, decision)
+        self._record_outcome(snapshot, decision, outcome, pg)
         duration = self.clock() - started
         self._status = replace(self._status, loop_duration=duration)
         if self.on_decision is not None:
@@ -284,6 +293,39 @@ class HaLoop:
         done, self._cycle_done = self._cycle_done, asyncio.Event()
         done.set()
         return decision, outcome
+
+    def _facts(
+        self, snapshot: Snapshot, decision: Decision, role: str, failure: str | None = None
+    ) -> CycleFacts:
+        asked = snapshot.cluster.failover
+        return CycleFacts(
+            member=self.settings.name,
+            role=role,
+            leader=self.dcs.view().leader_name,
+            code=str(decision.reason.code),
+            text=decision.reason.text,
+            paused=self.config.pause,
+            requested=None if asked is None else ("switchover" if asked.leader else "failover"),
+            failure=failure,
+        )
+
+    def _record_decision(self, snapshot: Snapshot, decision: Decision) -> None:
+        """The history's entries of a decision, queued before its actions run."""
+        facts = self._facts(snapshot, decision, published_role(decision.role, snapshot.postgres))
+        pg = snapshot.postgres
+        for new in decision_events(self._decided, facts):
+            self.history.record(new, timeline=pg.timeline, lsn=pg.lsn)
+        self._decided = facts
+
+    def _record_outcome(
+        self, snapshot: Snapshot, decision: Decision, outcome: Outcome, pg: PostgresStatus
+    ) -> None:
+        """The history's entries of what the actions did (core/events.py)."""
+        failure = None if outcome.failure is None else str(outcome.failure)
+        facts = self._facts(snapshot, decision, self._status.role, failure)
+        for new in outcome_events(self._concluded, facts):
+            self.history.record(new, timeline=pg.timeline, lsn=pg.lsn)
+        self._concluded = facts
 
     def _check_role_change(self, before: Role, decision: Decision) -> None:
         """A decision whose role change is not in the transition table (core/roles.py):
@@ -311,14 +353,23 @@ class HaLoop:
         """Start the lease keeper's background renewals (idempotent; `close()` stops it)."""
         if self._keeper_task is None or self._keeper_task.done():
             self._keeper_task = asyncio.create_task(self.keeper.run(), name="lease keeper")
+        if self._history_task is None or self._history_task.done():
+            self._history_task = asyncio.create_task(self.history.run(), name="event history")
 
     async def close(self) -> None:
-        """Stop the lease keeper (after `shutdown()`): nothing renews the key any more."""
+        """Stop the lease keeper (after `shutdown()`): nothing renews the key any more.
+        The event history gets up to HISTORY_DRAIN seconds to write what is queued."""
         task, self._keeper_task = self._keeper_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        history, self._history_task = self._history_task, None
+        if history is not None:
+            await self.history.drained(HISTORY_DRAIN)
+            history.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await history
 
     async def run(self) -> None:
         self.start_keeper()

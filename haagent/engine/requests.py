@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from haagent.dcs.events import EventsRead
 from haagent.engine.status import PublishedStatus
 
 
@@ -108,4 +109,8 @@ class Controller(Protocol):
 
     async def replace_config(self, config: Mapping[str, Any]) -> ConfigWriteResult:
         """Replace the DCS `config` key, written with CAS."""
+        ...
+
+    async def events(self, *, member: str | None, since: float | None) -> EventsRead:
+        """The cluster's event history read from etcd; raises DCSError when it cannot be."""
         ...

@@ -19,6 +19,8 @@ import aiohttp
 
 from haagent.config.dynamic import merge_patch
 from haagent.config.model import DynamicConfig
+from haagent.dcs.events import EventsRead, encode_event, event_key, merge_events
+from haagent.dcs.kv import KeyValue
 from haagent.dcs.model import (
     ClusterStatus,
     ClusterView,
@@ -216,6 +218,8 @@ class FakeController:
         self.results: dict[type, RequestResult] = {}
         self.config: dict[str, Any] = dict(CONFIG_RAW)
         self.config_status = 200
+        self.history = EventsRead(())
+        self.history_error: Exception | None = None
 
     def publish(self, status: PublishedStatus) -> None:
         self.current = status
@@ -238,6 +242,17 @@ class FakeController:
             return ConfigWriteResult(self.config_status, "config modification aborted")
         self.config = dict(config)
         return ConfigWriteResult(200, "written", self.config)
+
+    async def events(self, *, member: str | None, since: float | None) -> EventsRead:
+        if self.history_error is not None:
+            raise self.history_error
+        return merge_events(
+            [
+                KeyValue(b"/x/" + event_key(e.member, e.seq).encode(), encode_event(e), 1, 1)
+                for e in self.history.events
+            ],
+            b"/x/", member=member, since=since,
+        )  # fmt: skip
 
 
 @dataclass

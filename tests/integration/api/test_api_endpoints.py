@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from haagent.dcs.errors import DCSUnavailable
+from haagent.dcs.events import ClusterEvent, EventsRead
 from haagent.engine.status import PublishedStatus
 from haagent_lab.fake_api import (
     demoted_status,
@@ -188,10 +190,37 @@ async def test_openapi_document_lists_every_endpoint(start_api: StartApi) -> Non
     assert doc["openapi"].startswith("3.")
     for path in [*HEALTH_PATHS, "/patroni", "/cluster", "/history", "/config", "/metrics",
                  "/switchover", "/failover", "/restart", "/reinitialize", "/reload",
-                 "/failsafe"]:  # fmt: skip
+                 "/failsafe", "/events"]:  # fmt: skip
         assert path in doc["paths"], path
     assert {"post", "delete"} <= set(doc["paths"]["/switchover"])
     assert {"get", "patch", "put"} <= set(doc["paths"]["/config"])
+
+
+async def test_events_are_read_from_etcd_filtered_and_refused_when_malformed(
+    start_api: StartApi,
+) -> None:
+    api = await start_api(primary_status())
+    api.controller.history = EventsRead(
+        tuple(
+            ClusterEvent(m, seq, t, "role", "leader_race", f"event {seq}", 2, 100)
+            for m, seq, t in (("node2", 0, 1_764_518_400.0), ("node1", 0, 1_764_518_300.0))
+        ),
+    )
+    got = await api.call("GET", "/events")
+    assert got.status == 200
+    events = json.loads(got.body)["events"]
+    assert [e["member"] for e in events] == ["node1", "node2"]
+    assert events[0]["time"] == "2025-11-30T15:58:20.000+00:00"
+    only = json.loads((await api.call("GET", "/events?member=node2")).body)["events"]
+    assert [e["member"] for e in only] == ["node2"]
+    recent = json.loads((await api.call("GET", "/events?since=1h")).body)["events"]
+    assert recent == []  # both are a year old
+    assert (await api.call("GET", "/events?since=yesterday")).status == 400
+    assert (await api.call("GET", "/events?member=../x")).status == 400
+    assert (await api.call("HEAD", "/events")).status == 200
+    api.controller.history_error = DCSUnavailable("no endpoint answered")
+    got = await api.call("GET", "/events")
+    assert got.status == 503 and b"etcd cannot be reached" in got.body
 
 
 async def test_unknown_paths_and_methods(start_api: StartApi) -> None:

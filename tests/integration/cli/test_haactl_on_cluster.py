@@ -8,6 +8,7 @@ config file, as an operator would run it.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 from haactl_lab import DYNAMIC, SCOPE, Haactl
@@ -263,3 +264,61 @@ def test_reinit_a_replica(ready: LabCluster, haactl: Haactl) -> None:
     assert f"Success: reinitialize on member {replica}" in run.out
     assert ready.nodes[replica].postmaster_pid() not in (None, before)
     ready.wait_healthy(120)
+
+
+def test_events_tell_a_switchover_a_postmaster_kill_and_a_node_loss(
+    ready: LabCluster, haactl: Haactl
+) -> None:
+    started = time.time()
+    old = leader_in_etcd(haactl)
+    new = other_members(ready, old)[0]
+    assert haactl("switchover", "--master", old, "--candidate", new, "--force").code == 0
+    ready.wait_healthy(120)
+    killed = ready.kill_postmaster(new)
+    assert killed is not None
+    restarted = ready.nodes[new].postmaster_pid
+    ready.wait_for(lambda: restarted() not in (None, killed), f"{new}'s postmaster to restart", 60)
+    ready.wait_for(lambda: ready.leader() == new, f"{new} to lead again", 60)
+    ready.wait_healthy(120)
+    ready.kill_agent(new)
+    ready.kill_postmaster(new)
+    ready.wait_for(lambda: ready.leader() not in (None, new), "a new leader", 60)
+    third = str(ready.leader())
+    ready.start_agent(new)
+    ready.wait_healthy(120)
+
+    # Read by a member that wrote none of the switchover's or the restart's events.
+    reader = Haactl(ready.nodes[old].config_path)
+    run = reader("events", "--since", "10min", "-f", "json")
+    assert run.code == 0, run.text
+    events = [e for e in run.json() if e["time"] >= _iso(started)]
+    assert events == sorted(events, key=lambda e: e["time"])
+
+    def first(member: str, kind: str, code: str | None = None, after: int = -1) -> int:
+        for i, e in enumerate(events):
+            if (
+                i > after
+                and (e["member"], e["kind"]) == (member, kind)
+                and code in (None, e["code"])
+            ):
+                return i
+        raise AssertionError(f"no {kind} {code or ''} event of {member} after #{after}: {events}")
+
+    took = first(new, "switchover")
+    gave = first(old, "switchover", "switchover_demoting")
+    crash = first(new, "decision", "restarting_crashed_primary", max(took, gave))
+    failover = first(third, "failover", after=crash)
+    rejoined = first(new, "role", after=failover)
+    assert "agent started" in events[rejoined]["text"]
+    assert all(isinstance(e["timeline"], int) for e in (events[took], events[failover]))
+    assert all(isinstance(e["lsn"], int) for e in (events[took], events[failover]))
+    only = reader("events", "--member", third, "-f", "json")
+    assert only.code == 0 and {e["member"] for e in only.json()} == {third}
+    table = reader("events", "--since", "10min")
+    assert table.code == 0 and "restarting_crashed_primary" in table.out
+    explain = reader("explain")
+    assert explain.code == 0 and "recent events" in explain.out
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix - 1, UTC).isoformat(timespec="milliseconds")

@@ -170,3 +170,19 @@ def test_no_refused_role_change_through_random_faults() -> None:
         assert {code for _, _, code in sim.log} >= {"leader_race", "following_leader"}
     finally:
         sim.close()
+
+
+def test_the_cycles_leave_their_events_in_etcd_without_waiting_for_them(node: Node) -> None:
+    node.cycles_until_primary()
+    node.cycle()
+    assert node.vt.run(node.loop.history.drained(5.0))
+    read = node.vt.run(node.dcs.read_events())
+    assert [(e.seq, e.kind, e.code) for e in read.events] == [
+        (0, "role", "race_initialize"),  # the agent started
+        (1, "decision", "bootstrapping"),
+        (2, "role", "bootstrap_finishing"),  # uninitialized -> primary, when decided
+        (3, "leader", "bootstrap_finishing"),  # took the key, not a failover: a bootstrap
+        (4, "decision", "leader_renewed"),
+    ]
+    assert read.events[-1].timeline == 1 and read.events[-1].lsn is not None
+    assert read.events[-1].time <= node.vt.wall().timestamp()  # the injected wall clock
