@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 
 from haagent import __version__
 from haagent.api.health import is_sync_standby, replication_state
+from haagent.core.fitness import lag, primary_position
 from haagent.engine.status import PublishedStatus
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -166,6 +167,45 @@ def _patroni_values(status: PublishedStatus) -> list[tuple[str, str, float]]:
     return [(f"patroni_{name}", doc, float(value)) for name, doc, value in values]
 
 
+def _haagent_values(status: PublishedStatus) -> list[tuple[str, str, float]]:
+    """haagent's own gauges, for the alert rules in `prometheus/haagent-alerts.yml`."""
+    config = status.config
+    values = [
+        ("ttl_seconds", "The leader key's ttl (dynamic config).", config.ttl),
+        ("loop_wait_seconds", "The HA loop's loop_wait (dynamic config).", config.loop_wait),
+        (
+            "maximum_lag_on_failover_bytes",
+            "maximum_lag_on_failover (dynamic config): a replica further behind may not take over.",
+            config.maximum_lag_on_failover,
+        ),
+        (
+            "last_cycle_timestamp_seconds",
+            "Unix time at which the last HA cycle finished.",
+            status.loop_finished_wall,
+        ),
+        (
+            "leaderless_since_timestamp_seconds",
+            "Unix time since which this node has seen no leader key; 0 while there is one.",
+            status.leaderless_since or 0.0,
+        ),
+        (
+            "watchdog_failed",
+            "Value is 1 if watchdog mode is required and the watchdog is unusable, 0 otherwise.",
+            status.watchdog_failed,
+        ),
+    ]
+    behind = lag(primary_position(status.cluster), status.postgres.lsn)
+    if status.is_running_replica and behind is not None:
+        values.append(
+            (
+                "replication_lag_bytes",
+                "Bytes this replica is behind the primary's last published position.",
+                behind,
+            )
+        )
+    return [(f"haagent_{name}", doc, float(value)) for name, doc, value in values]
+
+
 class _StatusCollector:
     """A one-shot collector over one status value (generate_latest only needs `collect`)."""
 
@@ -174,7 +214,10 @@ class _StatusCollector:
         self._labels = [scope, name]
 
     def collect(self) -> Iterator[Metric]:
-        for metric_name, doc, value in _patroni_values(self._status):
+        for metric_name, doc, value in [
+            *_patroni_values(self._status),
+            *_haagent_values(self._status),
+        ]:
             family = GaugeMetricFamily(metric_name, doc, labels=["scope", "name"])
             family.add_metric(self._labels, value)
             yield family

@@ -161,6 +161,9 @@ class HaLoop:
         self, pg: PostgresStatus, role: Role, holds_key: bool, decision: Decision | None
     ) -> None:
         previous = self._status
+        view = self.dcs.view()
+        wall = self.clocks.wall().timestamp()
+        leaderless = None if view.leader is not None else (previous.leaderless_since or wall)
         self._status = PublishedStatus(
             scope=self.settings.scope,
             name=self.settings.name,
@@ -169,13 +172,15 @@ class HaLoop:
             holds_leader_key=holds_key,
             leader_expires_at=self.keeper.expires if holds_key else None,
             postgres=pg,
-            cluster=self.dcs.view(),
+            cluster=view,
             config=self.config,
             tags=dict(self.settings.tags.raw),
             paused=self.config.pause,
             dcs_last_seen=self.memory.etcd_seen_at,
             dcs_ok=self.state.dcs_ok,
             loop_finished_at=self.clock(),
+            loop_finished_wall=wall,
+            leaderless_since=leaderless,
             loop_count=self.loop_count,
             loop_duration=previous.loop_duration,
             failsafe_active=self.keeper.failsafe_confirmed and not self.state.dcs_ok,

@@ -37,6 +37,10 @@ class PublishedStatus:
     dcs_ok: bool = True
     # Monotonic time at which the last HA cycle finished, and how many cycles ran.
     loop_finished_at: float = 0.0
+    # The same instant as unix seconds (for metrics: "no cycle for 2 x loop_wait").
+    loop_finished_wall: float = 0.0
+    # Unix seconds since which this node has seen no leader key; None while there is one.
+    leaderless_since: float | None = None
     loop_count: int = 0
     loop_duration: float = 0.0
     # The last decision: a stable code (e.g. "leader_renewed") and a sentence for people.
