@@ -382,11 +382,21 @@ class LabCluster:
         self.wait_healthy(timeout)
 
     def stop(self) -> None:
-        """Stop everything this cluster started: agents (which stop PostgreSQL), HAProxy, etcd."""
+        """Stop everything this cluster started: agents (which stop PostgreSQL), HAProxy, etcd.
+
+        The agents get SIGTERM together, not one after the other: stopped in turn, each
+        replica would take over from the leader stopped before it, only to be stopped next.
+        """
         errors: list[str] = []
-        for name in self.nodes:
+        agents = {n: node.agent for n, node in self.nodes.items() if node.agent is not None}
+        for name, agent in agents.items():
             try:
-                self.stop_agent(name)
+                agent.send_signal(signal.SIGTERM)
+            except OSError as e:
+                errors.append(f"{name}: {e}")
+        for name, agent in agents.items():
+            try:
+                agent.finish(timeout=60.0)
             except (OSError, ProcessError) as e:
                 errors.append(f"{name}: {e}")
         for name in self.nodes:

@@ -55,6 +55,13 @@ class Process:
                 pass
         self.popen.poll()
 
+    def finish(self, timeout: float = 10.0) -> None:
+        """After a signal sent with `send_signal`: wait up to `timeout`, then SIGKILL; reaps."""
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(timeout=0.0, sig=signal.SIGKILL)
+
     def kill(self) -> None:
         self.stop(timeout=0.0, sig=signal.SIGKILL)
 
