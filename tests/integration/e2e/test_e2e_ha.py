@@ -4,14 +4,21 @@ The writer inserts a row every 20 ms through a libpq multi-host connection
 string with target_session_attrs=read-write.  After each fault: one primary,
 every other node streaming, no acknowledged write lost, the old primary back as
 a replica when it returns.  Timing targets are measured by bench/failover.py.
+
+One cluster serves the module (starting one takes a while); before each test the
+`cluster` fixture brings it back to health: every agent running, not paused, one
+primary and two streaming replicas, whatever the test before left.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +30,46 @@ from haagent_lab.lab.workload import Writer, multi_host_dsn
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.fixture(scope="module")
+def shared_lab() -> Iterator[LabCluster]:
+    base = Path(tempfile.mkdtemp(prefix="haagent-e2e-"))
+    base.chmod(0o700)
+    lab = LabCluster(
+        base / "lab",
+        pg_port=None,
+        api_port=None,
+        etcd_ports=None,
+        user=None,
+        dynamic={"ttl": 10, "loop_wait": 2, "retry_timeout": 3},
+    )
+    try:
+        lab.start(timeout=120)
+        yield lab
+    finally:
+        try:
+            lab.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
-def cluster(lab_factory: Callable[..., LabCluster]) -> LabCluster:
-    lab = lab_factory()
-    lab.start(timeout=120)
+def cluster(shared_lab: LabCluster) -> LabCluster:
+    """The module's cluster, healthy again."""
+    lab = shared_lab
+    for name, node in lab.nodes.items():
+        if node.agent is None or not node.agent.alive():
+            lab.start_agent(name)
+    if any(node.api("/patroni")[1].get("pause") for node in lab.nodes.values()):
+        leader = next(iter(lab.nodes))
+        request = urllib.request.Request(
+            lab.nodes[leader].api_url + "/config",
+            data=json.dumps({"pause": False}).encode(),
+            method="PATCH",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+    lab.wait_healthy(120)
     return lab
 
 
@@ -181,14 +224,21 @@ def test_a_crashed_primary_that_cannot_start_hands_over(
     old = cluster.leader()
     assert old is not None
     auto = cluster.nodes[old].data_dir / "postgresql.auto.conf"
-    auto.write_text(auto.read_text() + "shared_buffers = 'lots'\n")
-    t0 = time.monotonic()
-    assert cluster.kill_postmaster(old) is not None
-    took = cluster.wait_for(lambda: cluster.leader() not in (None, old), "a new leader", 30)
-    print(f"a primary that cannot start: new leader after {took:.1f}s")
-    log = (cluster.nodes[old].base / "haagent.log").read_text()
-    assert "primary_start_failed" in log
-    assert writer.downtime_since(t0) < 30
+    settings = auto.read_text()
+    log_path = cluster.nodes[old].base / "haagent.log"
+    logged = log_path.stat().st_size
+    auto.write_text(settings + "shared_buffers = 'lots'\n")
+    try:
+        t0 = time.monotonic()
+        assert cluster.kill_postmaster(old) is not None
+        took = cluster.wait_for(lambda: cluster.leader() not in (None, old), "a new leader", 30)
+        print(f"a primary that cannot start: new leader after {took:.1f}s")
+        with log_path.open(errors="replace") as log:
+            log.seek(logged)
+            assert "primary_start_failed" in log.read()
+        assert writer.downtime_since(t0) < 30
+    finally:
+        auto.write_text(settings)  # the node can start again and rejoins as a replica
 
 
 def test_a_switchover_in_maintenance_mode_is_carried_out(cluster: LabCluster) -> None:
