@@ -8,10 +8,13 @@ which node answered is read back from the server (`inet_server_addr()`).
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -103,16 +106,41 @@ def read_through(cluster: LabCluster) -> tuple[str, bool]:
     return node_by_host(cluster)[str(row[0])], bool(row[1])
 
 
+@pytest.fixture(scope="module")
+def shared_lab() -> Iterator[LabCluster]:
+    """One cluster with HAProxy for the module (starting one takes a while)."""
+    base = Path(tempfile.mkdtemp(prefix="haagent-haproxy-"))
+    base.chmod(0o700)
+    lab = LabCluster(
+        base / "lab",
+        pg_port=None,
+        api_port=None,
+        etcd_ports=None,
+        user=None,
+        dynamic={"ttl": 10, "loop_wait": 2, "retry_timeout": 3},
+        haproxy_ports=free_ports(3),
+    )
+    try:
+        lab.start(timeout=120)
+        assert lab.haproxy is not None and lab.haproxy.alive(), lab.haproxy
+        wait_routed(lab)
+        assert lab.haproxy_ports is not None
+        with psycopg.connect(dsn(lab.haproxy_ports[0]), autocommit=True) as conn:
+            conn.execute("CREATE TABLE haproxy_writes (id bigserial PRIMARY KEY, v bigint)")
+        yield lab
+    finally:
+        try:
+            lab.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
-def cluster(lab_factory: Callable[..., LabCluster]) -> LabCluster:
-    lab = lab_factory(haproxy_ports=free_ports(3))
-    lab.start(timeout=120)
-    assert lab.haproxy is not None and lab.haproxy.alive(), lab.haproxy
-    wait_routed(lab)
-    assert lab.haproxy_ports is not None
-    with psycopg.connect(dsn(lab.haproxy_ports[0]), autocommit=True) as conn:
-        conn.execute("CREATE TABLE haproxy_writes (id bigserial PRIMARY KEY, v bigint)")
-    return lab
+def cluster(shared_lab: LabCluster) -> LabCluster:
+    """The module's cluster, healthy and routed by HAProxy (a switchover moves the primary)."""
+    shared_lab.wait_healthy(120)
+    wait_routed(shared_lab)
+    return shared_lab
 
 
 def test_writes_reach_the_primary_and_reads_both_replicas(
