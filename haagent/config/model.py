@@ -252,22 +252,24 @@ class Tags:
     # as Patroni leaves those out (config/sections.py: published_tags).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
-    def _as_written(self) -> Mapping[str, Any]:
-        """The tags as a mapping for `tag_rules`: as written in the file, or (for settings
-        built in code) the fields, a false boolean counting as not written."""
+    def as_mapping(self) -> Mapping[str, Any]:
+        """The tags as a mapping for `tag_rules` and `core.topology`: as written in the file,
+        or (for settings built in code) the fields, a false boolean counting as not written."""
         if self.raw:
             return self.raw
         fields: dict[str, Any] = {"failover_priority": self.failover_priority}
-        fields.update((k, True) for k in ("nofailover", "nosync") if getattr(self, k))
+        fields.update((k, True) for k in ("nofailover", "nosync", "nostream") if getattr(self, k))
+        if self.replicatefrom is not None:
+            fields["replicatefrom"] = self.replicatefrom
         return fields
 
     @property
     def can_be_leader(self) -> bool:
-        return not tag_rules.nofailover(self._as_written())
+        return not tag_rules.nofailover(self.as_mapping())
 
     @property
     def sync_priority(self) -> int:
-        return tag_rules.sync_priority(self._as_written())
+        return tag_rules.sync_priority(self.as_mapping())
 
 
 @dataclass(frozen=True)

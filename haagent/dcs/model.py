@@ -56,6 +56,14 @@ class Member:
         return tag_rules.sync_priority(self.tags)
 
     @property
+    def nostream(self) -> bool:
+        return tag_rules.nostream(self.tags)
+
+    @property
+    def replicatefrom(self) -> str | None:
+        return tag_rules.replicatefrom(self.tags)
+
+    @property
     def host_port(self) -> tuple[str, int | None] | None:
         """The PostgreSQL host of `conn_url` and its port (None when it names none); None
         when `conn_url` is not a URL naming a host."""

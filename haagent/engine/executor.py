@@ -118,6 +118,7 @@ class Executor:
             a.ObservePeers: self._observe_peers,
             a.RaceInitialize: self._race_initialize,
             a.BootstrapCluster: self._bootstrap,
+            a.BootstrapStandbyLeader: self._bootstrap_standby_leader,
             a.SetInitialize: self._set_initialize,
             a.TakeLeaderKey: self._take_leader,
             a.RenewLeaderKey: self._renew_leader,
@@ -228,6 +229,13 @@ class Executor:
                 raise AgentStop(bootstrap_stop_message(e)) from e
             raise ActionFailed(action, f"bootstrap failed: {e}") from e
 
+    async def _bootstrap_standby_leader(
+        self, action: a.BootstrapStandbyLeader, s: Snapshot
+    ) -> None:
+        # Not reached: the configuration refuses a standby_cluster section until the engine
+        # runs standby clusters (cloning from the remote primary, following it).
+        raise ActionFailed(action, "standby clusters are not run by this version")
+
     async def _set_initialize(self, action: a.SetInitialize, s: Snapshot) -> None:
         status = await self.pg.status()
         if status.system_identifier is None:
@@ -326,9 +334,8 @@ class Executor:
         await self.pg.demote(action.mode, upstream, self._stop_timeout())
 
     async def _follow(self, action: a.Follow, s: Snapshot) -> None:
-        upstream = self._upstream(s, action.leader, action)
-        assert upstream is not None
-        await self.pg.follow(upstream)
+        # None: no streaming (a `nostream` member replays the archive only).
+        await self.pg.follow(self._upstream(s, action.leader, action))
 
     async def _checkpoint(self, action: a.Checkpoint, s: Snapshot) -> None:
         # Only to make the shutdown after it short: a CHECKPOINT that fails or takes too

@@ -75,8 +75,9 @@ class PostgresControl(Protocol):
         needed).  What was done."""
         ...
 
-    async def follow(self, upstream: Upstream) -> str:
-        """Stream from `upstream`; rewinds first when the timelines diverged.  What was done."""
+    async def follow(self, upstream: Upstream | None) -> str:
+        """Stream from `upstream` (None: from nobody, the archive only); rewinds first when
+        the timelines diverged.  What was done."""
         ...
 
     async def checkpoint(self) -> None: ...

@@ -22,6 +22,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
+from haagent.core.rules.standby import decide_standby_leader
 from haagent.core.rules.sync_choice import before_promotion, sync_actions, sync_pending
 from haagent.core.snapshot import Decision, Snapshot
 
@@ -103,6 +104,22 @@ def switchover(s: Snapshot) -> Decision | None:
     )
 
 
+def standby_leader(s: Snapshot) -> Decision:
+    """The key holder of a standby cluster (`rules/standby.py`), with a switchover asked."""
+    handover = None
+    if s.postgres.running and s.postgres.accepting and s.postgres.in_recovery:
+        try:
+            handover = switchover_target(s)
+        except Unfit as why:
+            return decision(
+                [RenewLeaderKey(), ClearFailoverKey(), UpdateMember()],
+                Code.SWITCHOVER_CANDIDATE_UNFIT,
+                str(why),
+                Role.STANDBY_LEADER,
+            )
+    return decide_standby_leader(s, slot_members(s), handover)
+
+
 def decide_leader(s: Snapshot) -> Decision:
     pg = s.postgres
     cfg = s.config
@@ -125,6 +142,8 @@ def decide_leader(s: Snapshot) -> Decision:
             Role.DEMOTED,
             again=True,
         )
+    if cfg.standby_cluster is not None:
+        return standby_leader(s)
     if pg.running and pg.accepting and not pg.in_recovery:
         handover = switchover(s)
         if handover is not None:
