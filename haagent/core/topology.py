@@ -10,11 +10,16 @@ cluster has no leader.
 
 The same function answers for this node (the HA rules), for the slots (the upstream holds
 a member's slot: `slot_holder`) and for `haactl topology`.  Pure: no I/O, no clock.
+
+`cascade`: whether `replicatefrom` is honoured.  A replica streams through its own slot
+(`primary_slot_name`) when `postgresql.use_slots` is on, and only the leader keeps slots
+so far: until members keep the slots of those streaming from them, `replicatefrom` is
+honoured with `use_slots: false` only, and a replica streams from the leader otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from haagent.config import tags as tag_rules
@@ -27,7 +32,12 @@ REMOTE = "@standby_cluster"
 
 
 def upstream(
-    view: ClusterView, name: str, tags: Mapping[str, Any], *, standby_cluster: bool
+    view: ClusterView,
+    name: str,
+    tags: Mapping[str, Any],
+    *,
+    standby_cluster: bool,
+    cascade: bool = True,
 ) -> str | None:
     """The member (or `REMOTE`) member `name`, tagged `tags`, streams from; None for the
     leader of a primary cluster and for a `nostream` member."""
@@ -37,7 +47,7 @@ def upstream(
     if standby_cluster and leader in (None, name):
         return REMOTE
     wanted = tag_rules.replicatefrom(tags)
-    if wanted is not None and wanted != leader and _can_cascade(view, name, wanted):
+    if cascade and wanted is not None and wanted != leader and _can_cascade(view, name, wanted):
         return wanted
     return leader if leader != name else None
 
@@ -56,23 +66,29 @@ def _can_cascade(view: ClusterView, name: str, wanted: str) -> bool:
     return True
 
 
-def slot_holder(view: ClusterView, name: str, *, standby_cluster: bool) -> str | None:
+def slot_holder(
+    view: ClusterView, name: str, *, standby_cluster: bool, cascade: bool = True
+) -> str | None:
     """The member that keeps member `name`'s physical slot: its upstream (None for the
-    leader, a `nostream` member and one streaming from the remote primary)."""
+    leader, a `nostream` member and one streaming from the remote primary); the leader for
+    a member without a member key (it may come back)."""
     member = view.members.get(name)
     if member is None:
         return view.leader_name if view.leader_name != name else None
-    holder = upstream(view, name, member.tags, standby_cluster=standby_cluster)
+    holder = upstream(view, name, member.tags, standby_cluster=standby_cluster, cascade=cascade)
     return None if holder == REMOTE else holder
 
 
-def cascading_from(view: ClusterView, name: str, *, standby_cluster: bool) -> tuple[str, ...]:
-    """The members whose slot member `name` (not the leader) keeps: those streaming from it."""
+def slot_kept_by(
+    view: ClusterView, holder: str, names: Iterable[str], *, standby_cluster: bool, cascade: bool
+) -> tuple[str, ...]:
+    """Those of `names` whose slot member `holder` keeps, sorted."""
     return tuple(
         sorted(
-            other
-            for other in view.members
-            if other != name and slot_holder(view, other, standby_cluster=standby_cluster) == name
+            name
+            for name in names
+            if name != holder
+            and slot_holder(view, name, standby_cluster=standby_cluster, cascade=cascade) == holder
         )
     )
 

@@ -374,7 +374,10 @@ class Executor:
     async def _write_sync_key(self, action: a.WriteSyncKey, s: Snapshot) -> None:
         written = await self._bounded(
             self.dcs.write_sync(
-                action.leader, action.members, expected_revision=action.expected_revision
+                action.leader,
+                action.members,
+                expected_revision=action.expected_revision,
+                quorum=action.quorum,
             ),
             "sync key",
         )

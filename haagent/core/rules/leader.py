@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from haagent.core import topology
 from haagent.core.actions import (
     Action,
     AppendHistory,
@@ -32,8 +33,12 @@ def slot_members(s: Snapshot) -> tuple[str, ...]:
         return ()
     # Members seen now, and those the previous leader kept slots for (`retain_slots`):
     # a member that is down right now still finds its slot when it comes back.
+    # Slots follow the topology (`core.topology.slot_holder`): none for a `nostream` member,
+    # which never streams (a slot would keep WAL for it forever).  With slots in use,
+    # `replicatefrom` is not honoured yet: every streaming member streams from the leader.
     names = set(s.cluster.members) | set(s.cluster.status.retain_slots)
-    return tuple(sorted(n for n in names if n != s.name))
+    standby = s.config.standby_cluster is not None
+    return topology.slot_kept_by(s.cluster, s.name, names, standby_cluster=standby, cascade=False)
 
 
 def switchover_target(s: Snapshot) -> str | None:
