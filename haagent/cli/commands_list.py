@@ -2,8 +2,8 @@
 
 Read straight from etcd (one range read), so the table is complete while any member's
 agent or REST API is down.  Columns as in `patronictl list`: Member, Host, Role (Leader,
-Sync Standby, Replica), State, TL, Lag in MB; "Pending restart", "Scheduled restart" and
-"Tags" appear when they have something to say (or with `-e`).
+Sync Standby, Quorum Standby, Replica), State, TL, Lag in MB; "Pending restart",
+"Scheduled restart" and "Tags" appear when they have something to say (or with `-e`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def host_of(member: Member) -> str:
 def role_label(view: ClusterView, config: DynamicConfig, member: Member) -> str:
     """`ClusterView.member_role` in patronictl's words, and what a key holder's view
     alone does not say (a primary without the key, a demoted or uninitialized node)."""
-    role = view.member_role(member, config.synchronous_mode)
+    role = view.member_role(member, config.synchronous, quorum=config.quorum)
     if role == "leader":
         return "Leader"
     if role == "standby_leader":
@@ -58,6 +58,8 @@ def role_label(view: ClusterView, config: DynamicConfig, member: Member) -> str:
         return "Primary (no leader key)"
     if role == "sync_standby":
         return "Sync Standby"
+    if role == "quorum_standby":
+        return "Quorum Standby"
     if member.role == "demoted":
         return "Demoted"
     if member.role == "uninitialized":
