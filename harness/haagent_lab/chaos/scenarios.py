@@ -285,6 +285,7 @@ def set_pause(ctx: Context, paused: bool) -> None:
 
 
 SYNC: Mapping[str, Any] = {"synchronous_mode": True}
+QUORUM: Mapping[str, Any] = {"synchronous_mode": "quorum", "synchronous_node_count": 1}
 QUORUM_LOST = Expect(no_primary_during_fault=True, health_within=120.0)
 
 
@@ -322,6 +323,8 @@ def _all() -> list[Scenario]:
                  primary_network_loss, dynamic=SYNC, network=True, expect=network_primary),
         Scenario("primary-power-loss-sync", "10 = 4 with synchronous_mode on",
                  primary_power_loss, dynamic=SYNC, expect=Expect(leader_change=True)),
+        Scenario("primary-power-loss-quorum", "10 = 4 with synchronous_mode: quorum (ANY 1)",
+                 primary_power_loss, dynamic=QUORUM, expect=Expect(leader_change=True)),
         Scenario("postmaster-kill-sync", "10 = 5 with synchronous_mode on",
                  postmaster_kill, dynamic=SYNC, expect=Expect(leader_change=False)),
         Scenario("agent-freeze-short", "11 the primary's agent SIGSTOPped 0.77 ttl, no watchdog",
