@@ -11,6 +11,7 @@ again at once with the outcome in the next snapshot.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -293,10 +294,17 @@ class Executor:
                 raise ActionFailed(action, "PostgreSQL still runs as a primary: fencing stays")
         self.fencing.disarm()
 
-    def _upstream(self, s: Snapshot, name: str | None, action: a.Action) -> Upstream | None:
+    def _upstream(
+        self, s: Snapshot, name: str | None, action: a.Action, rewind_from: str | None = None
+    ) -> Upstream | None:
+        """Member `name`'s address; with `rewind_from` (streaming from a standby), the
+        leader's too, to check timelines against and rewind from."""
         upstream = upstream_of(s, name)
         if name is not None and upstream is None:
             raise ActionFailed(action, f"member {name} has no member key with a conn_url")
+        if upstream is not None and rewind_from is not None:
+            source = self._upstream(s, rewind_from, action)
+            upstream = dataclasses.replace(upstream, timeline_source=source)
         return upstream
 
     async def _create_replica(self, action: a.CreateReplica, s: Snapshot) -> None:
@@ -305,7 +313,7 @@ class Executor:
         await self.pg.create_replica([upstream])
 
     async def _start(self, action: a.StartPostgres, s: Snapshot) -> None:
-        upstream = self._upstream(s, action.leader, action)
+        upstream = self._upstream(s, action.leader, action, action.rewind_from)
         if action.role == "replica":
             await self._disarm_if_stopped()
         await self.pg.start(action.role, upstream)
@@ -322,20 +330,21 @@ class Executor:
         await self.pg.stop(action.mode, self._stop_timeout())
 
     async def _restart(self, action: a.RestartPostgres, s: Snapshot) -> None:
-        await self.pg.restart(action.role, self._upstream(s, action.leader, action))
+        upstream = self._upstream(s, action.leader, action, action.rewind_from)
+        await self.pg.restart(action.role, upstream)
 
     async def _promote(self, action: a.Promote, s: Snapshot) -> None:
         await self.pg.promote()
 
     async def _demote(self, action: a.Demote, s: Snapshot) -> None:
-        upstream = self._upstream(s, action.leader, action)
+        upstream = self._upstream(s, action.leader, action, action.rewind_from)
         await self.pg.stop(action.mode, self._stop_timeout())
         await self._disarm_if_stopped()  # stopped: not a primary, and must start as a replica
         await self.pg.demote(action.mode, upstream, self._stop_timeout())
 
     async def _follow(self, action: a.Follow, s: Snapshot) -> None:
         # None: no streaming (a `nostream` member replays the archive only).
-        await self.pg.follow(self._upstream(s, action.leader, action))
+        await self.pg.follow(self._upstream(s, action.leader, action, action.rewind_from))
 
     async def _checkpoint(self, action: a.Checkpoint, s: Snapshot) -> None:
         # Only to make the shutdown after it short: a CHECKPOINT that fails or takes too

@@ -338,7 +338,7 @@ class LocalPostgres:
             await instance.stop("fast", timeout)
             return "demoted: " + await become_replica(instance, upstream, 2 * timeout)
         if upstream is not None and upstream != instance.upstream:
-            div = await running_replica_divergence(instance, upstream, timeout)
+            div = await running_replica_divergence(instance, upstream.primary, timeout)
             if div.diverged:
                 control = await read_controldata(instance.layout, timeout)
                 blocker = rewind_blocker(instance.dynamic.postgresql.use_pg_rewind, control)
