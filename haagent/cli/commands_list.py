@@ -21,6 +21,7 @@ from haagent.cli.errors import ActionFailed
 from haagent.cli.store import Snapshot, Store, open_store
 from haagent.cli.table import Table, format_option, render
 from haagent.config.model import DynamicConfig
+from haagent.core import topology
 from haagent.core.fitness import member_lag
 from haagent.dcs.model import ClusterView, Member
 
@@ -86,17 +87,20 @@ def system_id(view: ClusterView) -> str:
 
 
 def tree_order(view: ClusterView) -> list[tuple[int, Member]]:
-    """Members depth-first from the leader; `replicatefrom` tags make cascades."""
+    """Members depth-first from the leader, each under the member it streams from as the
+    agents decide it (`core.topology.upstream`: `replicatefrom` while the named member
+    runs, without slots); a `nostream` member under the leader."""
     members = view.members
     children: dict[str | None, list[str]] = {}
     leader = view.leader_name if view.leader_name in members else None
+    cascade = not config_of(view).postgresql.use_slots
     for name in sorted(members):
         if name == leader:
             continue
-        source = members[name].tags.get("replicatefrom")
-        parent = source if isinstance(source, str) and source in members else leader
-        if parent == name:
-            parent = leader
+        source = topology.upstream(
+            view, name, members[name].tags, standby_cluster=False, cascade=cascade
+        )
+        parent = source if source in members and source != name else leader
         children.setdefault(parent, []).append(name)
     order: list[tuple[int, Member]] = []
     seen: set[str] = set()
