@@ -23,6 +23,7 @@ from haagent.core import actions as a
 from haagent.core.memory import slot_members
 from haagent.core.outcomes import ActionOutcome, Done, Failed, Failure, PeersAnswered
 from haagent.core.snapshot import Decision, Snapshot
+from haagent.core.topology import REMOTE
 from haagent.dcs.errors import DCSError, DCSUnavailable
 from haagent.dcs.model import HistoryEntry, Member
 from haagent.dcs.protocol import DCS
@@ -73,10 +74,46 @@ def failure_kind(error: Exception) -> Failure:
     return Failure.ACTION
 
 
+def remote_upstream(config: DynamicConfig) -> Upstream | None:
+    """The remote primary of a standby cluster (`standby_cluster` host and port), with its
+    slot and recovery settings; None when the section names no host."""
+    standby = config.standby_cluster
+    if standby is None or standby.host is None:
+        return None
+    recovery = tuple(
+        (key, value)
+        for key, value in (
+            ("restore_command", standby.restore_command),
+            ("archive_cleanup_command", standby.archive_cleanup_command),
+            ("recovery_min_apply_delay", standby.recovery_min_apply_delay),
+        )
+        if value is not None
+    )
+    return Upstream(
+        "standby_cluster",
+        standby.host,
+        standby.port or 5432,
+        remote=True,
+        slot=standby.primary_slot_name,
+        recovery=recovery,
+    )
+
+
+def standby_leader_sources(config: DynamicConfig) -> list[Upstream]:
+    """Where a new standby cluster's first member clones its data directory from: the
+    remote primary, by pg_basebackup (`standby_cluster.create_replica_methods` other than
+    basebackup are refused at config load: the one seam where more methods plug in)."""
+    remote = remote_upstream(config)
+    return [remote] if remote is not None else []
+
+
 def upstream_of(snapshot: Snapshot, name: str | None) -> Upstream | None:
-    """The PostgreSQL address of member `name`, from its `conn_url`."""
+    """The PostgreSQL address of member `name`, from its `conn_url` (`REMOTE`: the remote
+    primary of a standby cluster)."""
     if name is None:
         return None
+    if name == REMOTE:
+        return remote_upstream(snapshot.config)
     member = snapshot.cluster.members.get(name)
     if member is None:
         return None
@@ -233,9 +270,10 @@ class Executor:
     async def _bootstrap_standby_leader(
         self, action: a.BootstrapStandbyLeader, s: Snapshot
     ) -> None:
-        # Not reached: the configuration refuses a standby_cluster section until the engine
-        # runs standby clusters (cloning from the remote primary, following it).
-        raise ActionFailed(action, "standby clusters are not run by this version")
+        sources = standby_leader_sources(s.config)
+        if not sources:
+            raise ActionFailed(action, "standby_cluster names no host to clone from")
+        await self.pg.create_replica(sources)
 
     async def _set_initialize(self, action: a.SetInitialize, s: Snapshot) -> None:
         status = await self.pg.status()
@@ -300,6 +338,8 @@ class Executor:
         """Member `name`'s address; with `rewind_from` (streaming from a standby), the
         leader's too, to check timelines against and rewind from."""
         upstream = upstream_of(s, name)
+        if name == REMOTE and upstream is None:
+            raise ActionFailed(action, "standby_cluster names no host to stream from")
         if name is not None and upstream is None:
             raise ActionFailed(action, f"member {name} has no member key with a conn_url")
         if upstream is not None and rewind_from is not None:

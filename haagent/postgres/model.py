@@ -37,6 +37,12 @@ class Upstream:
     # When this upstream is a standby (cascading replication): the leader, whose timeline
     # the replica checks and which it rewinds from; None: the upstream itself.
     timeline_source: Upstream | None = field(default=None, compare=False)
+    # The remote primary of a standby cluster (`standby_cluster`): streamed from through its
+    # `slot` (None: no slot), with the section's recovery settings (`restore_command`, ...)
+    # instead of this member's own slot.
+    remote: bool = field(default=False, compare=False)
+    slot: str | None = field(default=None, compare=False)
+    recovery: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def primary(self) -> Upstream:
