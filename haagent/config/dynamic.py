@@ -183,14 +183,24 @@ def _standby_cluster(section: Section) -> StandbyCluster | None:
         texts[name] = value
     if host is None and texts["restore_command"] is None:
         raise ctx.error(section.key("standby_cluster"), "names no primary", _STANDBY_NEEDS)
+    if host is None:
+        # The standby leader streams from the remote primary; replaying its archive alone
+        # (restore_command without a host) is not run yet, and refused rather than ignored.
+        raise ctx.error(
+            standby.key("host"),
+            "is missing: a standby cluster that only replays the archive (restore_command "
+            "without host) is not supported by this version yet",
+            "the remote primary's host (and port), restore_command as well if you like",
+        )
     standby.finish(_KEPT)
-    # Checked in full first (each key's error names its path), then refused as a whole:
-    # the engine does not run a standby leader yet (cloning from and following the remote
-    # primary), and a section that were accepted would be ignored.
-    raise ctx.error(
-        section.key("standby_cluster"),
-        "standby clusters are not supported by this version yet",
-        "no standby_cluster section (run this cluster as a primary cluster)",
+    return StandbyCluster(
+        host=host,
+        port=port,
+        primary_slot_name=slot,
+        create_replica_methods=methods,
+        restore_command=texts["restore_command"],
+        archive_cleanup_command=texts["archive_cleanup_command"],
+        recovery_min_apply_delay=texts["recovery_min_apply_delay"],
     )
 
 

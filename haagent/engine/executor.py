@@ -384,7 +384,11 @@ class Executor:
 
     async def _follow(self, action: a.Follow, s: Snapshot) -> None:
         # None: no streaming (a `nostream` member replays the archive only).
-        await self.pg.follow(self._upstream(s, action.leader, action, action.rewind_from))
+        upstream = self._upstream(s, action.leader, action, action.rewind_from)
+        if action.recheck:
+            await self.pg.follow(upstream, recheck=True)
+        else:
+            await self.pg.follow(upstream)
 
     async def _checkpoint(self, action: a.Checkpoint, s: Snapshot) -> None:
         # Only to make the shutdown after it short: a CHECKPOINT that fails or takes too

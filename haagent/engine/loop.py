@@ -263,7 +263,7 @@ class HaLoop:
         self.memory.decided()
         self._check_role_change(self.state.role, decision)
         self._log(decision)
-        if decision.role != Role.PRIMARY:
+        if decision.role not in (Role.PRIMARY, Role.STANDBY_LEADER):
             # Say "not primary" before the first action that stops writes.
             self._publish(snapshot.postgres, decision.role, False, decision)
         outcome = await self.executor.run(decision, snapshot)
@@ -276,7 +276,8 @@ class HaLoop:
         role = role_shown(self.state.role, holds, pg)
         self.loop_count += 1
         self.keeper.alive()  # a whole cycle done: progress (a cycle that keeps failing is not)
-        self._publish(pg, role, holds and role == Role.PRIMARY, decision)
+        leading = role in (Role.PRIMARY, Role.STANDBY_LEADER)
+        self._publish(pg, role, holds and leading, decision)
         duration = self.clock() - started
         self._status = replace(self._status, loop_duration=duration)
         if self.on_decision is not None:

@@ -322,7 +322,7 @@ class FakePostgres:
         self.upstream = upstream.name if upstream else None
         return f"following {self.upstream}"
 
-    async def follow(self, upstream: Upstream | None) -> str:
+    async def follow(self, upstream: Upstream | None, *, recheck: bool = False) -> str:
         await self._op("follow")
         if upstream is not None:
             self._rewind_to(upstream)

@@ -433,16 +433,25 @@ def test_quorum_round_trip() -> None:
     assert plain.synchronous and not plain.quorum
 
 
-def test_standby_cluster_checked_then_refused() -> None:
-    """A valid standby_cluster section is refused with its key path, as long as the engine
-    does not run standby clusters (never parsed and ignored)."""
+def test_standby_cluster_round_trip() -> None:
+    """A standby_cluster section makes a standby cluster, where synchronous replication is
+    not in force; one without a host (the archive alone) is refused with its key path."""
     stored = {
+        "synchronous_mode": "quorum",
         "standby_cluster": {"host": "10.0.0.1", "port": 5433, "primary_slot_name": "dr",
                             "restore_command": "cp /a/%f %p", "recovery_min_apply_delay": 60},
     }  # fmt: skip
+    config = parse_dynamic_config(stored, warnings=[])
+    assert config.synchronous_mode and config.quorum_commit
+    assert config.standby_cluster is not None and config.standby_cluster.port == 5433
+    assert config.standby_cluster.recovery_min_apply_delay == "60"
+    assert not config.synchronous and not config.quorum  # a standby cluster: none in force
+    written = dynamic_config_to_dict(config)
+    assert written["standby_cluster"]["primary_slot_name"] == "dr"
+    assert parse_dynamic_config(written, warnings=[]) == config
     with pytest.raises(ConfigError) as caught:
-        parse_dynamic_config(stored)
-    assert caught.value.key == "config.standby_cluster"
+        parse_dynamic_config({"standby_cluster": {"restore_command": "cp /a/%f %p"}})
+    assert caught.value.key == "config.standby_cluster.host"
     assert "not supported" in str(caught.value)
 
 
