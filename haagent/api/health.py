@@ -60,8 +60,10 @@ class Kind(Enum):
     REPLICA = "replica"
     READ_ONLY = "read-only"
     READ_ONLY_SYNC = "read-only-sync"
+    READ_ONLY_QUORUM = "read-only-quorum"
     HEALTH = "health"
     SYNC = "sync"
+    QUORUM = "quorum"
     ASYNC = "async"
     LIVENESS = "liveness"
     READINESS = "readiness"
@@ -79,6 +81,9 @@ PATHS: Mapping[str, Kind] = {
     "/replica": Kind.REPLICA,
     "/read-only": Kind.READ_ONLY,
     "/read-only-sync": Kind.READ_ONLY_SYNC,
+    "/read-only-synchronous": Kind.READ_ONLY_SYNC,
+    "/read-only-quorum": Kind.READ_ONLY_QUORUM,
+    "/quorum": Kind.QUORUM,
     "/health": Kind.HEALTH,
     "/sync": Kind.SYNC,
     "/synchronous": Kind.SYNC,
@@ -134,9 +139,19 @@ def tags_match(status: PublishedStatus, query: Mapping[str, str]) -> bool:
     return True
 
 
-def is_sync_standby(status: PublishedStatus) -> bool:
+def _listed_in_sync_key(status: PublishedStatus) -> bool:
     sync = status.cluster.sync
-    return status.config.synchronous_mode and sync is not None and sync.is_sync(status.name)
+    return status.config.synchronous and sync is not None and sync.is_sync(status.name)
+
+
+def is_sync_standby(status: PublishedStatus) -> bool:
+    """A synchronous standby of `synchronous_mode: on` (a quorum standby is not one)."""
+    return _listed_in_sync_key(status) and not status.config.quorum
+
+
+def is_quorum_standby(status: PublishedStatus) -> bool:
+    """A voter of the sync key under quorum commit (`synchronous_mode: quorum`)."""
+    return _listed_in_sync_key(status) and status.config.quorum
 
 
 def _leader_until(status: PublishedStatus, now: float) -> float | None:
@@ -237,20 +252,27 @@ def check(
         return _standby_leader(status, now)
     if kind is Kind.REPLICA:
         return (200 if replica_ok(status, query) else 503), FOREVER
-    if kind is Kind.READ_ONLY or kind is Kind.READ_ONLY_SYNC:
+    if kind in (Kind.READ_ONLY, Kind.READ_ONLY_SYNC, Kind.READ_ONLY_QUORUM):
         code, until = _primary(status, now)
         if code == 200:
             return code, until
-        ok = replica_ok(status, query) and (kind is Kind.READ_ONLY or is_sync_standby(status))
-        return (200 if ok else 503), FOREVER
+        listed = {
+            Kind.READ_ONLY: True,
+            Kind.READ_ONLY_SYNC: is_sync_standby(status),
+            Kind.READ_ONLY_QUORUM: is_quorum_standby(status),
+        }[kind]
+        return (200 if listed and replica_ok(status, query) else 503), FOREVER
     if kind is Kind.HEALTH:
         ok = status.postgres.running and status.state == "running"
         return (200 if ok else 503), FOREVER
     if kind is Kind.SYNC:
         ok = is_sync_standby(status) and replica_ok(status, query)
         return (200 if ok else 503), FOREVER
+    if kind is Kind.QUORUM:
+        ok = is_quorum_standby(status) and replica_ok(status, query)
+        return (200 if ok else 503), FOREVER
     if kind is Kind.ASYNC:
-        ok = not is_sync_standby(status) and replica_ok(status, query)
+        ok = not _listed_in_sync_key(status) and replica_ok(status, query)
         return (200 if ok else 503), FOREVER
     if kind is Kind.LIVENESS:
         return _liveness(status, now, started_at)

@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from haagent import __version__
-from haagent.api.health import is_sync_standby, replication_state
+from haagent.api.health import is_quorum_standby, is_sync_standby, replication_state
 from haagent.core.fitness import lag, primary_position
 from haagent.engine.status import PublishedStatus
 
@@ -100,6 +100,11 @@ def _patroni_values(status: PublishedStatus) -> list[tuple[str, str, float]]:
             "sync_standby",
             "Value is 1 if this node is a sync standby replica, 0 otherwise.",
             replica and is_sync_standby(status),
+        ),
+        (
+            "quorum_standby",
+            "Value is 1 if this node is a quorum standby, 0 otherwise.",
+            replica and is_quorum_standby(status),
         ),
         (
             "xlog_received_location",

@@ -95,8 +95,10 @@ def node_status(status: PublishedStatus) -> dict[str, Any]:
     return doc
 
 
-def _member(view: ClusterView, member: Member, synchronous_mode: bool) -> dict[str, Any]:
-    role = view.member_role(member, synchronous_mode)
+def _member(
+    view: ClusterView, member: Member, synchronous_mode: bool, quorum: bool
+) -> dict[str, Any]:
+    role = view.member_role(member, synchronous_mode, quorum=quorum)
     doc: dict[str, Any] = {"name": member.name, "role": role, "state": view.member_state(member)}
     doc["api_url"] = member.api_url
     address = member.host_port
@@ -131,8 +133,8 @@ def _member(view: ClusterView, member: Member, synchronous_mode: bool) -> dict[s
 def cluster(status: PublishedStatus) -> dict[str, Any]:
     """The body of `GET /cluster`: members sorted by name, pause, a scheduled switchover."""
     view = status.cluster
-    sync_mode = status.config.synchronous_mode
-    members = [_member(view, m, sync_mode) for m in view.members.values()]
+    sync_mode, quorum = status.config.synchronous, status.config.quorum
+    members = [_member(view, m, sync_mode, quorum) for m in view.members.values()]
     members.sort(key=lambda m: str(m["name"]))
     doc: dict[str, Any] = {"members": members, "scope": status.scope}
     if status.paused:

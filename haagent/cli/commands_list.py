@@ -2,8 +2,8 @@
 
 Read straight from etcd (one range read), so the table is complete while any member's
 agent or REST API is down.  Columns as in `patronictl list`: Member, Host, Role (Leader,
-Sync Standby, Replica), State, TL, Lag in MB; "Pending restart", "Scheduled restart" and
-"Tags" appear when they have something to say (or with `-e`).
+Sync Standby, Quorum Standby, Replica), State, TL, Lag in MB; "Pending restart",
+"Scheduled restart" and "Tags" appear when they have something to say (or with `-e`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from haagent.cli.errors import ActionFailed
 from haagent.cli.store import Snapshot, Store, open_store
 from haagent.cli.table import Table, format_option, render
 from haagent.config.model import DynamicConfig
+from haagent.core import topology
 from haagent.core.fitness import member_lag
 from haagent.dcs.model import ClusterView, Member
 
@@ -49,7 +50,7 @@ def host_of(member: Member) -> str:
 def role_label(view: ClusterView, config: DynamicConfig, member: Member) -> str:
     """`ClusterView.member_role` in patronictl's words, and what a key holder's view
     alone does not say (a primary without the key, a demoted or uninitialized node)."""
-    role = view.member_role(member, config.synchronous_mode)
+    role = view.member_role(member, config.synchronous, quorum=config.quorum)
     if role == "leader":
         return "Leader"
     if role == "standby_leader":
@@ -58,6 +59,8 @@ def role_label(view: ClusterView, config: DynamicConfig, member: Member) -> str:
         return "Primary (no leader key)"
     if role == "sync_standby":
         return "Sync Standby"
+    if role == "quorum_standby":
+        return "Quorum Standby"
     if member.role == "demoted":
         return "Demoted"
     if member.role == "uninitialized":
@@ -84,17 +87,20 @@ def system_id(view: ClusterView) -> str:
 
 
 def tree_order(view: ClusterView) -> list[tuple[int, Member]]:
-    """Members depth-first from the leader; `replicatefrom` tags make cascades."""
+    """Members depth-first from the leader, each under the member it streams from as the
+    agents decide it (`core.topology.upstream`: `replicatefrom` while the named member
+    runs, without slots); a `nostream` member under the leader."""
     members = view.members
     children: dict[str | None, list[str]] = {}
     leader = view.leader_name if view.leader_name in members else None
+    cascade = not config_of(view).postgresql.use_slots
     for name in sorted(members):
         if name == leader:
             continue
-        source = members[name].tags.get("replicatefrom")
-        parent = source if isinstance(source, str) and source in members else leader
-        if parent == name:
-            parent = leader
+        source = topology.upstream(
+            view, name, members[name].tags, standby_cluster=False, cascade=cascade
+        )
+        parent = source if source in members and source != name else leader
         children.setdefault(parent, []).append(name)
     order: list[tuple[int, Member]] = []
     seen: set[str] = set()

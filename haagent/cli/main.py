@@ -16,6 +16,7 @@ import click
 
 from haagent import __version__
 from haagent.cli import (
+    commands_cluster_role,
     commands_config,
     commands_events,
     commands_explain,
@@ -124,6 +125,8 @@ for command in (
     commands_members.reload_command,
     commands_pause.pause_command,
     commands_pause.resume_command,
+    commands_cluster_role.demote_cluster_command,
+    commands_cluster_role.promote_cluster_command,
     commands_flush.flush_command,
     commands_config.show_config_command,
     commands_config.edit_config_command,

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from haagent.config.model import DynamicConfig, DynamicPostgresql
+from haagent.config.model import DynamicConfig, DynamicPostgresql, StandbyCluster
 from haagent.config.parse import (
     MISSING,
     Context,
@@ -21,10 +21,13 @@ from haagent.config.parse import (
     check_json,
     check_parameter_text,
     describe,
+    is_hostname,
+    is_ip,
     parse_bool,
     parse_bytes,
     parse_hba_lines,
     parse_mapping,
+    parse_str_list,
 )
 from haagent.config.timing import MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, adjust_timings
 
@@ -66,12 +69,6 @@ def parse_dynamic(ctx: Context, prefix: str, data: object) -> DynamicConfig:
     for old, new in ALIASES.items():
         if section.has(old) and section.has(new):
             ctx.warn(section.key(old), f"old name of {new}, which is also set and wins")
-    if section.has("standby_cluster"):
-        raise ctx.error(
-            section.key("standby_cluster"),
-            "standby clusters are not supported yet",
-            "no standby_cluster section",
-        )
     timings, adjusted = adjust_timings(
         section.get_seconds("ttl", 30, minimum=MIN_TTL),
         section.get_seconds("loop_wait", 10, minimum=MIN_LOOP_WAIT),
@@ -87,7 +84,8 @@ def parse_dynamic(ctx: Context, prefix: str, data: object) -> DynamicConfig:
         maximum_lag_on_syncnode=_bytes(section, "maximum_lag_on_syncnode", -1, minimum=-1),
         primary_start_timeout=_aliased_seconds(section, "primary_start_timeout", 300),
         primary_stop_timeout=_aliased_seconds(section, "primary_stop_timeout", 0),
-        synchronous_mode=_synchronous_mode(section),
+        synchronous_mode=_synchronous_mode(section) is not False,
+        quorum_commit=_synchronous_mode(section) == "quorum",
         synchronous_mode_strict=section.get_bool("synchronous_mode_strict", False),
         synchronous_node_count=section.get_int(
             "synchronous_node_count", 1, what="a number of standbys", minimum=1
@@ -102,6 +100,7 @@ def parse_dynamic(ctx: Context, prefix: str, data: object) -> DynamicConfig:
         postgresql=_postgresql(section.section("postgresql")),
         slots=_slots(section),
         ignore_slots=_ignore_slots(section),
+        standby_cluster=_standby_cluster(section),
         raw=copy.deepcopy(dict(section.data)),
     )
     section.finish(_KEPT)
@@ -123,16 +122,103 @@ def _aliased_seconds(section: Section, name: str, default: int) -> int:
     return section.get_seconds(old, default, minimum=0)
 
 
-def _synchronous_mode(section: Section) -> bool:
+def _synchronous_mode(section: Section) -> bool | str:
+    """True, False or "quorum" (quorum commit: `ANY k (...)`)."""
     key = section.key("synchronous_mode")
     value = section.get("synchronous_mode")
     if value is MISSING:
         return False
     if isinstance(value, str) and value.strip().lower() == "quorum":
+        return "quorum"
+    if isinstance(value, str) and value.strip().lower() not in _BOOLEAN_WORDS:
         raise section.ctx.error(
-            key, "quorum commit is not supported yet", "true / on or false / off"
+            key, f"{describe(value)} is not a synchronous mode", "true / on, false / off or quorum"
         )
     return parse_bool(section.ctx, key, value)
+
+
+_BOOLEAN_WORDS = frozenset({"on", "off", "true", "false", "yes", "no", "y", "n", "1", "0"})
+_STANDBY_NEEDS = "host (and port) of the primary to replicate from, or restore_command"
+
+
+def _standby_cluster(section: Section) -> StandbyCluster | None:
+    """The `standby_cluster` section (None when absent); as Patroni, it makes this a standby
+    cluster when it names a host, a port or a restore_command, and one that names none of
+    them is refused rather than ignored."""
+    if not section.has("standby_cluster"):
+        section.ignore("standby_cluster")
+        return None
+    standby = section.section("standby_cluster")
+    ctx = standby.ctx
+    host = standby.get_str("host", None)
+    if host is not None and not (is_ip(host) or is_hostname(host)):
+        raise ctx.error(standby.key("host"), f"{host!r} is not a host name", "a host name or IP")
+    port = standby.get_int("port", 0, what="a port number", minimum=1) or None
+    if port is not None and port > 65535:
+        raise ctx.error(standby.key("port"), f"port {port} is out of range", "1..65535")
+    if port is not None and host is None:
+        raise ctx.error(standby.key("host"), "is missing (port is set)", "the primary's host")
+    slot = standby.get_str("primary_slot_name", None)
+    if slot is not None and not _SLOT_NAME.match(slot):
+        raise ctx.error(
+            standby.key("primary_slot_name"),
+            f"{slot!r} is not a valid slot name",
+            "lower-case letters, digits and _",
+        )
+    methods: tuple[str, ...] = ()
+    if standby.has("create_replica_methods"):
+        key = standby.key("create_replica_methods")
+        methods = parse_str_list(
+            ctx, key, standby.get("create_replica_methods"), what="replica method names"
+        )
+        for i, method in enumerate(methods):
+            if method != "basebackup":
+                raise ctx.error(
+                    f"{key}[{i}]",
+                    f"{method!r} is not a replica method haagent runs for a standby cluster",
+                    "basebackup (pg_basebackup from standby_cluster.host)",
+                )
+    texts: dict[str, str | None] = {}
+    for name in ("restore_command", "archive_cleanup_command", "recovery_min_apply_delay"):
+        value = standby.get_str(name, None)
+        if value is not None:
+            check_parameter_text(ctx, standby.key(name), value)
+        texts[name] = value
+    if host is None and texts["restore_command"] is None:
+        raise ctx.error(section.key("standby_cluster"), "names no primary", _STANDBY_NEEDS)
+    if host is None:
+        # The standby leader streams from the remote primary; replaying its archive alone
+        # (restore_command without a host) is not run yet, and refused rather than ignored.
+        raise ctx.error(
+            standby.key("host"),
+            "is missing: a standby cluster that only replays the archive (restore_command "
+            "without host) is not supported by this version yet",
+            "the remote primary's host (and port), restore_command as well if you like",
+        )
+    standby.finish(_KEPT)
+    return StandbyCluster(
+        host=host,
+        port=port,
+        primary_slot_name=slot,
+        create_replica_methods=methods,
+        restore_command=texts["restore_command"],
+        archive_cleanup_command=texts["archive_cleanup_command"],
+        recovery_min_apply_delay=texts["recovery_min_apply_delay"],
+    )
+
+
+def standby_cluster_to_dict(standby: StandbyCluster) -> dict[str, Any]:
+    """The `standby_cluster` section as JSON: the keys that are set."""
+    values: dict[str, Any] = {
+        "host": standby.host,
+        "port": standby.port,
+        "primary_slot_name": standby.primary_slot_name,
+        "create_replica_methods": list(standby.create_replica_methods) or None,
+        "restore_command": standby.restore_command,
+        "archive_cleanup_command": standby.archive_cleanup_command,
+        "recovery_min_apply_delay": standby.recovery_min_apply_delay,
+    }
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _postgresql(section: Section) -> DynamicPostgresql:
@@ -231,7 +317,7 @@ def dynamic_config_to_dict(config: DynamicConfig) -> dict[str, Any]:
         maximum_lag_on_syncnode=config.maximum_lag_on_syncnode,
         primary_start_timeout=config.primary_start_timeout,
         primary_stop_timeout=config.primary_stop_timeout,
-        synchronous_mode=config.synchronous_mode,
+        synchronous_mode="quorum" if config.quorum_commit else config.synchronous_mode,
         synchronous_mode_strict=config.synchronous_mode_strict,
         synchronous_node_count=config.synchronous_node_count,
         failsafe_mode=config.failsafe_mode,
@@ -245,6 +331,10 @@ def dynamic_config_to_dict(config: DynamicConfig) -> dict[str, Any]:
         result["slots"] = copy.deepcopy(dict(config.slots))
     if config.ignore_slots:
         result["ignore_slots"] = [dict(entry) for entry in config.ignore_slots]
+    if config.standby_cluster is not None:
+        result["standby_cluster"] = standby_cluster_to_dict(config.standby_cluster)
+    else:
+        result.pop("standby_cluster", None)
     return result
 
 

@@ -113,6 +113,30 @@ class DynamicPostgresql:
 
 
 @dataclass(frozen=True)
+class StandbyCluster:
+    """The dynamic `standby_cluster` section: this cluster replicates from another one.
+
+    The member holding the leader key runs as the standby leader: a standby of `host`:`port`
+    (streaming, through `primary_slot_name` when set) and/or of the WAL archive
+    (`restore_command`); the other members replicate from it.
+    """
+
+    host: str | None = None
+    port: int | None = None
+    primary_slot_name: str | None = None
+    # Empty: the member's own postgresql.create_replica_methods.
+    create_replica_methods: tuple[str, ...] = ()
+    restore_command: str | None = None
+    archive_cleanup_command: str | None = None
+    recovery_min_apply_delay: str | None = None
+
+    @property
+    def streams(self) -> bool:
+        """The standby leader streams from a remote server (not from the archive alone)."""
+        return self.host is not None
+
+
+@dataclass(frozen=True)
 class DynamicConfig:
     """The cluster-wide config of the DCS `config` key (Patroni's dynamic configuration).
 
@@ -127,7 +151,10 @@ class DynamicConfig:
     maximum_lag_on_syncnode: int = -1
     primary_start_timeout: int = 300
     primary_stop_timeout: int = 0
+    # As written: `synchronous_mode: true` or `quorum` (then `quorum_commit` too).  What is in
+    # force is `synchronous` and `quorum`: a standby cluster has no synchronous replication.
     synchronous_mode: bool = False
+    quorum_commit: bool = False
     synchronous_mode_strict: bool = False
     synchronous_node_count: int = 1
     failsafe_mode: bool = False
@@ -139,7 +166,19 @@ class DynamicConfig:
     postgresql: DynamicPostgresql = DynamicPostgresql()
     slots: Mapping[str, Any] = field(default_factory=dict)
     ignore_slots: tuple[Mapping[str, Any], ...] = ()
+    standby_cluster: StandbyCluster | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def synchronous(self) -> bool:
+        """Synchronous replication is in force (`synchronous_mode` on or `quorum`, and not a
+        standby cluster, as Patroni has it)."""
+        return self.synchronous_mode and self.standby_cluster is None
+
+    @property
+    def quorum(self) -> bool:
+        """Quorum commit is in force (`synchronous_mode: quorum`, not a standby cluster)."""
+        return self.quorum_commit and self.synchronous
 
 
 @dataclass(frozen=True)
@@ -215,22 +254,24 @@ class Tags:
     # as Patroni leaves those out (config/sections.py: published_tags).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
-    def _as_written(self) -> Mapping[str, Any]:
-        """The tags as a mapping for `tag_rules`: as written in the file, or (for settings
-        built in code) the fields, a false boolean counting as not written."""
+    def as_mapping(self) -> Mapping[str, Any]:
+        """The tags as a mapping for `tag_rules` and `core.topology`: as written in the file,
+        or (for settings built in code) the fields, a false boolean counting as not written."""
         if self.raw:
             return self.raw
         fields: dict[str, Any] = {"failover_priority": self.failover_priority}
-        fields.update((k, True) for k in ("nofailover", "nosync") if getattr(self, k))
+        fields.update((k, True) for k in ("nofailover", "nosync", "nostream") if getattr(self, k))
+        if self.replicatefrom is not None:
+            fields["replicatefrom"] = self.replicatefrom
         return fields
 
     @property
     def can_be_leader(self) -> bool:
-        return not tag_rules.nofailover(self._as_written())
+        return not tag_rules.nofailover(self.as_mapping())
 
     @property
     def sync_priority(self) -> int:
-        return tag_rules.sync_priority(self._as_written())
+        return tag_rules.sync_priority(self.as_mapping())
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,18 @@ def nosync(tags: Mapping[str, Any]) -> bool:
 
 def sync_priority(tags: Mapping[str, Any]) -> int:
     return _priority(tags, "nosync", "sync_priority")
+
+
+def nostream(tags: Mapping[str, Any]) -> bool:
+    """Never streams WAL: replays from the archive (restore_command) only."""
+    value = tags.get("nostream")
+    return value is True or (isinstance(value, str) and value.strip().lower() in _TRUE_WORDS)
+
+
+def replicatefrom(tags: Mapping[str, Any]) -> str | None:
+    """The member to stream from (`replicatefrom`), when it names one."""
+    value = tags.get("replicatefrom")
+    return value if isinstance(value, str) and value.strip() else None
+
+
+_TRUE_WORDS = frozenset({"on", "true", "yes", "y", "1"})

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from haagent.postgres.sync_names import synchronous_standby_names
+from haagent.postgres.sync_names import SyncMethod, synchronous_standby_names
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -40,6 +40,12 @@ class RaceInitialize:
 @dataclass(frozen=True)
 class BootstrapCluster:
     """initdb, start, create roles, run post_bootstrap; on failure, cancel `initialize`."""
+
+
+@dataclass(frozen=True)
+class BootstrapStandbyLeader:
+    """A new standby cluster: clone the data directory from the remote primary of the
+    `standby_cluster` section; on failure, cancel `initialize` (as `BootstrapCluster`)."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,14 @@ class CreateReplica:
 
 @dataclass(frozen=True)
 class StartPostgres:
-    """Start as primary, or as a replica of `leader` (None: a replica with no upstream yet)."""
+    """Start as primary, or as a replica streaming from `leader`: the upstream, a member or
+    `core.topology.REMOTE` (None: a replica with no upstream, or replaying the archive only).
+    A replica whose timeline diverged is rewound first, from `rewind_from` when it streams
+    from a standby (None: from `leader`)."""
 
     role: Literal["primary", "replica"]
     leader: str | None = None
+    rewind_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,7 @@ class StopPostgres:
 class RestartPostgres:
     role: Literal["primary", "replica"]
     leader: str | None = None
+    rewind_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,13 +135,19 @@ class Demote:
 
     mode: StopMode = "fast"
     leader: str | None = None
+    rewind_from: str | None = None
 
 
 @dataclass(frozen=True)
 class Follow:
-    """Point the replica at `leader` (primary_conninfo), rewinding first if timelines diverged."""
+    """Point the replica at `leader`, its upstream (primary_conninfo; None: no streaming,
+    the archive only), rewinding first (from `rewind_from`, else `leader`) if the timelines
+    diverged.  `recheck`: look for a divergence even when the upstream stays the same (it
+    moved to a new timeline this replica cannot follow)."""
 
-    leader: str
+    leader: str | None
+    rewind_from: str | None = None
+    recheck: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,18 +181,24 @@ class SetSyncStandbys:
     members: tuple[str, ...]
     count: int
     strict: bool = False
+    method: SyncMethod = "FIRST"  # ANY: quorum commit
 
     @property
     def value(self) -> str:
         """The exact `synchronous_standby_names` value PostgreSQL gets."""
-        return synchronous_standby_names(self.members, self.count, strict=self.strict)
+        return synchronous_standby_names(self.members, self.count, self.method, strict=self.strict)
 
 
 @dataclass(frozen=True)
 class WriteSyncKey:
+    """The `sync` key: the leader, the synchronous standbys (quorum commit: the voters) and
+    `quorum`, the votes besides its own a candidate needs from them (compare-and-swap on
+    `expected_revision`, None: unconditional)."""
+
     leader: str | None
     members: tuple[str, ...]
     expected_revision: int | None
+    quorum: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,6 +222,7 @@ Action = (
     ObservePeers
     | RaceInitialize
     | BootstrapCluster
+    | BootstrapStandbyLeader
     | SetInitialize
     | TakeLeaderKey
     | RenewLeaderKey

@@ -57,7 +57,8 @@ class Unfit:
 def unfit_reason(view: ClusterView, config: DynamicConfig, member: Member) -> Unfit | None:
     """Why `member` could not take over now, or None if it could: a running replica,
     failover allowed by its tags, within maximum_lag_on_failover, and a synchronous
-    standby when synchronous_mode names some."""
+    standby when synchronous_mode names some (under quorum commit any member may be
+    chosen, as in Patroni: the votes decide an automatic failover, not the key)."""
     if member.state != "running" or member.role != "replica":
         code = Code.POSTGRES_NOT_RUNNING.value if member.state != "running" else NOT_A_REPLICA
         text = f"{member.name} is not a running replica (state {member.state}, role {member.role})"
@@ -73,7 +74,7 @@ def unfit_reason(view: ClusterView, config: DynamicConfig, member: Member) -> Un
             f"{member.name} lags {behind} bytes behind the primary "
             f"(maximum_lag_on_failover is {config.maximum_lag_on_failover})",
         )
-    sync = view.sync if config.synchronous_mode else None
+    sync = view.sync if config.synchronous and not config.quorum else None
     if sync is not None and sync.sync_standby and not sync.is_sync(member.name):
         return Unfit(
             Code.NOT_SYNCHRONOUS.value,

@@ -58,6 +58,10 @@ class Memory:
     # The primary's WAL position when each standby was first seen named in
     # synchronous_standby_names.
     sync_named_at: Mapping[str, int] = field(default_factory=dict)
+    # Quorum commit: (the synchronous_standby_names value, the primary's WAL position when
+    # this node first saw it in force), and the standbys (lower case) seen flushed past it.
+    sync_epoch: tuple[str, int] | None = None
+    sync_caught: frozenset[str] = frozenset()
 
     def facts(
         self,
@@ -86,6 +90,8 @@ class Memory:
             manual=self.manual,
             following=self.following,
             sync_named_at=dict(self.sync_named_at),
+            sync_epoch_value=self.sync_epoch[0] if self.sync_epoch is not None else None,
+            sync_caught=self.sync_caught,
         )
 
 
@@ -134,9 +140,15 @@ def observed(memory: Memory, seen: Observation, now: float) -> Memory:
     for gone in gone_for_longer(slot_seen, now, keep_for):
         del slot_seen[gone]
     sync_named_at = memory.sync_named_at
+    epoch, caught = None, frozenset[str]()
     if postgres.running and postgres.accepting and not postgres.in_recovery:
-        _, _, names = parse_synchronous_standby_names(postgres.synchronous_standby_names or "")
-        sync_named_at = _note_sync_names(sync_named_at, names, postgres.write_lsn)
+        value = postgres.synchronous_standby_names or ""
+        method, _, names = parse_synchronous_standby_names(value)
+        # Positions count for `FIRST` only: a standby named by `ANY` may lack commits
+        # another acknowledged alone, so a change from ANY starts afresh.
+        named = names if method == "FIRST" else []
+        sync_named_at = _note_sync_names(sync_named_at, named, postgres.write_lsn)
+        epoch, caught = _sync_epoch(memory, value, postgres)
     return replace(
         memory,
         postgres_down_since=down_since,
@@ -145,7 +157,28 @@ def observed(memory: Memory, seen: Observation, now: float) -> Memory:
         known_members=known,
         slot_last_seen=slot_seen,
         sync_named_at=sync_named_at,
+        sync_epoch=epoch,
+        sync_caught=caught,
     )
+
+
+def _sync_epoch(
+    memory: Memory, value: str, postgres: PostgresStatus
+) -> tuple[tuple[str, int] | None, frozenset[str]]:
+    """Since when (the primary's WAL position) `value` is in force, and the standbys seen to
+    have flushed past it: a new value, or a node new to running the primary, starts a new
+    epoch with nobody caught up."""
+    epoch, caught = memory.sync_epoch, memory.sync_caught
+    if epoch is None or epoch[0] != value:
+        if postgres.write_lsn is None:
+            return None, frozenset()
+        epoch, caught = (value, postgres.write_lsn), frozenset()
+    flushed = {
+        row.application_name.lower()
+        for row in postgres.replication
+        if row.flush_lsn is not None and row.flush_lsn >= epoch[1]
+    }
+    return epoch, caught | flushed
 
 
 def _note_sync_names(

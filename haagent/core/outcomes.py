@@ -19,6 +19,7 @@ from enum import StrEnum
 from haagent.core.actions import (
     Action,
     BootstrapCluster,
+    BootstrapStandbyLeader,
     CreateReplica,
     Demote,
     EnsureSlots,
@@ -91,8 +92,11 @@ def after(memory: Memory, action: Action, outcome: ActionOutcome, now: float) ->
             return replace(memory, replica_clone_failures=0)
         case StartPostgres(role=role, leader=leader):
             following = leader if role == "replica" else None
-            return replace(memory, start_failure=None, following=following)
-        case RestartPostgres() | RemoveDataDirectory():
+            return replace(memory, start_failure=None, following=following, rewind_failed=None)
+        case RestartPostgres(role=role, leader=leader):
+            following = leader if role == "replica" else None
+            return replace(memory, manual=None, following=following)  # carried out
+        case RemoveDataDirectory():
             return replace(memory, manual=None)  # the request is carried out
         case Promote():
             return replace(memory, following=None)
@@ -105,7 +109,7 @@ def after(memory: Memory, action: Action, outcome: ActionOutcome, now: float) ->
 
 def _after_failure(memory: Memory, action: Action, failed: Failed) -> Memory:
     match action:
-        case BootstrapCluster():
+        case BootstrapCluster() | BootstrapStandbyLeader():
             return replace(memory, bootstrapping=False)  # the initialize key is given back
         case SetInitialize() if failed.etcd_answered:
             # etcd took our system identifier (its first call): the bootstrap is over even

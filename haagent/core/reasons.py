@@ -29,6 +29,11 @@ class Code(StrEnum):
     SWITCHOVER_CANDIDATE_UNFIT = "switchover_candidate_unfit"
     FAILSAFE_ACTIVE = "failsafe_active"
     DCS_UNREACHABLE_DEMOTING = "dcs_unreachable_demoting"
+    # standby cluster
+    STANDBY_LEADER = "standby_leader"
+    BOOTSTRAPPING_STANDBY = "bootstrapping_standby_leader"
+    DEMOTING_CLUSTER = "demoting_to_standby_cluster"
+    NO_REMOTE_TO_CLONE = "standby_cluster_nothing_to_clone"
     # replica
     FOLLOWING = "following_leader"
     FOLLOW_NEW_LEADER = "follow_new_leader"
@@ -36,6 +41,7 @@ class Code(StrEnum):
     DEMOTING_NOT_LEADER = "demoting_not_leader"
     DCS_UNREACHABLE = "dcs_unreachable"
     REWIND_FAILED = "rewind_failed"
+    UPSTREAM_TIMELINE_AHEAD = "upstream_timeline_ahead"
     # race
     RACE_WON = "leader_race"
     PEERS_NEEDED = "asking_peers"
@@ -43,6 +49,7 @@ class Code(StrEnum):
     LAGGING = "lagging"
     PEER_AHEAD = "peer_ahead"
     NOT_SYNCHRONOUS = "not_synchronous"
+    QUORUM_NOT_REACHED = "quorum_not_reached"
     WAITING_FOR_CANDIDATE = "waiting_for_candidate"
     FAILSAFE_NOT_LISTED = "failsafe_not_listed"
     TIMELINE_BEHIND = "timeline_behind_history"

@@ -19,6 +19,9 @@ class Role(StrEnum):
     BOOTSTRAPPING = "bootstrapping"  # running initdb or building a replica
     PRIMARY = "primary"  # holds the leader key, PostgreSQL read-write
     REPLICA = "replica"  # PostgreSQL in recovery, following the leader (or waiting for one)
+    # Holds the leader key of a standby cluster: PostgreSQL in recovery, following the remote
+    # primary (standby_cluster), the other members following it.
+    STANDBY_LEADER = "standby_leader"
     DEMOTED = "demoted"  # stopped accepting writes, leadership given up
     STOPPED = "stopped"  # PostgreSQL stopped on purpose (shutdown, refusal)
 
@@ -49,6 +52,21 @@ TRANSITIONS: dict[tuple[Role, Role], str] = {
     (Role.REPLICA, Role.DEMOTED): "was promoting but lost the key",
     (Role.BOOTSTRAPPING, Role.STOPPED): "shutdown",
     (Role.UNINITIALIZED, Role.UNINITIALIZED): "waits",
+    (Role.UNINITIALIZED, Role.STANDBY_LEADER): "found a running standby and holds the key of a "
+    "standby cluster",
+    (Role.BOOTSTRAPPING, Role.STANDBY_LEADER): "cloned from the remote primary and took the key "
+    "of a standby cluster",
+    (Role.REPLICA, Role.STANDBY_LEADER): "won the leader race of a standby cluster",
+    (Role.STOPPED, Role.STANDBY_LEADER): "PostgreSQL started again while holding the key of a "
+    "standby cluster",
+    (Role.PRIMARY, Role.STANDBY_LEADER): "demote-cluster: follows the remote primary, keeps "
+    "the key",
+    (Role.DEMOTED, Role.STANDBY_LEADER): "demote-cluster: the demoted primary follows the remote "
+    "primary",
+    (Role.STANDBY_LEADER, Role.PRIMARY): "promote-cluster: the standby cluster became a primary "
+    "cluster",
+    (Role.STANDBY_LEADER, Role.REPLICA): "lost or gave up the key of a standby cluster",
+    (Role.STANDBY_LEADER, Role.STOPPED): "shutdown",
 }
 
 
@@ -58,15 +76,20 @@ def allowed(current: Role, new: Role) -> bool:
 
 def role_reached(before: Role, decided: Role, failed: bool) -> Role:
     """The role a cycle leaves the node in: the one its decision led to, unless an action
-    failed on the way to the primary's (then the node stays what it was)."""
-    return before if failed and decided == Role.PRIMARY else decided
+    failed on the way to the primary's or the standby leader's (then the node stays what it
+    was)."""
+    leading = decided in (Role.PRIMARY, Role.STANDBY_LEADER)
+    return before if failed and leading else decided
 
 
 def role_shown(role: Role, holds_key: bool, postgres: PostgresStatus) -> Role:
     """The role published after a cycle: the primary's only while the node holds the key
-    and PostgreSQL runs read-write; a PostgreSQL still in recovery shows as a replica."""
+    and PostgreSQL runs read-write; a PostgreSQL still in recovery shows as a replica; the
+    standby leader's only while the node holds the key."""
     if role == Role.PRIMARY and not (holds_key and postgres.running and not postgres.in_recovery):
         return Role.REPLICA if postgres.in_recovery else role
+    if role == Role.STANDBY_LEADER and not holds_key:
+        return Role.REPLICA
     return role
 
 

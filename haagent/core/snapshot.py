@@ -70,6 +70,11 @@ class LocalFacts:
     # The primary's WAL position when each standby was named in synchronous_standby_names:
     # it counts as synchronous (and enters the `sync` key) only once it has flushed it.
     sync_named_at: Mapping[str, int] = field(default_factory=dict)
+    # Quorum commit: the synchronous_standby_names value in force since this node's primary
+    # was at some position, and the standbys (lower case) seen to have flushed past that
+    # position since: every commit acknowledged before that value took effect is on them.
+    sync_epoch_value: str | None = None
+    sync_caught: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

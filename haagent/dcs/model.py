@@ -56,6 +56,14 @@ class Member:
         return tag_rules.sync_priority(self.tags)
 
     @property
+    def nostream(self) -> bool:
+        return tag_rules.nostream(self.tags)
+
+    @property
+    def replicatefrom(self) -> str | None:
+        return tag_rules.replicatefrom(self.tags)
+
+    @property
     def host_port(self) -> tuple[str, int | None] | None:
         """The PostgreSQL host of `conn_url` and its port (None when it names none); None
         when `conn_url` is not a URL naming a host."""
@@ -187,14 +195,15 @@ class ClusterView:
     def leader_name(self) -> str | None:
         return self.leader.name if self.leader else None
 
-    def member_role(self, member: Member, synchronous_mode: bool) -> str:
+    def member_role(self, member: Member, synchronous_mode: bool, *, quorum: bool = False) -> str:
         """`member`'s role in the cluster, as `GET /cluster` and `haactl list` show it:
         `leader` (`standby_leader` in a standby cluster) for the key holder, `sync_standby`
-        for a standby the sync key names while synchronous_mode is on, else `replica`."""
+        for a standby the sync key names while synchronous_mode is on (`quorum_standby`
+        under quorum commit), else `replica`."""
         if member.name == self.leader_name:
             return "standby_leader" if member.role == "standby_leader" else "leader"
         if synchronous_mode and self.sync is not None and self.sync.is_sync(member.name):
-            return "sync_standby"
+            return "quorum_standby" if quorum else "sync_standby"
         return "replica"
 
     def member_state(self, member: Member) -> str:

@@ -11,6 +11,7 @@ again at once with the outcome in the next snapshot.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from haagent.core import actions as a
 from haagent.core.memory import slot_members
 from haagent.core.outcomes import ActionOutcome, Done, Failed, Failure, PeersAnswered
 from haagent.core.snapshot import Decision, Snapshot
+from haagent.core.topology import REMOTE
 from haagent.dcs.errors import DCSError, DCSUnavailable
 from haagent.dcs.model import HistoryEntry, Member, bounded_history
 from haagent.dcs.protocol import DCS
@@ -72,10 +74,46 @@ def failure_kind(error: Exception) -> Failure:
     return Failure.ACTION
 
 
+def remote_upstream(config: DynamicConfig) -> Upstream | None:
+    """The remote primary of a standby cluster (`standby_cluster` host and port), with its
+    slot and recovery settings; None when the section names no host."""
+    standby = config.standby_cluster
+    if standby is None or standby.host is None:
+        return None
+    recovery = tuple(
+        (key, value)
+        for key, value in (
+            ("restore_command", standby.restore_command),
+            ("archive_cleanup_command", standby.archive_cleanup_command),
+            ("recovery_min_apply_delay", standby.recovery_min_apply_delay),
+        )
+        if value is not None
+    )
+    return Upstream(
+        "standby_cluster",
+        standby.host,
+        standby.port or 5432,
+        remote=True,
+        slot=standby.primary_slot_name,
+        recovery=recovery,
+    )
+
+
+def standby_leader_sources(config: DynamicConfig) -> list[Upstream]:
+    """Where a new standby cluster's first member clones its data directory from: the
+    remote primary, by pg_basebackup (`standby_cluster.create_replica_methods` other than
+    basebackup are refused at config load: the one seam where more methods plug in)."""
+    remote = remote_upstream(config)
+    return [remote] if remote is not None else []
+
+
 def upstream_of(snapshot: Snapshot, name: str | None) -> Upstream | None:
-    """The PostgreSQL address of member `name`, from its `conn_url`."""
+    """The PostgreSQL address of member `name`, from its `conn_url` (`REMOTE`: the remote
+    primary of a standby cluster)."""
     if name is None:
         return None
+    if name == REMOTE:
+        return remote_upstream(snapshot.config)
     member = snapshot.cluster.members.get(name)
     if member is None:
         return None
@@ -118,6 +156,7 @@ class Executor:
             a.ObservePeers: self._observe_peers,
             a.RaceInitialize: self._race_initialize,
             a.BootstrapCluster: self._bootstrap,
+            a.BootstrapStandbyLeader: self._bootstrap_standby_leader,
             a.SetInitialize: self._set_initialize,
             a.TakeLeaderKey: self._take_leader,
             a.RenewLeaderKey: self._renew_leader,
@@ -228,6 +267,14 @@ class Executor:
                 raise AgentStop(bootstrap_stop_message(e)) from e
             raise ActionFailed(action, f"bootstrap failed: {e}") from e
 
+    async def _bootstrap_standby_leader(
+        self, action: a.BootstrapStandbyLeader, s: Snapshot
+    ) -> None:
+        sources = standby_leader_sources(s.config)
+        if not sources:
+            raise ActionFailed(action, "standby_cluster names no host to clone from")
+        await self.pg.create_replica(sources)
+
     async def _set_initialize(self, action: a.SetInitialize, s: Snapshot) -> None:
         status = await self.pg.status()
         if status.system_identifier is None:
@@ -285,10 +332,19 @@ class Executor:
                 raise ActionFailed(action, "PostgreSQL still runs as a primary: fencing stays")
         self.fencing.disarm()
 
-    def _upstream(self, s: Snapshot, name: str | None, action: a.Action) -> Upstream | None:
+    def _upstream(
+        self, s: Snapshot, name: str | None, action: a.Action, rewind_from: str | None = None
+    ) -> Upstream | None:
+        """Member `name`'s address; with `rewind_from` (streaming from a standby), the
+        leader's too, to check timelines against and rewind from."""
         upstream = upstream_of(s, name)
+        if name == REMOTE and upstream is None:
+            raise ActionFailed(action, "standby_cluster names no host to stream from")
         if name is not None and upstream is None:
             raise ActionFailed(action, f"member {name} has no member key with a conn_url")
+        if upstream is not None and rewind_from is not None:
+            source = self._upstream(s, rewind_from, action)
+            upstream = dataclasses.replace(upstream, timeline_source=source)
         return upstream
 
     async def _create_replica(self, action: a.CreateReplica, s: Snapshot) -> None:
@@ -297,7 +353,7 @@ class Executor:
         await self.pg.create_replica([upstream])
 
     async def _start(self, action: a.StartPostgres, s: Snapshot) -> None:
-        upstream = self._upstream(s, action.leader, action)
+        upstream = self._upstream(s, action.leader, action, action.rewind_from)
         if action.role == "replica":
             await self._disarm_if_stopped()
         await self.pg.start(action.role, upstream)
@@ -314,21 +370,25 @@ class Executor:
         await self.pg.stop(action.mode, self._stop_timeout())
 
     async def _restart(self, action: a.RestartPostgres, s: Snapshot) -> None:
-        await self.pg.restart(action.role, self._upstream(s, action.leader, action))
+        upstream = self._upstream(s, action.leader, action, action.rewind_from)
+        await self.pg.restart(action.role, upstream)
 
     async def _promote(self, action: a.Promote, s: Snapshot) -> None:
         await self.pg.promote()
 
     async def _demote(self, action: a.Demote, s: Snapshot) -> None:
-        upstream = self._upstream(s, action.leader, action)
+        upstream = self._upstream(s, action.leader, action, action.rewind_from)
         await self.pg.stop(action.mode, self._stop_timeout())
         await self._disarm_if_stopped()  # stopped: not a primary, and must start as a replica
         await self.pg.demote(action.mode, upstream, self._stop_timeout())
 
     async def _follow(self, action: a.Follow, s: Snapshot) -> None:
-        upstream = self._upstream(s, action.leader, action)
-        assert upstream is not None
-        await self.pg.follow(upstream)
+        # None: no streaming (a `nostream` member replays the archive only).
+        upstream = self._upstream(s, action.leader, action, action.rewind_from)
+        if action.recheck:
+            await self.pg.follow(upstream, recheck=True)
+        else:
+            await self.pg.follow(upstream)
 
     async def _checkpoint(self, action: a.Checkpoint, s: Snapshot) -> None:
         # Only to make the shutdown after it short: a CHECKPOINT that fails or takes too
@@ -368,7 +428,10 @@ class Executor:
     async def _write_sync_key(self, action: a.WriteSyncKey, s: Snapshot) -> None:
         written = await self._bounded(
             self.dcs.write_sync(
-                action.leader, action.members, expected_revision=action.expected_revision
+                action.leader,
+                action.members,
+                expected_revision=action.expected_revision,
+                quorum=action.quorum,
             ),
             "sync key",
         )

@@ -276,7 +276,7 @@ class HaLoop:
         self._check_role_change(self.state.role, decision)
         self._log(decision)
         self._record_decision(snapshot, decision)
-        if decision.role != Role.PRIMARY:
+        if decision.role not in (Role.PRIMARY, Role.STANDBY_LEADER):
             # Say "not primary" before the first action that stops writes.
             self._publish(snapshot.postgres, decision.role, False, decision)
         outcome = await self.executor.run(decision, snapshot)
@@ -289,7 +289,8 @@ class HaLoop:
         role = role_shown(self.state.role, holds, pg)
         self.loop_count += 1
         self.keeper.alive()  # a whole cycle done: progress (a cycle that keeps failing is not)
-        self._publish(pg, role, holds and role == Role.PRIMARY, decision)
+        leading = role in (Role.PRIMARY, Role.STANDBY_LEADER)
+        self._publish(pg, role, holds and leading, decision)
         self._record_outcome(snapshot, decision, outcome, pg)
         duration = self.clock() - started
         self._status = replace(self._status, loop_duration=duration)

@@ -11,6 +11,7 @@ from haagent.postgres.model import PostgresStatus
 PUBLISHED_ROLES: dict[Role, str] = {
     Role.PRIMARY: "primary",
     Role.REPLICA: "replica",
+    Role.STANDBY_LEADER: "standby_leader",
     Role.DEMOTED: "demoted",
     Role.STOPPED: "replica",
     Role.BOOTSTRAPPING: "uninitialized",

@@ -75,8 +75,10 @@ class PostgresControl(Protocol):
         needed).  What was done."""
         ...
 
-    async def follow(self, upstream: Upstream) -> str:
-        """Stream from `upstream`; rewinds first when the timelines diverged.  What was done."""
+    async def follow(self, upstream: Upstream | None, *, recheck: bool = False) -> str:
+        """Stream from `upstream` (None: from nobody, the archive only); rewinds first when
+        the timelines diverged (`recheck`: look again even when the upstream is the same).
+        What was done."""
         ...
 
     async def checkpoint(self) -> None: ...

@@ -227,9 +227,14 @@ def recovery_parameters(inputs: ConfInputs) -> dict[str, Any]:
     if not inputs.standby:
         return {}
     params: dict[str, Any] = {"recovery_target_timeline": "latest"}
-    if inputs.upstream is not None:
-        params["primary_conninfo"] = primary_conninfo(inputs, inputs.upstream)
-        if inputs.use_slots:
+    upstream = inputs.upstream
+    if upstream is not None:
+        params["primary_conninfo"] = primary_conninfo(inputs, upstream)
+        if upstream.remote:
+            if upstream.slot is not None:
+                params["primary_slot_name"] = upstream.slot
+            params.update(upstream.recovery)
+        elif inputs.use_slots:
             params["primary_slot_name"] = slot_name(inputs.name)
     return params
 

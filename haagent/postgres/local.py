@@ -296,11 +296,15 @@ class LocalPostgres:
             out.append(await become_replica(self.instance, upstream, 2 * budget))
         return "; ".join(out)
 
-    async def follow(self, upstream: Upstream | None, timeout: float | None = None) -> str:
+    async def follow(
+        self, upstream: Upstream | None, timeout: float | None = None, *, recheck: bool = False
+    ) -> str:
         """Replicate from `upstream`: a reload on a running standby (PostgreSQL 15 re-reads
         primary_conninfo), a demotion on a primary, a (rewound if needed) start when stopped.
         A rewind that fails re-clones when the re-clone policy says so."""
-        return await self._or_reclone(upstream, lambda: self._follow_once(upstream, timeout))
+        return await self._or_reclone(
+            upstream, lambda: self._follow_once(upstream, timeout, recheck)
+        )
 
     async def _or_reclone(
         self, upstream: Upstream | None, step: Callable[[], Awaitable[str]]
@@ -323,13 +327,17 @@ class LocalPostgres:
             await self.reinit([upstream])
             return f"re-cloned from {upstream}"
 
-    async def _follow_once(self, upstream: Upstream | None, timeout: float | None) -> str:
+    async def _follow_once(
+        self, upstream: Upstream | None, timeout: float | None, recheck: bool = False
+    ) -> str:
         timeout = self._default_timeout(timeout)
         async with self._action(f"follow {upstream}", 3 * timeout) as outcome:
-            outcome.append(await self._follow_steps(upstream, timeout))
+            outcome.append(await self._follow_steps(upstream, timeout, recheck))
         return outcome[0]
 
-    async def _follow_steps(self, upstream: Upstream | None, timeout: float) -> str:
+    async def _follow_steps(
+        self, upstream: Upstream | None, timeout: float, recheck: bool = False
+    ) -> str:
         instance = self.instance
         if instance.postmaster() is None:
             return await become_replica(instance, upstream, 2 * timeout)
@@ -337,8 +345,8 @@ class LocalPostgres:
         if not rows[0][0]:
             await instance.stop("fast", timeout)
             return "demoted: " + await become_replica(instance, upstream, 2 * timeout)
-        if upstream is not None and upstream != instance.upstream:
-            div = await running_replica_divergence(instance, upstream, timeout)
+        if upstream is not None and (recheck or upstream != instance.upstream):
+            div = await running_replica_divergence(instance, upstream.primary, timeout)
             if div.diverged:
                 control = await read_controldata(instance.layout, timeout)
                 blocker = rewind_blocker(instance.dynamic.postgresql.use_pg_rewind, control)
@@ -387,14 +395,15 @@ class LocalPostgres:
         return slots.slots_from_rows(rows)
 
     async def ensure_slots(self, members: Sequence[str]) -> None:
-        """On a running primary with `use_slots`: exactly one physical slot per member (but
-        this one) plus the permanent ones of the dynamic `slots`; others are dropped unless
-        `ignore_slots` names them (as Patroni does)."""
+        """On a running primary (or a standby cluster's standby leader) with `use_slots`:
+        exactly one physical slot per member (but this one) plus the permanent ones of the
+        dynamic `slots`; others are dropped unless `ignore_slots` names them (as Patroni
+        does).  The HA rules ask this of the node the members stream from."""
         config = self.dynamic
         if not config.postgresql.use_slots:
             return
         status = await self.status()
-        if not status.accepting or status.in_recovery:
+        if not status.accepting:
             return
         existing = await self.list_slots()
         permanent = slots.permanent_physical_slots(config.slots)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -34,6 +34,20 @@ class Upstream:
     name: str
     host: str
     port: int
+    # When this upstream is a standby (cascading replication): the leader, whose timeline
+    # the replica checks and which it rewinds from; None: the upstream itself.
+    timeline_source: Upstream | None = field(default=None, compare=False)
+    # The remote primary of a standby cluster (`standby_cluster`): streamed from through its
+    # `slot` (None: no slot), with the section's recovery settings (`restore_command`, ...)
+    # instead of this member's own slot.
+    remote: bool = field(default=False, compare=False)
+    slot: str | None = field(default=None, compare=False)
+    recovery: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def primary(self) -> Upstream:
+        """The server to check timelines against and rewind from."""
+        return self.timeline_source or self
 
     def __post_init__(self) -> None:
         # Written into postgresql.conf (primary_conninfo, haagent's upstream comment) and

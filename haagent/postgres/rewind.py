@@ -321,7 +321,8 @@ async def become_replica(instance: Instance, upstream: Upstream | None, timeout:
     )  # just cloned from this very upstream: it cannot have diverged from it
     if upstream is not None and instance.layout.initialized() and not fresh_clone:
         control = await ensure_clean_shutdown(instance, timeout)
-        div = await check_divergence(instance, upstream, deadline - time.monotonic(), control)
+        source = upstream.primary  # the leader, when streaming from a standby
+        div = await check_divergence(instance, source, deadline - time.monotonic(), control)
         if div.diverged:
             blocker = rewind_blocker(instance.dynamic.postgresql.use_pg_rewind, control)
             if blocker is not None:
@@ -334,7 +335,7 @@ async def become_replica(instance: Instance, upstream: Upstream | None, timeout:
                     "as a standby with no upstream (a start keeps it read-only); re-cloning "
                     "(reinit) is the way out"
                 )
-            await run_rewind(instance, upstream, deadline - time.monotonic())
+            await run_rewind(instance, source, deadline - time.monotonic())
             outcome = f"rewound ({div.reason}), then {outcome}"
     instance.standby, instance.upstream = True, upstream
     instance.write_config()

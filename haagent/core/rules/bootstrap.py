@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from haagent.core.actions import (
+    Action,
     ArmFencing,
     BootstrapCluster,
+    BootstrapStandbyLeader,
     CreateReplica,
     RaceInitialize,
     SetInitialize,
@@ -16,6 +18,7 @@ from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import current, decision, idle
 from haagent.core.snapshot import Decision, Snapshot
+from haagent.core.topology import REMOTE
 
 
 def clone_source(s: Snapshot) -> str | None:
@@ -31,10 +34,39 @@ def clone_source(s: Snapshot) -> str | None:
     return None
 
 
+def _bootstrap_standby_leader(s: Snapshot) -> Decision:
+    """The winner of a new standby cluster's initialize race clones the remote primary and
+    runs it as the standby leader (no initdb, no post_bootstrap)."""
+    pg = s.postgres
+    if not (pg.data_dir_initialized and pg.running and pg.accepting):
+        actions: list[Action] = []
+        if not pg.data_dir_initialized:
+            actions.append(BootstrapStandbyLeader())
+        actions += [StartPostgres("replica", REMOTE), UpdateMember()]
+        return decision(
+            actions,
+            Code.BOOTSTRAPPING_STANDBY,
+            "won the initialize race of a standby cluster: cloning the remote primary "
+            "(standby_cluster) to run the standby leader",
+            Role.BOOTSTRAPPING,
+            again=True,
+        )
+    return decision(
+        [SetInitialize(), TakeLeaderKey(), UpdateMember()],
+        Code.BOOTSTRAP_FINISHING,
+        "the standby leader is running: publishing its system identifier and taking the key",
+        Role.STANDBY_LEADER,
+        again=True,
+    )
+
+
 def decide_bootstrap(s: Snapshot) -> Decision | None:
     """A decision while the cluster or this node is not yet set up; None once it is."""
     pg = s.postgres
     init = s.cluster.initialize
+    standby = s.config.standby_cluster
+    if s.local.bootstrapping and standby is not None:
+        return _bootstrap_standby_leader(s)
     if s.local.bootstrapping:
         if not (pg.data_dir_initialized and pg.running and pg.accepting):
             return decision(
@@ -68,6 +100,14 @@ def decide_bootstrap(s: Snapshot) -> Decision | None:
                 Code.CANNOT_BOOTSTRAP,
                 "the cluster is not initialized and this node is tagged nofailover: "
                 "waiting for another node to bootstrap it",
+            )
+        if standby is not None and not standby.streams:
+            return idle(
+                s,
+                Code.NO_REMOTE_TO_CLONE,
+                "a new standby cluster whose standby_cluster section names no host: nothing "
+                "to clone the standby leader from (give standby_cluster.host and port, or "
+                "start from a data directory restored from the archive)",
             )
         return decision(
             [RaceInitialize("")],

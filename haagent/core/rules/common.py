@@ -40,6 +40,8 @@ def current(s: Snapshot) -> Role:
         return Role.STOPPED
     if pg.accepting and not pg.in_recovery:
         return Role.PRIMARY if s.holds_key else Role.DEMOTED
+    if s.holds_key and s.config.standby_cluster is not None:
+        return Role.STANDBY_LEADER
     return Role.REPLICA
 
 

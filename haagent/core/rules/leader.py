@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from haagent.core import topology
 from haagent.core.actions import (
     Action,
     AppendHistory,
@@ -22,6 +23,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
+from haagent.core.rules.standby import decide_standby_leader
 from haagent.core.rules.sync_choice import before_promotion, sync_actions, sync_pending
 from haagent.core.snapshot import Decision, Snapshot
 
@@ -31,8 +33,12 @@ def slot_members(s: Snapshot) -> tuple[str, ...]:
         return ()
     # Members seen now, and those the previous leader kept slots for (`retain_slots`):
     # a member that is down right now still finds its slot when it comes back.
+    # Slots follow the topology (`core.topology.slot_holder`): none for a `nostream` member,
+    # which never streams (a slot would keep WAL for it forever).  With slots in use,
+    # `replicatefrom` is not honoured yet: every streaming member streams from the leader.
     names = set(s.cluster.members) | set(s.cluster.status.retain_slots)
-    return tuple(sorted(n for n in names if n != s.name))
+    standby = s.config.standby_cluster is not None
+    return topology.slot_kept_by(s.cluster, s.name, names, standby_cluster=standby, cascade=False)
 
 
 def switchover_target(s: Snapshot) -> str | None:
@@ -103,6 +109,22 @@ def switchover(s: Snapshot) -> Decision | None:
     )
 
 
+def standby_leader(s: Snapshot) -> Decision:
+    """The key holder of a standby cluster (`rules/standby.py`), with a switchover asked."""
+    handover = None
+    if s.postgres.running and s.postgres.accepting and s.postgres.in_recovery:
+        try:
+            handover = switchover_target(s)
+        except Unfit as why:
+            return decision(
+                [RenewLeaderKey(), ClearFailoverKey(), UpdateMember()],
+                Code.SWITCHOVER_CANDIDATE_UNFIT,
+                str(why),
+                Role.STANDBY_LEADER,
+            )
+    return decide_standby_leader(s, slot_members(s), handover)
+
+
 def decide_leader(s: Snapshot) -> Decision:
     pg = s.postgres
     cfg = s.config
@@ -125,6 +147,8 @@ def decide_leader(s: Snapshot) -> Decision:
             Role.DEMOTED,
             again=True,
         )
+    if cfg.standby_cluster is not None:
+        return standby_leader(s)
     if pg.running and pg.accepting and not pg.in_recovery:
         handover = switchover(s)
         if handover is not None:

@@ -19,6 +19,8 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, idle, lag_behind_leader
+from haagent.core.rules.quorum import quorum_votes
+from haagent.core.rules.standby import demote_to_remote, remote_description, standby_race_won
 from haagent.core.rules.sync_choice import before_promotion
 from haagent.core.snapshot import Decision, Snapshot
 
@@ -81,7 +83,8 @@ def ineligible(s: Snapshot) -> tuple[Code, str] | None:
         )
     sync = s.cluster.sync
     in_sync_key = sync is None or sync.matches(s.name, check_leader=True)
-    if cfg.synchronous_mode and sync is not None and sync.active and not in_sync_key:
+    quorum = cfg.quorum  # under quorum commit anyone may race; the votes decide
+    if cfg.synchronous and not quorum and sync is not None and sync.active and not in_sync_key:
         listed = ", ".join(sync.sync_standby) or "none"
         return Code.NOT_SYNCHRONOUS, (
             f"synchronous mode: only the synchronous standbys named in the sync key "
@@ -104,7 +107,7 @@ def peer_ahead(s: Snapshot, passed_over: str | None = None) -> str | None:
     assert s.peers is not None
     mine = s.postgres.lsn or 0
     my_priority = s.tags.failover_priority
-    sync = s.cluster.sync if s.config.synchronous_mode else None
+    sync = s.cluster.sync if s.config.synchronous else None
     for peer in sorted(s.peers.values(), key=lambda p: p.name):
         if peer.name in (s.name, passed_over) or not peer.reachable or not peer.running:
             continue
@@ -125,6 +128,13 @@ def peer_ahead(s: Snapshot, passed_over: str | None = None) -> str | None:
     return None
 
 
+def _former_leader(s: Snapshot) -> bool:
+    """This node is the leader the sync key names: it holds every commit it acknowledged
+    (no voter is ahead of it: `peer_ahead` said so)."""
+    key = s.cluster.sync
+    return key is not None and key.leader is not None and key.leader.lower() == s.name.lower()
+
+
 def decide_race(s: Snapshot) -> Decision:
     pg = s.postgres
     if not pg.running:
@@ -139,6 +149,8 @@ def decide_race(s: Snapshot) -> Decision:
         return idle(s, Code.POSTGRES_NOT_RUNNING, "no leader, and PostgreSQL is not running")
     if not pg.accepting:
         return idle(s, Code.POSTGRES_NOT_RUNNING, "no leader; PostgreSQL is not accepting yet")
+    if s.config.standby_cluster is not None and not pg.in_recovery:
+        return demote_to_remote(s, "no leader, and this node runs a primary in a standby cluster")
     candidate = waiting_candidate(s)
     if candidate is not None and s.peers is None:
         return decision(
@@ -176,6 +188,22 @@ def decide_race(s: Snapshot) -> Decision:
         if ahead is not None:
             text = f"{ahead} is further ahead, preferred or still a primary: not racing{note}"
             return idle(s, Code.PEER_AHEAD, text)
+        votes = quorum_votes(s)
+        if votes is not None and votes[0] < votes[1] and not _former_leader(s):
+            got, needed = votes
+            return idle(
+                s,
+                Code.QUORUM_NOT_REACHED,
+                f"quorum commit: {got} of the {needed} votes needed from the voters of the sync "
+                "key (a running voter not ahead of this node is one): a node holding every "
+                "acknowledged commit may be missing",
+            )
+    if s.config.standby_cluster is not None:
+        return standby_race_won(
+            s,
+            ("chosen as the switchover candidate" if chosen else "the healthiest member")
+            + f": taking the leader key to follow {remote_description(s)}{note}",
+        )
     actions: list[Action] = [TakeLeaderKey(), ArmFencing()]
     if pg.in_recovery:
         actions += before_promotion(s)

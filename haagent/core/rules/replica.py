@@ -1,7 +1,14 @@
-"""Rules for a node while another node holds the leader key."""
+"""Rules for a node while another one holds the leader key: follow its upstream.
+
+The upstream is the leader, or the member `replicatefrom` names while it runs, or nobody
+for a `nostream` member (`core.topology`).  A replica streaming from a standby (a
+cascading one, or any member of a standby cluster) checks its timeline against the
+cluster's primary (`topology.timeline_source`) and rewinds from it.
+"""
 
 from __future__ import annotations
 
+from haagent.core import topology
 from haagent.core.actions import (
     Demote,
     DisarmFencing,
@@ -16,43 +23,94 @@ from haagent.core.rules.common import decision, idle
 from haagent.core.snapshot import Decision, Snapshot
 
 
+def upstream_text(upstream: str | None) -> str:
+    if upstream is None:
+        return "no upstream (nostream: the archive only)"
+    if upstream == topology.REMOTE:
+        return "the remote primary (standby_cluster)"
+    return upstream
+
+
+def cascades(s: Snapshot) -> bool:
+    """`replicatefrom` is honoured (`core.topology`: without slots only, for now)."""
+    return not s.config.postgresql.use_slots
+
+
+def stream_plan(s: Snapshot) -> tuple[str | None, str | None]:
+    """(the upstream this node streams from, where it rewinds from when that is another
+    server, else None)."""
+    standby = s.config.standby_cluster is not None
+    upstream = topology.upstream(
+        s.cluster, s.name, s.tags.as_mapping(), standby_cluster=standby, cascade=cascades(s)
+    )
+    source = topology.timeline_source(s.cluster, standby_cluster=standby)
+    return upstream, (source if source not in (upstream, s.name) else None)
+
+
+def _stuck_behind(s: Snapshot, upstream: str | None) -> int | None:
+    """The timeline of an upstream member that is ahead of this replica's while its WAL
+    receiver does not stream (it cannot follow it there), else None."""
+    pg = s.postgres
+    member = s.cluster.members.get(upstream or "")
+    if member is None or pg.receiver_streaming or member.timeline is None:
+        return None
+    return member.timeline if member.timeline > (pg.timeline or 0) else None
+
+
 def decide_replica(s: Snapshot) -> Decision:
     assert s.cluster.leader is not None
     leader = s.cluster.leader.name
+    upstream, rewind_from = stream_plan(s)
+    shown = upstream_text(upstream)
     pg = s.postgres
     if pg.running and pg.accepting and not pg.in_recovery:
         return decision(
-            [Demote("immediate", leader), DisarmFencing(), KeepaliveLease(), UpdateMember()],
+            [
+                Demote("immediate", upstream, rewind_from),
+                DisarmFencing(),
+                KeepaliveLease(),
+                UpdateMember(),
+            ],
             Code.DEMOTING_NOT_LEADER,
             f"runs as a primary but {leader} holds the leader key: stopping writes now and "
-            f"following {leader}",
+            f"following {shown}",
             Role.DEMOTED,
             again=True,
         )
     if not pg.running:
         if s.local.rewind_failed is not None:
+            source = rewind_from or upstream or leader
             return idle(
                 s,
                 Code.REWIND_FAILED,
                 f"pg_rewind failed ({s.local.rewind_failed}); the data directory is kept: "
-                f"run `haactl reinit <cluster> {s.name}` to clone it again from {leader}",
+                f"run `haactl reinit <cluster> {s.name}` to clone it again from {source}",
                 Role.STOPPED,
             )
         return decision(
-            # The member key first: the leader creates our slot from it, and a rewound
+            # The member key first: the upstream creates our slot from it, and a rewound
             # replica cannot reach a consistent state without streaming from that slot.
-            [KeepaliveLease(), UpdateMember(), StartPostgres("replica", leader)],
+            [KeepaliveLease(), UpdateMember(), StartPostgres("replica", upstream, rewind_from)],
             Code.STARTING_REPLICA,
-            f"PostgreSQL is not running: starting it as a replica of {leader}",
+            f"PostgreSQL is not running: starting it as a replica of {shown}",
             Role.REPLICA,
         )
     if not pg.accepting:
         return idle(s, Code.STARTING_REPLICA, "PostgreSQL is starting", Role.REPLICA)
-    if s.local.following != leader:
+    if s.local.following != upstream:
         return decision(
-            [Follow(leader), KeepaliveLease(), UpdateMember()],
+            [Follow(upstream, rewind_from), KeepaliveLease(), UpdateMember()],
             Code.FOLLOW_NEW_LEADER,
-            f"following the new leader {leader}",
+            f"following {shown}" + (f" (the leader is {leader})" if upstream != leader else ""),
             Role.REPLICA,
         )
-    return idle(s, Code.FOLLOWING, f"a replica following {leader}", Role.REPLICA)
+    ahead = _stuck_behind(s, upstream)
+    if ahead is not None:
+        return decision(
+            [Follow(upstream, rewind_from, recheck=True), KeepaliveLease(), UpdateMember()],
+            Code.UPSTREAM_TIMELINE_AHEAD,
+            f"not streaming, and {shown} is on timeline {ahead} while this node is on "
+            f"{s.postgres.timeline}: checking whether its WAL diverged (rewinding if so)",
+            Role.REPLICA,
+        )
+    return idle(s, Code.FOLLOWING, f"a replica following {shown}", Role.REPLICA)

@@ -31,8 +31,10 @@ from haagent.core.roles import Role
 from haagent.core.rules.bootstrap import clone_source
 from haagent.core.rules.common import current, decision
 from haagent.core.rules.leader import slot_members, switchover
+from haagent.core.rules.replica import stream_plan, upstream_text
 from haagent.core.rules.sync_choice import before_promotion
 from haagent.core.snapshot import Decision, Snapshot
+from haagent.core.topology import REMOTE
 
 
 def decide_shutdown(s: Snapshot) -> Decision:
@@ -90,33 +92,39 @@ def decide_paused(s: Snapshot) -> Decision:
         and s.postgres.accepting
     ):
         # A manual switchover or failover in maintenance mode: this node was chosen.
+        standby = s.config.standby_cluster is not None
         actions: list[Action] = [TakeLeaderKey()]
-        if s.postgres.in_recovery:
+        if s.postgres.in_recovery and not standby:
             actions += before_promotion(s)
             actions += [Promote(), AppendHistory("switchover" if fo.leader else "failover")]
+        elif standby:
+            actions.append(Follow(REMOTE))
         actions += [ClearFailoverKey(), UpdateMember()]
         return decision(
             actions,
             Code.PAUSED,
             f"{text}, but this node is the chosen candidate of a manual "
-            f"{'switchover' if fo.leader else 'failover'}: taking the leader key and promoting",
-            Role.PRIMARY,
+            f"{'switchover' if fo.leader else 'failover'}: taking the leader key and "
+            + ("following the remote primary" if standby else "promoting"),
+            Role.STANDBY_LEADER if standby else Role.PRIMARY,
             again=True,
         )
     leader = s.cluster.leader_name
+    upstream, rewind_from = stream_plan(s) if leader is not None else (None, None)
     if (
         leader is not None
+        and leader != s.name
         and s.postgres.running
         and s.postgres.accepting
         and s.postgres.in_recovery
-        and s.local.following != leader
+        and s.local.following != upstream
     ):
         # As Patroni does in maintenance mode: a replica follows a new leader (a manual
         # switchover or failover), it is not started or stopped otherwise.
         return decision(
-            [Follow(leader), KeepaliveLease(), DisarmFencing(), UpdateMember()],
+            [Follow(upstream, rewind_from), KeepaliveLease(), DisarmFencing(), UpdateMember()],
             Code.PAUSED,
-            f"{text}; following the new leader {leader}",
+            f"{text}; following {upstream_text(upstream)} (the leader is {leader})",
             Role.REPLICA,
         )
     if s.cluster.leader is None and s.is_running_primary and s.postgres.accepting:
@@ -163,6 +171,14 @@ def decide_manual(s: Snapshot) -> Decision | None:
         return None
     leader = s.cluster.leader_name
     if request.kind == "restart":
+        if s.holds_key and s.config.standby_cluster is not None:
+            return decision(
+                [RenewLeaderKey(), RestartPostgres("replica", REMOTE), UpdateMember()],
+                Code.RESTARTING,
+                "restarting PostgreSQL on request (the standby leader keeps the leader key)",
+                Role.STANDBY_LEADER,
+                again=True,
+            )
         if s.holds_key:
             return decision(
                 [RenewLeaderKey(), ArmFencing(), RestartPostgres("primary"), UpdateMember()],
@@ -171,8 +187,9 @@ def decide_manual(s: Snapshot) -> Decision | None:
                 Role.PRIMARY,
                 again=True,
             )
+        upstream, rewind_from = stream_plan(s)
         return decision(
-            [RestartPostgres("replica", leader), KeepaliveLease(), UpdateMember()],
+            [RestartPostgres("replica", upstream, rewind_from), KeepaliveLease(), UpdateMember()],
             Code.RESTARTING,
             "restarting PostgreSQL on request",
             Role.REPLICA,
@@ -182,12 +199,13 @@ def decide_manual(s: Snapshot) -> Decision | None:
         source = leader if request.from_leader else (clone_source(s) or leader)
         if source is None or source == s.name:
             return None
+        upstream, rewind_from = stream_plan(s)
         return decision(
             [
                 StopPostgres("immediate"),
                 RemoveDataDirectory(f"reinitialize requested, cloning again from {source}"),
                 CreateReplica(source),
-                StartPostgres("replica", leader),
+                StartPostgres("replica", upstream, rewind_from),
                 KeepaliveLease(),
                 UpdateMember(),
             ],

@@ -11,13 +11,21 @@ Choosing (as Patroni): streaming members that may be synchronous (`nosync`,
 `sync_priority`), highest `sync_priority` first, then the current synchronous
 standbys, then the furthest ahead; with `maximum_lag_on_syncnode` > 0, a standby
 lagging more than that behind the most advanced one is dropped.
+
+Quorum commit (`synchronous_mode: quorum`) names every such standby (those tagged
+nofailover only as far as needed to reach synchronous_node_count) and keeps
+`synchronous_standby_names` and the `sync` key in step by the rules of `rules/quorum.py`.
+A change from quorum commit to `synchronous_mode: on` first empties the key: a standby
+named by `ANY` may lack commits another one acknowledged alone.
 """
 
 from __future__ import annotations
 
 from haagent.core.actions import Action, SetSyncStandbys, WriteSyncKey
+from haagent.core.rules import quorum
 from haagent.core.snapshot import Snapshot
 from haagent.postgres.model import ReplicationConnection
+from haagent.postgres.sync_names import parse_synchronous_standby_names
 
 
 def _position(row: ReplicationConnection) -> int:
@@ -26,6 +34,22 @@ def _position(row: ReplicationConnection) -> int:
 
 def wanted_sync_standbys(s: Snapshot) -> tuple[str, ...]:
     """Healthy streaming replicas that may be synchronous, best first, as many as asked for."""
+    return eligible_sync_standbys(s)[: max(0, s.config.synchronous_node_count)]
+
+
+def quorum_standbys(s: Snapshot) -> tuple[str, ...]:
+    """Quorum commit: every eligible standby, but those tagged nofailover only as far as
+    needed to reach synchronous_node_count (they cannot take over, as Patroni has it)."""
+    members = s.cluster.members
+    chosen: list[str] = []
+    for name in eligible_sync_standbys(s):
+        if not members[name].nofailover or len(chosen) < s.config.synchronous_node_count:
+            chosen.append(name)
+    return tuple(chosen)
+
+
+def eligible_sync_standbys(s: Snapshot) -> tuple[str, ...]:
+    """Healthy streaming replicas that may be synchronous, best first."""
     members = s.cluster.members
     key = s.cluster.sync
     rows: list[tuple[int, int, int, str]] = []
@@ -44,7 +68,7 @@ def wanted_sync_standbys(s: Snapshot) -> tuple[str, ...]:
         positions = [-position for _, _, position, _ in rows]
         most = max(positions) if len(rows) > 1 else (s.postgres.write_lsn or max(positions))
         rows = [r for r, p in zip(rows, positions, strict=True) if most - p <= limit]
-    return tuple(name for _, _, _, name in rows[: max(0, s.config.synchronous_node_count)])
+    return tuple(name for _, _, _, name in rows)
 
 
 def caught_up(s: Snapshot) -> set[str]:
@@ -65,8 +89,10 @@ def before_promotion(s: Snapshot) -> list[Action]:
     promotion), and give PostgreSQL no synchronous standby (strict: one nobody matches), so
     that no other node may take over from it with fewer acknowledged commits."""
     cfg = s.config
-    if not cfg.synchronous_mode:
+    if not cfg.synchronous:
         return []
+    if cfg.quorum:
+        return quorum.before_promotion_quorum(s)
     key = s.cluster.sync
     revision = key.mod_revision if key is not None else 0
     return [
@@ -78,8 +104,10 @@ def before_promotion(s: Snapshot) -> list[Action]:
 def sync_pending(s: Snapshot) -> bool:
     """A standby the leader wants synchronous is not in the `sync` key yet: look again soon
     (it usually catches up within milliseconds of being named)."""
-    if not s.config.synchronous_mode:
+    if not s.config.synchronous:
         return False
+    if s.config.quorum:
+        return not quorum.plan(s, quorum_standbys(s)).settled
     key = s.cluster.sync
     listed = key.sync_standby if key is not None and key.leader == s.name else ()
     return any(m not in listed for m in wanted_sync_standbys(s))
@@ -92,17 +120,29 @@ def sync_actions(s: Snapshot) -> list[Action]:
     revision = key.mod_revision if key is not None else 0
     listed = key.sync_standby if key is not None and key.leader == s.name else ()
     pg_value = s.postgres.synchronous_standby_names
-    if not cfg.synchronous_mode:
+    if not cfg.synchronous:
         actions: list[Action] = []
         if key is not None and (key.leader is not None or key.sync_standby):
             actions.append(WriteSyncKey(None, (), revision))
         if pg_value:
             actions.append(SetSyncStandbys((), 0))
         return actions
+    if cfg.quorum:
+        return list(quorum.plan(s, quorum_standbys(s)).actions)
     wanted = wanted_sync_standbys(s)
     confirmed = caught_up(s)
     new_listed = tuple(m for m in wanted if m in listed or m in confirmed)
     setter = SetSyncStandbys(wanted, cfg.synchronous_node_count, cfg.synchronous_mode_strict)
+    if parse_synchronous_standby_names(pg_value)[0] == "ANY":
+        # From quorum commit: empty the key first (commits acknowledged by one standby of
+        # the ANY set may be missing on another), then name the standbys; they enter the
+        # key once they have flushed past the position of the new value.
+        actions = (
+            []
+            if not listed and key is not None and key.leader == s.name
+            else [WriteSyncKey(s.name, (), revision)]
+        )
+        return [*actions, setter]
     actions = []
     kept = tuple(m for m in listed if m in new_listed)
     if kept != tuple(listed) or key is None or key.leader != s.name:

@@ -254,10 +254,12 @@ def run_scenario(
 
 
 def sync_standby(lab: LabCluster, leader: str) -> bool:
-    """The leader's `GET /cluster` lists a synchronous standby (the sync key names one)."""
+    """The leader's `GET /cluster` lists a synchronous (or quorum) standby: the sync key
+    names one."""
     code, body = lab.nodes[leader].api("/cluster")
     members = body.get("members", []) if code == 200 and isinstance(body, dict) else []
-    return any(isinstance(m, dict) and m.get("role") == "sync_standby" for m in members)
+    roles = ("sync_standby", "quorum_standby")
+    return any(isinstance(m, dict) and m.get("role") in roles for m in members)
 
 
 def count_lost(writer: Writer, failures: list[str], dsn: str | None = None) -> int | None:

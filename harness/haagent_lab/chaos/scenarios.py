@@ -2,8 +2,9 @@
 and the stalls a lease fence must survive (a frozen agent, a leader cut off from etcd,
 a stopped checkpointer during a switchover or a shutdown, a paused cluster).
 
-Numbers 1-10 are the faults, 11-15 the stalls; each scenario starts a fresh three-node
-lab and runs at both timing profiles (the lab's fast one and Patroni's defaults).
+Numbers 1-10 are the faults, 11-15 the stalls, 16 a standby cluster's leader loss; each
+scenario starts a fresh three-node lab and runs at both timing profiles (the lab's fast
+one and Patroni's defaults).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from haagent.rest_client import ApiUnreachable
 from haagent_lab.chaos.scenario import DEFAULT_TIMINGS, Context, Expect, Scenario
 from haagent_lab.lab import processes
+from haagent_lab.lab.cluster import LabCluster, LabNode
 
 NETWORK_OUTAGE = 30.0  # seconds a node stays cut off (three ttl of the fast timings)
 CHECKPOINT_STALL = 45.0  # seconds a checkpointer stays stopped (a checkpoint under load)
@@ -70,6 +74,85 @@ def primary_power_loss(ctx: Context) -> None:
     lab.etcd.start_member(index)
     lab.start_agent(old)
     ctx.mark("heal")
+
+
+def _standby_leader(standby: LabCluster) -> str | None:
+    found = [n for n, node in standby.nodes.items() if node.api("/standby-leader")[0] == 200]
+    return found[0] if len(found) == 1 else None
+
+
+def _replayed(node: LabNode) -> int:
+    """The position `node` (a standby) has replayed, as an integer; 0 when it cannot say."""
+    try:
+        with psycopg.connect(node.dsn, autocommit=True, connect_timeout=3) as conn:
+            row = conn.execute("SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn").fetchone()
+    except psycopg.Error:
+        return 0
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _primary_position(node: LabNode) -> int:
+    with psycopg.connect(node.dsn, autocommit=True, connect_timeout=3) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+    return int(row[0]) if row else 0
+
+
+def standby_cluster_leader_loss(ctx: Context) -> None:
+    """A standby cluster of two (a second scope on the lab's etcd) follows the lab's
+    primary under the writer; its standby leader's node is lost (agent and PostgreSQL
+    SIGKILLed): the other member must take over as standby leader and replay everything
+    the primary wrote, then the lost node comes back as its replica.  The lab itself is
+    not faulted (its primary stays)."""
+    lab, primary = ctx.lab, ctx.lab.nodes[ctx.leader]
+    hosts = tuple(lab.hosts[:2])
+    standby = LabCluster(
+        lab.base / "standby-cluster",
+        names=("dr1", "dr2"),
+        hosts=hosts,
+        scope=f"{lab.scope}-dr",
+        pg_port=None,
+        api_port=None,
+        etcd_ports=None,
+        user=lab.user,
+        dynamic={**ctx.timings, "standby_cluster": {"host": primary.host,
+                                                    "port": primary.pg_port}},
+        shared_etcd=lab.etcd,
+    )  # fmt: skip
+    try:
+        standby.start(wait=False)
+
+        def following(leader: str | None) -> bool:
+            if leader is None or _standby_leader(standby) != leader:
+                return False
+            other = next(n for n in standby.nodes if n != leader)
+            code, body = standby.nodes[leader].api("/patroni")
+            rows = (body.get("replication") or []) if code == 200 and isinstance(body, dict) else []
+            return any(r.get("application_name") == other for r in rows)
+
+        standby.wait_for(lambda: following(_standby_leader(standby)), "the standby cluster",
+                         120)  # fmt: skip
+        old = _standby_leader(standby)
+        assert old is not None
+        ctx.note(f"standby cluster up, standby leader {old}; SIGKILL its agent and PostgreSQL")
+        ctx.mark("fault")
+        started = time.monotonic()
+        standby.kill_agent(old)
+        standby.kill_postmaster(old)
+        standby.wait_for(lambda: _standby_leader(standby) not in (None, old),
+                         "a new standby leader", 60)  # fmt: skip
+        new = _standby_leader(standby)
+        assert new is not None
+        took = time.monotonic() - started
+        target = _primary_position(primary)
+        standby.wait_for(lambda: _replayed(standby.nodes[new]) >= target,
+                         f"{new} to replay the primary's WAL", 60)  # fmt: skip
+        ctx.note(f"{new} took over as standby leader in {took:.1f}s and replays the primary")
+        standby.start_agent(old)
+        standby.wait_for(lambda: following(new), f"{old} back as {new}'s replica", 90)
+        ctx.note(f"{old} back as a replica of {new}")
+        ctx.mark("heal")
+    finally:
+        standby.stop()
 
 
 def postmaster_kill(ctx: Context) -> None:
@@ -285,6 +368,7 @@ def set_pause(ctx: Context, paused: bool) -> None:
 
 
 SYNC: Mapping[str, Any] = {"synchronous_mode": True}
+QUORUM: Mapping[str, Any] = {"synchronous_mode": "quorum", "synchronous_node_count": 1}
 QUORUM_LOST = Expect(no_primary_during_fault=True, health_within=120.0)
 
 
@@ -322,6 +406,11 @@ def _all() -> list[Scenario]:
                  primary_network_loss, dynamic=SYNC, network=True, expect=network_primary),
         Scenario("primary-power-loss-sync", "10 = 4 with synchronous_mode on",
                  primary_power_loss, dynamic=SYNC, expect=Expect(leader_change=True)),
+        Scenario("primary-power-loss-quorum", "10 = 4 with synchronous_mode: quorum (ANY 1)",
+                 primary_power_loss, dynamic=QUORUM, expect=Expect(leader_change=True)),
+        Scenario("standby-cluster-leader-loss",
+                 "16 a standby cluster's standby leader lost (its agent and PostgreSQL)",
+                 standby_cluster_leader_loss, expect=Expect(leader_change=False)),
         Scenario("postmaster-kill-sync", "10 = 5 with synchronous_mode on",
                  postmaster_kill, dynamic=SYNC, expect=Expect(leader_change=False)),
         Scenario("agent-freeze-short", "11 the primary's agent SIGSTOPped 0.77 ttl, no watchdog",

@@ -130,6 +130,9 @@ class LabCluster:
     python: str = sys.executable
     # Changes each node's config before it is written (tests: TLS, pg_hba, ...).
     configure: Callable[[LabNode, dict[str, Any]], None] | None = None
+    # Another cluster's etcd to use (two scopes on one etcd), which that cluster starts and
+    # stops; None: this cluster runs its own.
+    shared_etcd: EtcdCluster | None = None
     nodes: dict[str, LabNode] = field(init=False)
     etcd: EtcdCluster = field(init=False)
     haproxy: Process | None = field(default=None, init=False)
@@ -155,6 +158,9 @@ class LabCluster:
                 api_port=port(host, self.api_port),
                 base=self.base / name,
             )
+        if self.shared_etcd is not None:
+            self.etcd = self.shared_etcd
+            return
         fixed = self.etcd_ports or (None, None)
         self.etcd = make_cluster(
             self.base / "etcd",
@@ -371,15 +377,19 @@ class LabCluster:
         assert self.haproxy_ports is not None
         return f"http://{self.haproxy_host}:{self.haproxy_ports[2]}/"
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 120.0, *, wait: bool = True) -> None:
+        """Start etcd (unless shared), the agents and HAProxy; with `wait`, until one
+        primary runs and every other node streams from it."""
         processes.make_dir(self.base, self.user, 0o755)
-        self.etcd.start()
+        if self.shared_etcd is None:
+            self.etcd.start()
         self.write_configs()
         for name in self.nodes:
             self.start_agent(name)
         if self.haproxy_ports is not None:
             self.start_haproxy()
-        self.wait_healthy(timeout)
+        if wait:
+            self.wait_healthy(timeout)
 
     def stop(self) -> None:
         """Stop everything this cluster started: agents (which stop PostgreSQL), HAProxy, etcd.
@@ -406,7 +416,8 @@ class LabCluster:
         for node in self.nodes.values():
             if node.watchdog_sim is not None:
                 node.watchdog_sim.stop()
-        self.etcd.stop()
+        if self.shared_etcd is None:
+            self.etcd.stop()
         if errors:
             raise ProcessError("; ".join(errors))
 

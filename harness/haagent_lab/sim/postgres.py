@@ -322,10 +322,11 @@ class FakePostgres:
         self.upstream = upstream.name if upstream else None
         return f"following {self.upstream}"
 
-    async def follow(self, upstream: Upstream) -> str:
+    async def follow(self, upstream: Upstream | None, *, recheck: bool = False) -> str:
         await self._op("follow")
-        self._rewind_to(upstream)
-        self.upstream = upstream.name
+        if upstream is not None:
+            self._rewind_to(upstream)
+        self.upstream = upstream.name if upstream else None
         return f"following {self.upstream}"
 
     async def checkpoint(self) -> None:

@@ -76,6 +76,28 @@ def test_every_patroni_path_is_routed() -> None:
         assert path in PATHS
 
 
+def _quorum(status: PublishedStatus) -> PublishedStatus:
+    return replace(status, config=replace(status.config, quorum_commit=True))
+
+
+def test_quorum_checks() -> None:
+    """Under `synchronous_mode: quorum` a standby the sync key lists is a quorum standby:
+    /quorum and /read-only-quorum pass, /sync and /async do not (as Patroni's API); under
+    `synchronous_mode: on` it is a sync standby and never a quorum one."""
+    kinds = [K.QUORUM, K.READ_ONLY_QUORUM, K.SYNC, K.READ_ONLY_SYNC, K.ASYNC]
+    assert SYNC_REPLICA.config.synchronous_mode and SYNC_REPLICA.cluster.sync is not None
+    expected = {
+        "quorum standby": (_quorum(SYNC_REPLICA), [200, 200, 503, 503, 503]),
+        "quorum primary": (_quorum(PRIMARY), [503, 200, 503, 200, 503]),
+        "quorum, not listed": (_quorum(ASYNC_REPLICA), [503, 503, 503, 503, 200]),
+        "sync standby": (SYNC_REPLICA, [503, 503, 200, 200, 503]),
+    }
+    for name, (status, codes) in expected.items():
+        assert [_code(kind, status) for kind in kinds] == codes, name
+    for path in ("/quorum", "/read-only-quorum", "/read-only-synchronous"):
+        assert path in PATHS
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -423,11 +423,49 @@ def test_dynamic_config_from_etcd_keeps_unknown_keys() -> None:
     assert parse_dynamic_config(written, warnings=[]) == config
 
 
+def test_quorum_round_trip() -> None:
+    """`synchronous_mode: quorum` is synchronous mode with quorum commit, written back as
+    `quorum`."""
+    config = parse_dynamic_config({"synchronous_mode": "quorum"}, warnings=[])
+    assert config.synchronous and config.quorum and config.quorum_commit
+    written = dynamic_config_to_dict(config)
+    assert written["synchronous_mode"] == "quorum"
+    assert parse_dynamic_config(written, warnings=[]) == config
+    plain = parse_dynamic_config({"synchronous_mode": True}, warnings=[])
+    assert plain.synchronous and not plain.quorum
+
+
+def test_standby_cluster_round_trip() -> None:
+    """A standby_cluster section makes a standby cluster, where synchronous replication is
+    not in force; one without a host (the archive alone) is refused with its key path."""
+    stored = {
+        "synchronous_mode": "quorum",
+        "standby_cluster": {"host": "10.0.0.1", "port": 5433, "primary_slot_name": "dr",
+                            "restore_command": "cp /a/%f %p", "recovery_min_apply_delay": 60},
+    }  # fmt: skip
+    config = parse_dynamic_config(stored, warnings=[])
+    assert config.synchronous_mode and config.quorum_commit
+    assert config.standby_cluster is not None and config.standby_cluster.port == 5433
+    assert config.standby_cluster.recovery_min_apply_delay == "60"
+    assert not config.synchronous and not config.quorum  # a standby cluster: none in force
+    written = dynamic_config_to_dict(config)
+    assert written["standby_cluster"]["primary_slot_name"] == "dr"
+    assert parse_dynamic_config(written, warnings=[]) == config
+    with pytest.raises(ConfigError) as caught:
+        parse_dynamic_config({"standby_cluster": {"restore_command": "cp /a/%f %p"}})
+    assert caught.value.key == "config.standby_cluster.host"
+    assert "not supported" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("stored", "key"),
     [
         ({"ttl": 1, "loop_wait": 1, "retry_timeout": 1}, "config.ttl"),
-        ({"synchronous_mode": "quorum"}, "config.synchronous_mode"),
+        ({"synchronous_mode": "always"}, "config.synchronous_mode"),
+        (
+            {"standby_cluster": {"restore_command": "cp x\ny %p"}},
+            "config.standby_cluster.restore_command",
+        ),
         ({"synchronous_node_count": 0}, "config.synchronous_node_count"),
         ({"slots": {"Bad-Name": {}}}, "config.slots.Bad-Name"),
         ({"slots": {"cdc": {"type": "logical"}}}, "config.slots.cdc.database"),
