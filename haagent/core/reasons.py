@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from haagent.postgres.slots import SLOT_LOST_CODE
+
 
 class Code(StrEnum):
     # bootstrap
@@ -36,6 +38,7 @@ class Code(StrEnum):
     DEMOTING_NOT_LEADER = "demoting_not_leader"
     DCS_UNREACHABLE = "dcs_unreachable"
     REWIND_FAILED = "rewind_failed"
+    COPYING_LOGICAL_SLOTS = "copying_logical_slots"
     # race
     RACE_WON = "leader_race"
     PEERS_NEEDED = "asking_peers"
@@ -53,6 +56,8 @@ class Code(StrEnum):
     RESTARTING = "restarting"
     REINITIALIZING = "reinitializing"
     SHUTTING_DOWN = "shutting_down"
+    # slots: not a decision's reason, the code of a slot's report (log line, haactl list)
+    SLOT_LOST = SLOT_LOST_CODE
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,10 @@ class LocalFacts:
     # The primary's WAL position when each standby was named in synchronous_standby_names:
     # it counts as synchronous (and enters the `sync` key) only once it has flushed it.
     sync_named_at: Mapping[str, int] = field(default_factory=dict)
+    # The slots of members seen within member_slots_ttl (slot names), kept for them.
+    slots_retained: tuple[str, ...] = ()
+    # When the last copy of logical slots from the leader failed (a copy restarts PostgreSQL).
+    slot_copy_failed_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -346,9 +346,13 @@ class KVDCS:
         await self._put(self._budget("write history"), codec.HISTORY, codec.encode_history(history))
 
     async def write_status(
-        self, optime: int, slots: Mapping[str, int], retain_slots: Sequence[str] = ()
+        self,
+        optime: int,
+        slots: Mapping[str, int],
+        retain_slots: Sequence[str] = (),
+        timeline: int | None = None,
     ) -> None:
-        value = codec.encode_status(optime, slots, retain_slots)
+        value = codec.encode_status(optime, slots, retain_slots, timeline)
         if not self._unchanged(codec.STATUS, value):
             await self._put(self._budget("write status"), codec.STATUS, value)
 

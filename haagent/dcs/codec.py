@@ -354,15 +354,22 @@ def decode_history(value: bytes) -> tuple[HistoryEntry, ...]:
     return tuple(entries)
 
 
-def encode_status(optime: int, slots: Mapping[str, int], retain_slots: Iterable[str] = ()) -> bytes:
-    """`{"optime":<int>,"slots":{name:<int>},"retain_slots":[..]}`."""
-    return dumps(
-        {
-            "optime": int(optime),
-            "slots": {str(k): int(v) for k, v in slots.items()},
-            "retain_slots": list(retain_slots),
-        }
-    )
+def encode_status(
+    optime: int,
+    slots: Mapping[str, int],
+    retain_slots: Iterable[str] = (),
+    timeline: int | None = None,
+) -> bytes:
+    """`{"optime":<int>,"slots":{name:<int>},"retain_slots":[..]}`, and haagent's
+    `"timeline":<int>` when given (Patroni's readers skip keys they do not know)."""
+    value: dict[str, Any] = {
+        "optime": int(optime),
+        "slots": {str(k): int(v) for k, v in slots.items()},
+        "retain_slots": list(retain_slots),
+    }
+    if timeline is not None:
+        value["timeline"] = int(timeline)
+    return dumps(value)
 
 
 def decode_status(value: bytes) -> ClusterStatus:
@@ -379,6 +386,7 @@ def decode_status(value: bytes) -> ClusterStatus:
         if isinstance(slots, dict)
         else {},
         retain_slots=tuple(str(s) for s in retain) if isinstance(retain, list) else (),
+        timeline=_bounded_int(data.get("timeline"), "timeline", MAX_TIMELINE),
     )
 
 

@@ -135,11 +135,15 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class ClusterStatus:
-    """The `status` key the leader writes: its WAL position and its slots' positions."""
+    """The `status` key the leader writes: its WAL position and its slots' positions.
+
+    `timeline` (haagent's, not Patroni's) is the leader's timeline when it wrote them:
+    replicas move their slots only to positions of their own timeline."""
 
     optime: int | None = None
     slots: Mapping[str, int] = field(default_factory=dict)
     retain_slots: tuple[str, ...] = ()
+    timeline: int | None = None
 
 
 @dataclass(frozen=True)

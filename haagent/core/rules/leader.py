@@ -10,29 +10,19 @@ from haagent.core.actions import (
     ClearFailoverKey,
     Demote,
     DisarmFencing,
-    EnsureSlots,
     Promote,
     ReleaseLeaderKey,
     RenewLeaderKey,
     StartPostgres,
     StopPostgres,
     UpdateMember,
-    WriteStatusKey,
 )
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
 from haagent.core.rules.sync_choice import before_promotion, sync_actions, sync_pending
+from haagent.core.slots import leader_slot_actions
 from haagent.core.snapshot import Decision, Snapshot
-
-
-def slot_members(s: Snapshot) -> tuple[str, ...]:
-    if not s.config.postgresql.use_slots:
-        return ()
-    # Members seen now, and those the previous leader kept slots for (`retain_slots`):
-    # a member that is down right now still finds its slot when it comes back.
-    names = set(s.cluster.members) | set(s.cluster.status.retain_slots)
-    return tuple(sorted(n for n in names if n != s.name))
 
 
 def switchover_target(s: Snapshot) -> str | None:
@@ -131,7 +121,7 @@ def decide_leader(s: Snapshot) -> Decision:
             return handover
         actions: list[Action] = [RenewLeaderKey(), ArmFencing()]
         actions += sync_actions(s)
-        actions += [EnsureSlots(slot_members(s)), WriteStatusKey(), UpdateMember()]
+        actions += [*leader_slot_actions(s), UpdateMember()]
         scheduled = s.cluster.failover is not None and s.cluster.failover.scheduled_at is not None
         return decision(
             actions,
