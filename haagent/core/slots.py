@@ -48,24 +48,13 @@ from haagent.postgres.slots import (
     SlotChanges,
     SlotDrop,
     SlotSpec,
+    permanent_slots,
     slot_name,
 )
 
 # After a copy of logical slots failed, wait this long before trying again (a copy
 # restarts the replica's PostgreSQL).
 COPY_RETRY_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class PermanentSlot:
-    """A slot of the dynamic `slots`: physical, or logical in `database` with `plugin`.
-    `cluster_type`: kept only in a primary (or only in a standby) cluster."""
-
-    name: str
-    kind: SlotKind
-    database: str | None = None
-    plugin: str | None = None
-    cluster_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,34 +90,6 @@ def slot_holder(view: ClusterView, member: str) -> str | None:
     that says who streams from whom: cascading replication extends it."""
     leader = view.leader_name
     return leader if leader != member else None
-
-
-def permanent_slots(
-    config: DynamicConfig, standby_cluster: bool = False
-) -> dict[str, PermanentSlot]:
-    """The dynamic `slots` as values (validated by haagent.config.dynamic), those of the
-    other kind of cluster left out."""
-    result = {}
-    kind_of_cluster = "standby" if standby_cluster else "primary"
-    for name, spec in config.slots.items():
-        value: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {}
-        kind: SlotKind = "logical" if value.get("type") == "logical" else "physical"
-        if value.get("cluster_type", kind_of_cluster) != kind_of_cluster:
-            continue
-        if standby_cluster and kind == "logical":
-            continue
-        result[name] = PermanentSlot(
-            name, kind, value.get("database"), value.get("plugin"), value.get("cluster_type")
-        )
-    return result
-
-
-def has_permanent_logical_slots(config: DynamicConfig) -> bool:
-    """Replicas then need hot_standby_feedback, so that the primary keeps the catalog rows
-    their copies of the logical slots still need."""
-    return config.postgresql.use_slots and any(
-        slot.kind == "logical" for slot in permanent_slots(config).values()
-    )
 
 
 def _streams(tags: Mapping[str, Any]) -> bool:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from haagent.config.model import DynamicConfig
 from haagent.postgres.errors import PostgresError, QueryError
 from haagent.postgres.lsn import format_lsn, parse_lsn_or_none
 from haagent.postgres.model import SlotKind, Upstream
@@ -75,6 +76,49 @@ def gone_for_longer(last_seen: Mapping[str, float], now: float, retention: float
     """The names in `last_seen` not seen for longer than `retention` seconds: a member's
     slot is kept that long after it was last seen (`member_slots_ttl`), then dropped."""
     return {name for name, seen in last_seen.items() if now - seen > retention}
+
+
+# -- the permanent slots of the dynamic config ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PermanentSlot:
+    """A slot of the dynamic `slots`: physical, or logical in `database` with `plugin`.
+    `cluster_type`: kept only in a primary (or only in a standby) cluster."""
+
+    name: str
+    kind: SlotKind
+    database: str | None = None
+    plugin: str | None = None
+    cluster_type: str | None = None
+
+
+def permanent_slots(
+    config: DynamicConfig, standby_cluster: bool = False
+) -> dict[str, PermanentSlot]:
+    """The dynamic `slots` as values (validated by haagent.config.dynamic), those of the
+    other kind of cluster left out."""
+    result = {}
+    kind_of_cluster = "standby" if standby_cluster else "primary"
+    for name, spec in config.slots.items():
+        value: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {}
+        kind: SlotKind = "logical" if value.get("type") == "logical" else "physical"
+        if value.get("cluster_type", kind_of_cluster) != kind_of_cluster:
+            continue
+        if standby_cluster and kind == "logical":
+            continue
+        result[name] = PermanentSlot(
+            name, kind, value.get("database"), value.get("plugin"), value.get("cluster_type")
+        )
+    return result
+
+
+def has_permanent_logical_slots(config: DynamicConfig) -> bool:
+    """Replicas then need hot_standby_feedback, so that the primary keeps the catalog rows
+    their copies of the logical slots still need."""
+    return config.postgresql.use_slots and any(
+        slot.kind == "logical" for slot in permanent_slots(config).values()
+    )
 
 
 # -- the changes the HA loop asks for ---------------------------------------------------------
@@ -420,6 +464,7 @@ def is_copyable(version: int | None) -> bool:
 __all__ = [
     "SLOT_LOST_CODE",
     "LostSlot",
+    "PermanentSlot",
     "SlotAdvance",
     "SlotChanges",
     "SlotCopy",
@@ -429,8 +474,10 @@ __all__ = [
     "check_slot_name",
     "copy_logical_slots",
     "gone_for_longer",
+    "has_permanent_logical_slots",
     "install_slot_states",
     "is_copyable",
+    "permanent_slots",
     "read_slot_states",
     "slot_name",
 ]
