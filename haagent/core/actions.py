@@ -192,10 +192,11 @@ class WriteSyncKey:
 @dataclass(frozen=True)
 class WriteStatusKey:
     """Publish the leader's WAL position and timeline in `status`, with its slots'
-    positions and the member slots it keeps (`retain_slots`)."""
+    positions, the member slots it keeps (`retain_slots`) and its lost slots."""
 
     slots: tuple[tuple[str, int], ...] = ()
     retain: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -318,7 +318,8 @@ def slot_lag(slot: ReplicationSlot, position: int | None) -> int | None:
 def leader_slot_actions(s: Snapshot) -> list[Action]:
     """The primary's slot upkeep each cycle: its slots, then the `status` key."""
     positions = tuple(sorted(published_positions(s).items()))
-    return [EnsureSlots(slot_changes(s)), WriteStatusKey(positions, published_retain(s))]
+    lost = tuple(sorted(slot.name for slot in s.postgres.slots if slot.lost and not slot.temporary))
+    return [EnsureSlots(slot_changes(s)), WriteStatusKey(positions, published_retain(s), lost)]
 
 
 def replica_slot_actions(s: Snapshot) -> list[Action]:

@@ -351,8 +351,9 @@ class KVDCS:
         slots: Mapping[str, int],
         retain_slots: Sequence[str] = (),
         timeline: int | None = None,
+        lost_slots: Sequence[str] = (),
     ) -> None:
-        value = codec.encode_status(optime, slots, retain_slots, timeline)
+        value = codec.encode_status(optime, slots, retain_slots, timeline, lost_slots)
         if not self._unchanged(codec.STATUS, value):
             await self._put(self._budget("write status"), codec.STATUS, value)
 

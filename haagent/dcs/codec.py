@@ -359,9 +359,11 @@ def encode_status(
     slots: Mapping[str, int],
     retain_slots: Iterable[str] = (),
     timeline: int | None = None,
+    lost_slots: Iterable[str] = (),
 ) -> bytes:
     """`{"optime":<int>,"slots":{name:<int>},"retain_slots":[..]}`, and haagent's
-    `"timeline":<int>` when given (Patroni's readers skip keys they do not know)."""
+    `"timeline":<int>` when given and `"lost_slots":[..]` when there are any (Patroni's
+    readers skip keys they do not know)."""
     value: dict[str, Any] = {
         "optime": int(optime),
         "slots": {str(k): int(v) for k, v in slots.items()},
@@ -369,6 +371,9 @@ def encode_status(
     }
     if timeline is not None:
         value["timeline"] = int(timeline)
+    lost = sorted(str(name) for name in lost_slots)
+    if lost:
+        value["lost_slots"] = lost
     return dumps(value)
 
 
@@ -376,6 +381,7 @@ def decode_status(value: bytes) -> ClusterStatus:
     data = _object(value, "status")
     slots = data.get("slots")
     retain = data.get("retain_slots")
+    lost = data.get("lost_slots")
     return ClusterStatus(
         optime=_bounded_int(data.get("optime"), "optime", MAX_LSN),
         slots={
@@ -387,6 +393,7 @@ def decode_status(value: bytes) -> ClusterStatus:
         else {},
         retain_slots=tuple(str(s) for s in retain) if isinstance(retain, list) else (),
         timeline=_bounded_int(data.get("timeline"), "timeline", MAX_TIMELINE),
+        lost_slots=tuple(str(s) for s in lost) if isinstance(lost, list) else (),
     )
 
 

@@ -144,6 +144,7 @@ class ClusterStatus:
     slots: Mapping[str, int] = field(default_factory=dict)
     retain_slots: tuple[str, ...] = ()
     timeline: int | None = None
+    lost_slots: tuple[str, ...] = ()  # haagent's: the leader's slots PostgreSQL reports lost
 
 
 @dataclass(frozen=True)

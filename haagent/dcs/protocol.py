@@ -136,6 +136,7 @@ class DCS(Protocol):
         slots: Mapping[str, int],
         retain_slots: Sequence[str] = (),
         timeline: int | None = None,
+        lost_slots: Sequence[str] = (),
     ) -> None:
         """Write `status` unless the view already holds exactly these bytes."""
         ...

@@ -381,7 +381,11 @@ class Executor:
         if s.postgres.write_lsn is None:
             return
         write = self.dcs.write_status(
-            s.postgres.write_lsn, dict(action.slots), action.retain, s.postgres.timeline
+            s.postgres.write_lsn,
+            dict(action.slots),
+            action.retain,
+            s.postgres.timeline,
+            action.lost,
         )
         await self._bounded(write, "status key")
         if self.config.failsafe_mode:

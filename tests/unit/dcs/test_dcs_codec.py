@@ -132,6 +132,9 @@ def test_status_has_integer_lsns() -> None:
     assert codec.decode_status(with_timeline).timeline == 3
     with pytest.raises(ValueError, match="timeline"):
         codec.decode_status(b'{"optime":5,"timeline":"x"}')
+    lost = codec.encode_status(5, {}, (), 3, ["cdc"])
+    assert lost.endswith(b',"timeline":3,"lost_slots":["cdc"]}')
+    assert codec.decode_status(lost).lost_slots == ("cdc",)
 
 
 def test_failsafe_and_config_are_compact_json() -> None:
