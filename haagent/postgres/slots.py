@@ -57,6 +57,9 @@ ADVANCE_STEP = 64 << 20
 ROUND_BUDGET = 60.0
 # The first PostgreSQL whose standbys synchronise failover slots themselves.
 SLOT_SYNC_SINCE = 170000
+# PostgreSQL's answers to an advance whose WAL is gone here (file not found) or whose slot
+# is invalidated: a replica's copy of a logical slot is then dropped and copied again.
+WAL_GONE_SQLSTATES = frozenset({"58P01", "55000"})
 
 
 def slot_name(member_name: str) -> str:
@@ -323,6 +326,31 @@ class SlotKeeper:
                 if reached is None or reached <= current:
                     return  # as far as this node's WAL goes
 
+    async def _advance_or_recopy(self, advance: SlotAdvance, deadline: float) -> None:
+        """Advance; a replica's copy of a logical slot that cannot be advanced because the
+        WAL from its restart_lsn is not here (copied before this replica had that WAL) is
+        useless after a promotion: dropped, so that a fresh copy is taken from the primary,
+        whose slot has moved on since (the primary's own slot is never touched here)."""
+        try:
+            await self._advance(advance, deadline)
+        except QueryError as exc:
+            if advance.kind != "logical" or exc.sqlstate not in WAL_GONE_SQLSTATES:
+                raise
+            sql = (
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND NOT active AND pg_is_in_recovery()"
+            )
+            timeout = STATEMENT_TIMEOUT
+            params = self._params(advance.database, timeout)
+            async with connection(params, timeout, f"dropping slot {advance.name}") as c:
+                dropped = await query(c, sql, timeout, f"dropping slot {advance.name}",
+                                      (advance.name,))  # fmt: skip
+            if dropped:
+                log.warning(
+                    "the copy of the logical slot %s on %s cannot be advanced (%s): dropped, "
+                    "to be copied again from the primary", advance.name, self.instance.name, exc,
+                )  # fmt: skip
+
     async def _run_logged(self, name: str, step: Any) -> bool:
         """Await `step`; a failure is logged once per slot and message, never raised."""
         try:
@@ -344,13 +372,13 @@ class SlotKeeper:
             for advance in advances:
                 if time.monotonic() >= deadline:
                     break
-                await self._run_logged(advance.name, self._advance(advance, deadline))
+                await self._run_logged(advance.name, self._advance_or_recopy(advance, deadline))
 
 
 # -- copying logical slots to a replica (PostgreSQL before 17) -------------------------------
 
 COPY_SQL = (
-    "SELECT slot_name, database, plugin, "
+    "SELECT slot_name, database, plugin, restart_lsn::text, "
     "pg_read_binary_file('pg_replslot/' || slot_name || '/state') "
     "FROM pg_replication_slots WHERE slot_type = 'logical' AND NOT temporary "
     "AND NOT pg_is_in_recovery() AND wal_status IS DISTINCT FROM 'lost' "
@@ -360,10 +388,43 @@ COPY_SQL = (
 
 @dataclass(frozen=True)
 class SlotCopy:
-    """A logical slot's state file as read from the primary."""
+    """A logical slot's state file as read from the primary, and its restart_lsn there."""
 
     name: str
     state: bytes
+    restart_lsn: int | None = None
+
+
+# This standby's oldest WAL: a copy of a slot that needs older WAL could never be advanced.
+OLDEST_WAL_SQL = (
+    "SELECT min(substr(name, 9, 16)), "
+    "(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size') "
+    "FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'"
+)
+
+
+def segment_start(log_and_seg: str, segment_size: int) -> int:
+    """The first LSN of a WAL segment from the 16 hex digits after a segment file's
+    timeline (`00000000` `00000005`): log * 2^32 + seg * segment_size."""
+    return (int(log_and_seg[:8], 16) << 32) + int(log_and_seg[8:], 16) * segment_size
+
+
+def copyable(
+    copies: Iterable[SlotCopy], oldest_wal: int | None
+) -> tuple[list[SlotCopy], list[str]]:
+    """The copies whose WAL this standby still has (from their restart_lsn on), and why
+    the others are not copied yet."""
+    good, later = [], []
+    for copy in copies:
+        if oldest_wal is None or (copy.restart_lsn is not None and copy.restart_lsn >= oldest_wal):
+            good.append(copy)
+        else:
+            later.append(
+                f"{copy.name} needs WAL from {format_lsn(copy.restart_lsn or 0)} and this "
+                f"replica's oldest is {format_lsn(oldest_wal)}: copied once its consumer has "
+                "moved it on"
+            )
+    return good, later
 
 
 async def read_slot_states(
@@ -375,7 +436,7 @@ async def read_slot_states(
     async with connection(params, timeout, "reading logical slots from the primary") as c:
         rows = await query(c, COPY_SQL, timeout, "reading slot state", (list(by_name),))
     found = []
-    for name, database, plugin, state in rows:
+    for name, database, plugin, restart, state in rows:
         spec = by_name.get(str(name))
         if spec is None or not isinstance(state, bytes | bytearray | memoryview):
             continue
@@ -385,7 +446,7 @@ async def read_slot_states(
                 "config says %s in %s", name, plugin, database, spec.plugin, spec.database,
             )  # fmt: skip
             continue
-        found.append(SlotCopy(str(name), bytes(state)))
+        found.append(SlotCopy(str(name), bytes(state), parse_lsn_or_none(restart)))
     return found
 
 
@@ -447,12 +508,21 @@ async def copy_logical_slots(
     cred = auth.rewind or auth.superuser
     params = instance.params_for(cred, upstream.host, upstream.port)
     copies = await read_slot_states(params, wanted, timeout)
+    rows = await instance.sql(OLDEST_WAL_SQL, timeout, "the oldest WAL segment")
+    oldest = None
+    if rows and isinstance(rows[0][0], str) and isinstance(rows[0][1], int):
+        oldest = segment_start(rows[0][0], rows[0][1])
+    copies, later = copyable(copies, oldest)
     if not copies:
-        return f"none of {', '.join(s.name for s in wanted)} can be copied from {upstream} yet"
+        asked = ", ".join(s.name for s in wanted)
+        return f"none of {asked} can be copied from {upstream} yet" + "".join(
+            f"; {why}" for why in later
+        )
     await instance.stop("fast", timeout)
     names = await asyncio.to_thread(install_slot_states, instance.layout.data_dir, copies)
     await instance.start(timeout)
-    return f"copied {', '.join(names)} from {upstream}; restarted to load them"
+    done = f"copied {', '.join(names)} from {upstream}; restarted to load them"
+    return done + "".join(f"; {why}" for why in later)
 
 
 def is_copyable(version: int | None) -> bool:

@@ -126,3 +126,19 @@ def test_read_pid_file(tmp_path: Path) -> None:
     assert info is not None and info.status is None
     path.write_text("garbage")
     assert read_pid_file(path) is None
+
+
+def test_a_logical_slot_is_copied_only_when_the_replica_has_its_wal() -> None:
+    from haagent.postgres.slots import SlotCopy, copyable, segment_start
+
+    size = 16 << 20
+    assert segment_start("0000000000000003", size) == 3 * size
+    assert segment_start("0000000100000002", size) == (1 << 32) + 2 * size
+    fresh, stale = SlotCopy("a", b"", 5 * size), SlotCopy("b", b"", 2 * size)
+    good, later = copyable([fresh, stale], 3 * size)
+    assert good == [fresh]
+    assert later == [
+        "b needs WAL from 0/2000000 and this replica's oldest is 0/3000000: copied once its "
+        "consumer has moved it on"
+    ]
+    assert copyable([stale], None) == ([stale], [])  # unknown: copied
