@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,12 +155,14 @@ def test_a_logical_consumer_survives_switchover_and_power_loss(
             time.sleep(1)
             sql(cluster, leader, "SELECT pg_switch_wal()")
         sql(cluster, leader, "CHECKPOINT")
+        stopped_log = cluster.nodes[stopped].base / "haagent.log"
+        log_offset = stopped_log.stat().st_size
         cluster.start_agent(stopped)
         cluster.start_agent(candidate)
         cluster.wait_healthy(120)
         assert marker.exists(), f"{stopped} was rebuilt instead of streaming from its slot"
-        log = (cluster.nodes[stopped].base / "haagent.log").read_text()
-        assert "pg_basebackup" not in log.split("haagent-test-marker")[-1]
+        since = stopped_log.read_bytes()[log_offset:].decode()
+        assert "creating_replica" not in since and "starting_replica" in since
         time.sleep(3)
     finally:
         writer.stop()
@@ -205,5 +209,15 @@ def test_a_logical_consumer_survives_switchover_and_power_loss(
     time.sleep(5)  # a few HA cycles: still the same lost slot, not a new one
     after = slot_on(cluster, leader)
     assert after is not None and after[1] == "lost" and after[0] == before[0]
+    code, metrics = cluster.nodes[leader].api("/metrics")
+    assert code == 200
+    assert re.search(r'^haagent_replication_slot_lost\{[^}]*slot="cdc"[^}]*\} 1\.0$', metrics, re.M)
+    assert re.search(r'^haagent_replication_slot_lag_bytes\{[^}]*slot="cdc"', metrics, re.M)
+    listing = subprocess.run(
+        [sys.executable, "-m", "haagent.cli.main", "-c", str(cluster.nodes[leader].config_path),
+         "list"], capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert listing.returncode == 0, listing.stderr
+    assert f"Replication slot cdc on {leader} is lost (replication_slot_lost)" in listing.stdout
     print(f"slot timings: lab ready {t_ready - t_start:.1f}s, rounds {t_rounds - t_ready:.1f}s, "
           f"lost check {time.monotonic() - t_rounds:.1f}s")  # fmt: skip
