@@ -52,9 +52,9 @@ from haagent.postgres.slots import (
     slot_name,
 )
 
-# After a copy of logical slots failed, wait this long before trying again (a copy
-# restarts the replica's PostgreSQL).
-COPY_RETRY_SECONDS = 60.0
+# After a copy of logical slots failed, or found nothing it could copy yet, wait this long
+# before trying again (one line in the log each time).
+COPY_RETRY_SECONDS = 15.0
 
 
 @dataclass(frozen=True)

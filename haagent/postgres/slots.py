@@ -515,8 +515,10 @@ async def copy_logical_slots(
     copies, later = copyable(copies, oldest)
     if not copies:
         asked = ", ".join(s.name for s in wanted)
-        return f"none of {asked} can be copied from {upstream} yet" + "".join(
-            f"; {why}" for why in later
+        raise PostgresError(
+            f"none of the logical slots {asked} can be copied from {upstream} yet"
+            + "".join(f"; {why}" for why in later)
+            + ("" if later else ": the primary has none of them (yet)")
         )
     await instance.stop("fast", timeout)
     names = await asyncio.to_thread(install_slot_states, instance.layout.data_dir, copies)

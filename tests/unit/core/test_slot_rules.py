@@ -6,6 +6,7 @@ from __future__ import annotations
 from haagent.config.dynamic import parse_dynamic_config
 from haagent.core.actions import WriteStatusKey
 from haagent.core.slots import (
+    COPY_RETRY_SECONDS,
     leader_slot_actions,
     slot_changes,
     slot_holder,
@@ -141,3 +142,17 @@ def test_who_holds_a_members_slot_and_nofailover_members() -> None:
     # A member that cannot be promoted keeps only slots of members streaming from it.
     s = snapshot("node3", replica_pg(), config=CONFIG, tags=Tags(nofailover=True))
     assert wanted_slots(s) == {}
+
+
+def test_a_failed_copy_is_tried_again_after_a_while_not_at_every_cycle() -> None:
+    existing = (physical("node1", 1000), physical("node3", 1000), physical("archiver", 400))
+    view = replace(cluster(), status=status(node1=1000, node3=1000, archiver=400, cdc=600))
+    s = snapshot("node2", replica_pg(slots=existing), view, config=CONFIG,
+                 local=LocalFacts(following="node1"))  # fmt: skip
+    assert to_copy(s) != ()
+    just_failed = replace(s, local=replace(s.local, slot_copy_failed_at=s.now - 5))
+    assert to_copy(just_failed) == ()
+    long_ago = replace(s, local=replace(s.local, slot_copy_failed_at=s.now - COPY_RETRY_SECONDS))
+    assert to_copy(long_ago) != ()
+    paused = replace(s, config=replace(CONFIG, pause=True))
+    assert to_copy(paused) == ()  # a copy restarts PostgreSQL: never in maintenance mode
