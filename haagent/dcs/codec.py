@@ -33,6 +33,7 @@ from haagent.dcs.model import (
     Member,
     SyncState,
 )
+from haagent.postgres.slots import SLOT_NAME
 
 log = logging.getLogger("haagent.dcs")
 
@@ -393,7 +394,9 @@ def decode_status(value: bytes) -> ClusterStatus:
         else {},
         retain_slots=tuple(str(s) for s in retain) if isinstance(retain, list) else (),
         timeline=_bounded_int(data.get("timeline"), "timeline", MAX_TIMELINE),
-        lost_slots=tuple(str(s) for s in lost) if isinstance(lost, list) else (),
+        lost_slots=tuple(s for s in lost if isinstance(s, str) and SLOT_NAME.match(s))
+        if isinstance(lost, list)
+        else (),
     )
 
 

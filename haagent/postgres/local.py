@@ -395,7 +395,8 @@ class LocalPostgres:
             done = await self._slots.apply(changes, timeout)
         if done:
             log.info("replication slots: %s", "; ".join(done))
-        return "; ".join(done) or "handed to the background"
+        later = changes.advance or any(spec.kind == "logical" for spec in changes.create)
+        return "; ".join(done) or ("handed to the background" if later else "nothing changed")
 
     async def copy_logical_slots(
         self, upstream: Upstream, wanted: Sequence[slots.SlotSpec], timeout: float | None = None

@@ -135,6 +135,8 @@ def test_status_has_integer_lsns() -> None:
     lost = codec.encode_status(5, {}, (), 3, ["cdc"])
     assert lost.endswith(b',"timeline":3,"lost_slots":["cdc"]}')
     assert codec.decode_status(lost).lost_slots == ("cdc",)
+    odd = b'{"optime":5,"lost_slots":["ok",7,{"a":1},"Not A Slot"]}'
+    assert codec.decode_status(odd).lost_slots == ("ok",)  # only slot names
 
 
 def test_failsafe_and_config_are_compact_json() -> None:
