@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from haagent.postgres.slots import SLOT_LOST_CODE
+from haagent.postgres.slots import SLOT_LOST_CODE, SLOT_MADE_AFTER_FAILOVER_CODE
 
 
 class Code(StrEnum):
@@ -58,6 +58,7 @@ class Code(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     # slots: not a decision's reason, the code of a slot's report (log line, haactl list)
     SLOT_LOST = SLOT_LOST_CODE
+    SLOT_MADE_AFTER_FAILOVER = SLOT_MADE_AFTER_FAILOVER_CODE
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,17 @@ Patroni's semantics:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from haagent.config.model import DynamicConfig
 from haagent.core.actions import Action, EnsureSlots, WriteStatusKey
 from haagent.core.snapshot import Snapshot
 from haagent.dcs.model import ClusterView
+from haagent.postgres.lsn import format_lsn
 from haagent.postgres.model import ReplicationSlot, SlotKind
 from haagent.postgres.slots import (
+    SLOT_MADE_AFTER_FAILOVER_CODE,
     SLOT_NAME,
     SLOT_SYNC_SINCE,
     LostSlot,
@@ -253,8 +255,24 @@ def slot_changes(s: Snapshot) -> SlotChanges:
         if want.kind == "physical":
             create.append(want.spec())
         elif primary:
-            create.append(want.spec(failover=_failover(s)))
+            create.append(replace(want.spec(failover=_failover(s)), warning=_made_late(s, name)))
     return SlotChanges(tuple(drop), tuple(create), tuple(advance), tuple(lost))
+
+
+def _made_late(s: Snapshot, name: str) -> str:
+    """What to say when a new primary makes a permanent logical slot that the previous
+    leader published (another timeline's `status`): it had no copy, so the new slot starts
+    at this node's position, after changes its consumer may not have read."""
+    status = s.cluster.status
+    before = status.slots.get(name)
+    if before is None or status.timeline == s.postgres.timeline:
+        return ""
+    return (
+        f"{SLOT_MADE_AFTER_FAILOVER_CODE}: the permanent logical slot {name} had no copy on "
+        f"{s.name} when it became the primary: made anew at its current position; its "
+        f"consumer had got to {format_lsn(before)} on the previous primary and may miss the "
+        "changes in between: resynchronise it"
+    )
 
 
 def _failover(s: Snapshot) -> bool:

@@ -49,6 +49,8 @@ log = logging.getLogger("haagent.postgres")
 SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 # The reason code of a lost slot, in its log line and haactl's footnote.
 SLOT_LOST_CODE = "replication_slot_lost"
+# A permanent logical slot a new primary had no copy of, made anew at its position.
+SLOT_MADE_AFTER_FAILOVER_CODE = "logical_slot_made_after_failover"
 # How long one statement on a slot may take; an advance is cut into steps that fit.
 STATEMENT_TIMEOUT = 30.0
 # The most WAL one pg_replication_slot_advance of a logical slot decodes.
@@ -132,13 +134,15 @@ class SlotSpec:
     """A slot to create or copy: physical, or logical in `database` with `plugin`.
 
     `failover`: created for PostgreSQL 17's slot synchronisation (the standbys' slot sync
-    worker keeps a copy)."""
+    worker keeps a copy).  `warning`: logged once the slot is made (what its consumer
+    may have missed)."""
 
     name: str
     kind: SlotKind = "physical"
     database: str | None = None
     plugin: str | None = None
     failover: bool = False
+    warning: str = ""
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,8 @@ class SlotKeeper:
         if rows:
             log.info("created the logical replication slot %s (%s in database %s)",
                      spec.name, spec.plugin, spec.database)  # fmt: skip
+            if spec.warning:
+                log.warning("%s", spec.warning)
         return bool(rows)
 
     async def _advance(self, advance: SlotAdvance, deadline: float) -> None:

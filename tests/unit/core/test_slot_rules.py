@@ -156,3 +156,18 @@ def test_a_failed_copy_is_tried_again_after_a_while_not_at_every_cycle() -> None
     assert to_copy(long_ago) != ()
     paused = replace(s, config=replace(CONFIG, pause=True))
     assert to_copy(paused) == ()  # a copy restarts PostgreSQL: never in maintenance mode
+
+
+def test_a_new_primary_without_a_copy_says_its_new_logical_slot_starts_late() -> None:
+    existing = (physical("node1"), physical("node3"), physical("archiver"))
+    # The previous leader (timeline 1) published cdc; this member leads on timeline 2.
+    view = replace(cluster("node2"), status=ClusterStatus(900, {"cdc": 0x3000060}, timeline=1))
+    s = snapshot("node2", primary_pg(slots=existing, timeline=2), view, config=CONFIG)
+    made = next(spec for spec in slot_changes(s).create if spec.name == "cdc")
+    assert made.warning.startswith("logical_slot_made_after_failover: the permanent logical ")
+    assert "had got to 0/3000060 on the previous primary" in made.warning
+    # Its own status (same timeline): a slot dropped by hand is made anew, nothing to say.
+    own = replace(view, status=ClusterStatus(900, {"cdc": 0x3000060}, timeline=2))
+    again = next(spec for spec in slot_changes(replace(s, cluster=own)).create
+                 if spec.name == "cdc")  # fmt: skip
+    assert again.warning == ""
