@@ -1,6 +1,9 @@
 """Prometheus metrics: Patroni's names, computed from the published status at scrape time,
 plus haagent's own counters and histograms that the HA engine feeds.
 
+Beside them, per replication slot: `haagent_replication_slot_lag_bytes` and
+`haagent_replication_slot_lost` (labels `slot` and `type`).
+
 Patroni's metrics keep their names and their `scope` and `name` labels, so
 existing dashboards work.  They are all exposed as gauges: prometheus-client
 would rename a counter to `<name>_total`, and Patroni's dashboards query
@@ -26,7 +29,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from haagent import __version__
 from haagent.api.health import is_quorum_standby, is_sync_standby, replication_state
 from haagent.core.fitness import lag, primary_position
+from haagent.core.slots import slot_lag
 from haagent.engine.status import PublishedStatus
+from haagent.postgres.model import PostgresStatus
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -211,6 +216,32 @@ def _haagent_values(status: PublishedStatus) -> list[tuple[str, str, float]]:
     return [(f"haagent_{name}", doc, float(value)) for name, doc, value in values]
 
 
+def _slot_families(status: PostgresStatus, labels: list[str]) -> Iterator[Metric]:
+    """haagent's per-slot gauges: the bytes of WAL between this node's position and where
+    each slot's consumer got (`slot_lag`), and whether PostgreSQL reports it lost."""
+    here = status.replay_lsn if status.in_recovery else status.write_lsn
+    lag = GaugeMetricFamily(
+        "haagent_replication_slot_lag_bytes",
+        "Bytes of WAL between this node's position and each replication slot's position.",
+        labels=["scope", "name", "slot", "type"],
+    )
+    lost = GaugeMetricFamily(
+        "haagent_replication_slot_lost",
+        "Value is 1 if PostgreSQL reports the slot lost (wal_status lost), 0 otherwise.",
+        labels=["scope", "name", "slot", "type"],
+    )
+    for slot in status.slots:
+        if slot.temporary:
+            continue
+        slot_labels = [*labels, slot.name, slot.kind]
+        bytes_behind = slot_lag(slot, here)
+        if bytes_behind is not None:
+            lag.add_metric(slot_labels, float(bytes_behind))
+        lost.add_metric(slot_labels, float(slot.lost))
+    yield lag
+    yield lost
+
+
 class _StatusCollector:
     """A one-shot collector over one status value (generate_latest only needs `collect`)."""
 
@@ -226,6 +257,8 @@ class _StatusCollector:
             family = GaugeMetricFamily(metric_name, doc, labels=["scope", "name"])
             family.add_metric(self._labels, value)
             yield family
+        if self._status.postgres.running:
+            yield from _slot_families(self._status.postgres, self._labels)
 
 
 class Metrics:

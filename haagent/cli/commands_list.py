@@ -24,6 +24,7 @@ from haagent.config.model import DynamicConfig
 from haagent.core import topology
 from haagent.core.fitness import member_lag
 from haagent.dcs.model import ClusterView, Member
+from haagent.postgres.slots import SLOT_LOST_CODE
 
 MIB = 1024 * 1024
 
@@ -137,6 +138,11 @@ def footer(view: ClusterView) -> list[str]:
         lines.append(
             f" {kind} requested: {failover.leader or '(no leader)'} -> "
             f"{failover.candidate or 'any fit member'}"
+        )
+    for slot in view.status.lost_slots:
+        lines.append(
+            f" Replication slot {slot} on {view.leader_name or 'the leader'} is lost "
+            f"({SLOT_LOST_CODE}): PostgreSQL removed WAL it needed; see that member's log"
         )
     if view.leader is None and view.members:
         lines.append(" No member holds the leader key (see `haactl explain`)")

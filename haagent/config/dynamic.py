@@ -248,7 +248,17 @@ def _postgresql(section: Section) -> DynamicPostgresql:
     return result
 
 
+# The keys a permanent slot may have, by type (Patroni's); any other is refused.
+SLOT_KEYS = {
+    "physical": ("type", "cluster_type"),
+    "logical": ("type", "database", "plugin"),
+}
+
+
 def _slots(section: Section) -> dict[str, Any]:
+    """The permanent slots: physical when they name no database and plugin, as Patroni
+    infers it; a logical one names both.  `cluster_type` (`primary` or `standby`) says in
+    which kind of cluster a physical slot is kept."""
     slots = section.section("slots")
     result: dict[str, Any] = {}
     for name, value in slots.data.items():
@@ -259,17 +269,33 @@ def _slots(section: Section) -> dict[str, Any]:
                 key, f"{name!r} is not a valid slot name", "lower-case letters, digits and _"
             )
         slot = parse_mapping(slots.ctx, key, value, what="a mapping with type (physical/logical)")
-        slot_type = slot.get("type", "physical")
+        inferred = "logical" if slot.get("database") and slot.get("plugin") else "physical"
+        slot_type = slot.get("type", inferred)
         if slot_type not in ("physical", "logical"):
             raise slots.ctx.error(
                 f"{key}.type", f"{describe(slot_type)} is not a slot type", "physical or logical"
             )
+        allowed = SLOT_KEYS[slot_type]
+        for extra in slot:
+            if extra not in allowed:
+                raise slots.ctx.error(
+                    f"{key}.{extra}",
+                    f"is not a setting of a {slot_type} slot",
+                    ", ".join(allowed),
+                )
         if slot_type == "logical":
             for needed in ("database", "plugin"):
-                if not isinstance(slot.get(needed), str):
+                if not isinstance(slot.get(needed), str) or not slot[needed]:
                     raise slots.ctx.error(
                         f"{key}.{needed}", "is missing", f"the {needed} of the logical slot"
                     )
+        cluster_type = slot.get("cluster_type")
+        if cluster_type is not None and cluster_type not in ("primary", "standby"):
+            raise slots.ctx.error(
+                f"{key}.cluster_type",
+                f"{describe(cluster_type)} is not a cluster type",
+                "primary or standby",
+            )
         result[name] = {"type": slot_type, **slot}
     return result
 

@@ -17,9 +17,10 @@ Every action is idempotent and safe to retry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from haagent.postgres.slots import SlotChanges, SlotSpec
 from haagent.postgres.sync_names import SyncMethod, synchronous_standby_names
 
 StopMode = Literal["smart", "fast", "immediate"]
@@ -169,9 +170,19 @@ class ClearFailoverKey:
 
 @dataclass(frozen=True)
 class EnsureSlots:
-    """Keep exactly these physical slots for members (the primary's job)."""
+    """Change this member's replication slots as the slot rules say (`core/slots.py`):
+    drop, create, advance, and report the lost ones."""
 
-    members: tuple[str, ...]
+    changes: SlotChanges = field(default_factory=SlotChanges)
+
+
+@dataclass(frozen=True)
+class CopyLogicalSlots:
+    """A replica of PostgreSQL before 17: copy these permanent logical slots from `leader`
+    (PostgreSQL restarts once to load them)."""
+
+    leader: str
+    slots: tuple[SlotSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,12 @@ class WriteSyncKey:
 
 @dataclass(frozen=True)
 class WriteStatusKey:
-    """Publish the leader's WAL position and slots in `status`."""
+    """Publish the leader's WAL position and timeline in `status`, with its slots'
+    positions, the member slots it keeps (`retain_slots`) and its lost slots."""
+
+    slots: tuple[tuple[str, int], ...] = ()
+    retain: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,6 +258,7 @@ Action = (
     | AppendHistory
     | ClearFailoverKey
     | EnsureSlots
+    | CopyLogicalSlots
     | SetSyncStandbys
     | WriteSyncKey
     | WriteStatusKey

@@ -18,15 +18,16 @@ knows of the leader key.  Pure: no I/O, no clock (the time is an argument).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from haagent.config.model import DynamicConfig
 from haagent.core.roles import Role, role_reached
+from haagent.core.slots import member_slot_names
 from haagent.core.snapshot import Decision, LocalFacts, ManualRequest, PeerPosition
 from haagent.dcs.model import ClusterView, Member
 from haagent.postgres.model import PostgresStatus
-from haagent.postgres.slots import gone_for_longer
+from haagent.postgres.slots import gone_for_longer, slot_name
 from haagent.postgres.sync_names import parse_synchronous_standby_names
 
 
@@ -48,9 +49,12 @@ class Memory:
     peers: Mapping[str, PeerPosition] | None = None
     dcs_ok: bool = True
     dcs_error: str | None = None
-    # When each member was last among those the primary keeps a slot for; kept for
+    # When each member's slot (by slot name) was last needed: its member in the view, or,
+    # while another node leads, listed in the leader's `retain_slots`; kept for
     # member_slots_ttl, so that a member away for a while finds its slot (and its WAL).
     slot_last_seen: Mapping[str, float] = field(default_factory=dict)
+    # When the last copy of logical slots from the leader failed.
+    slot_copy_failed_at: float | None = None
     # Members seen in the view lately, kept after their member key is gone: one whose key
     # expired may still run PostgreSQL (cut off from etcd, or in maintenance mode), and a
     # leader race asks it too before it promotes anyone.
@@ -92,13 +96,9 @@ class Memory:
             sync_named_at=dict(self.sync_named_at),
             sync_epoch_value=self.sync_epoch[0] if self.sync_epoch is not None else None,
             sync_caught=self.sync_caught,
+            slots_retained=tuple(sorted(self.slot_last_seen)),
+            slot_copy_failed_at=self.slot_copy_failed_at,
         )
-
-
-def slot_members(memory: Memory, named: Iterable[str]) -> tuple[str, ...]:
-    """The members the primary keeps a slot for: those `named` now, and those named within
-    member_slots_ttl (`observed` forgets the others)."""
-    return tuple(sorted({*memory.slot_last_seen, *named}))
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,11 @@ def observed(memory: Memory, seen: Observation, now: float) -> Memory:
     for gone in gone_for_longer({n: seen for n, (_, seen) in known.items()}, now, keep_for):
         del known[gone]
     slot_seen = dict(memory.slot_last_seen)
+    needed = set(member_slot_names(cluster, seen.name, config))
+    if not holds:
+        # The leader's list: after a failover this node, if it leads, keeps them on.
+        needed |= set(cluster.status.retain_slots)
+    slot_seen.update(dict.fromkeys(needed - {slot_name(seen.name)}, now))
     for gone in gone_for_longer(slot_seen, now, keep_for):
         del slot_seen[gone]
     sync_named_at = memory.sync_named_at

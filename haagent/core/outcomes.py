@@ -20,9 +20,9 @@ from haagent.core.actions import (
     Action,
     BootstrapCluster,
     BootstrapStandbyLeader,
+    CopyLogicalSlots,
     CreateReplica,
     Demote,
-    EnsureSlots,
     Follow,
     Promote,
     RaceInitialize,
@@ -75,12 +75,8 @@ def after(memory: Memory, action: Action, outcome: ActionOutcome, now: float) ->
         memory = etcd_unreachable(memory, outcome.why)
     elif outcome.etcd_answered:
         memory = etcd_answered(memory)
-    if isinstance(action, EnsureSlots):
-        # Named by the decision: seen, whether or not PostgreSQL could make the slots.
-        seen = dict.fromkeys(action.members, now)
-        memory = replace(memory, slot_last_seen={**memory.slot_last_seen, **seen})
     if isinstance(outcome, Failed):
-        return _after_failure(memory, action, outcome)
+        return _after_failure(memory, action, outcome, now)
     if isinstance(outcome, PeersAnswered):
         return replace(memory, peers=dict(outcome.positions))
     match action:
@@ -104,10 +100,12 @@ def after(memory: Memory, action: Action, outcome: ActionOutcome, now: float) ->
             return replace(memory, following=leader)
         case Follow(leader=leader):
             return replace(memory, following=leader, rewind_failed=None)
+        case CopyLogicalSlots():
+            return replace(memory, slot_copy_failed_at=None)
     return memory
 
 
-def _after_failure(memory: Memory, action: Action, failed: Failed) -> Memory:
+def _after_failure(memory: Memory, action: Action, failed: Failed, now: float) -> Memory:
     match action:
         case BootstrapCluster() | BootstrapStandbyLeader():
             return replace(memory, bootstrapping=False)  # the initialize key is given back
@@ -121,4 +119,6 @@ def _after_failure(memory: Memory, action: Action, failed: Failed) -> Memory:
             return replace(memory, start_failure=failed.why.splitlines()[0])
         case Follow() if failed.kind is Failure.REWIND_FAILED:
             return replace(memory, rewind_failed=failed.why)
+        case CopyLogicalSlots():
+            return replace(memory, slot_copy_failed_at=now)  # not tried again for a while
     return memory

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from haagent.postgres.slots import SLOT_LOST_CODE, SLOT_MADE_AFTER_FAILOVER_CODE
+
 
 class Code(StrEnum):
     # bootstrap
@@ -42,6 +44,7 @@ class Code(StrEnum):
     DCS_UNREACHABLE = "dcs_unreachable"
     REWIND_FAILED = "rewind_failed"
     UPSTREAM_TIMELINE_AHEAD = "upstream_timeline_ahead"
+    COPYING_LOGICAL_SLOTS = "copying_logical_slots"
     # race
     RACE_WON = "leader_race"
     PEERS_NEEDED = "asking_peers"
@@ -60,6 +63,9 @@ class Code(StrEnum):
     RESTARTING = "restarting"
     REINITIALIZING = "reinitializing"
     SHUTTING_DOWN = "shutting_down"
+    # slots: not a decision's reason, the code of a slot's report (log line, haactl list)
+    SLOT_LOST = SLOT_LOST_CODE
+    SLOT_MADE_AFTER_FAILOVER = SLOT_MADE_AFTER_FAILOVER_CODE
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,10 @@ class LocalFacts:
     # position since: every commit acknowledged before that value took effect is on them.
     sync_epoch_value: str | None = None
     sync_caught: frozenset[str] = frozenset()
+    # The slots of members seen within member_slots_ttl (slot names), kept for them.
+    slots_retained: tuple[str, ...] = ()
+    # When the last copy of logical slots from the leader failed (a copy restarts PostgreSQL).
+    slot_copy_failed_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,15 @@ The same function answers for this node (the HA rules), for the slots (the upstr
 a member's slot: `slot_holder`) and for `haactl topology`.  Pure: no I/O, no clock.
 
 `cascade`: whether `replicatefrom` is honoured.  A replica streams through its own slot
-(`primary_slot_name`) when `postgresql.use_slots` is on, and only the leader keeps slots
-so far: until members keep the slots of those streaming from them, `replicatefrom` is
-honoured with `use_slots: false` only, and a replica streams from the leader otherwise.
+(`primary_slot_name`) when `postgresql.use_slots` is on, and a slot in use is on the
+leader (`core.slots`): until a member keeps the slots of those streaming from it,
+`replicatefrom` is honoured with `use_slots: false` only, and a replica streams from the
+leader otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from haagent.config import tags as tag_rules
@@ -77,20 +78,6 @@ def slot_holder(
         return view.leader_name if view.leader_name != name else None
     holder = upstream(view, name, member.tags, standby_cluster=standby_cluster, cascade=cascade)
     return None if holder == REMOTE else holder
-
-
-def slot_kept_by(
-    view: ClusterView, holder: str, names: Iterable[str], *, standby_cluster: bool, cascade: bool
-) -> tuple[str, ...]:
-    """Those of `names` whose slot member `holder` keeps, sorted."""
-    return tuple(
-        sorted(
-            name
-            for name in names
-            if name != holder
-            and slot_holder(view, name, standby_cluster=standby_cluster, cascade=cascade) == holder
-        )
-    )
 
 
 def timeline_source(view: ClusterView, *, standby_cluster: bool) -> str | None:

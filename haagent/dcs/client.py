@@ -341,9 +341,14 @@ class KVDCS:
         await self._put(self._budget("write history"), codec.HISTORY, codec.encode_history(history))
 
     async def write_status(
-        self, optime: int, slots: Mapping[str, int], retain_slots: Sequence[str] = ()
+        self,
+        optime: int,
+        slots: Mapping[str, int],
+        retain_slots: Sequence[str] = (),
+        timeline: int | None = None,
+        lost_slots: Sequence[str] = (),
     ) -> None:
-        value = codec.encode_status(optime, slots, retain_slots)
+        value = codec.encode_status(optime, slots, retain_slots, timeline, lost_slots)
         if not self._unchanged(codec.STATUS, value):
             await self._put(self._budget("write status"), codec.STATUS, value)
 

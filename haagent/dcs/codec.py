@@ -33,6 +33,7 @@ from haagent.dcs.model import (
     Member,
     SyncState,
 )
+from haagent.postgres.slots import SLOT_NAME
 
 log = logging.getLogger("haagent.dcs")
 
@@ -356,21 +357,34 @@ def decode_history(value: bytes) -> tuple[HistoryEntry, ...]:
     return tuple(entries)
 
 
-def encode_status(optime: int, slots: Mapping[str, int], retain_slots: Iterable[str] = ()) -> bytes:
-    """`{"optime":<int>,"slots":{name:<int>},"retain_slots":[..]}`."""
-    return dumps(
-        {
-            "optime": int(optime),
-            "slots": {str(k): int(v) for k, v in slots.items()},
-            "retain_slots": list(retain_slots),
-        }
-    )
+def encode_status(
+    optime: int,
+    slots: Mapping[str, int],
+    retain_slots: Iterable[str] = (),
+    timeline: int | None = None,
+    lost_slots: Iterable[str] = (),
+) -> bytes:
+    """`{"optime":<int>,"slots":{name:<int>},"retain_slots":[..]}`, and haagent's
+    `"timeline":<int>` when given and `"lost_slots":[..]` when there are any (Patroni's
+    readers skip keys they do not know)."""
+    value: dict[str, Any] = {
+        "optime": int(optime),
+        "slots": {str(k): int(v) for k, v in slots.items()},
+        "retain_slots": list(retain_slots),
+    }
+    if timeline is not None:
+        value["timeline"] = int(timeline)
+    lost = sorted(str(name) for name in lost_slots)
+    if lost:
+        value["lost_slots"] = lost
+    return dumps(value)
 
 
 def decode_status(value: bytes) -> ClusterStatus:
     data = _object(value, "status")
     slots = data.get("slots")
     retain = data.get("retain_slots")
+    lost = data.get("lost_slots")
     return ClusterStatus(
         optime=_bounded_int(data.get("optime"), "optime", MAX_LSN),
         slots={
@@ -381,6 +395,10 @@ def decode_status(value: bytes) -> ClusterStatus:
         if isinstance(slots, dict)
         else {},
         retain_slots=tuple(str(s) for s in retain) if isinstance(retain, list) else (),
+        timeline=_bounded_int(data.get("timeline"), "timeline", MAX_TIMELINE),
+        lost_slots=tuple(s for s in lost if isinstance(s, str) and SLOT_NAME.match(s))
+        if isinstance(lost, list)
+        else (),
     )
 
 

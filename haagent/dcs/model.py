@@ -159,11 +159,16 @@ def bounded_history(
 
 @dataclass(frozen=True)
 class ClusterStatus:
-    """The `status` key the leader writes: its WAL position and its slots' positions."""
+    """The `status` key the leader writes: its WAL position and its slots' positions.
+
+    `timeline` (haagent's, not Patroni's) is the leader's timeline when it wrote them:
+    replicas move their slots only to positions of their own timeline."""
 
     optime: int | None = None
     slots: Mapping[str, int] = field(default_factory=dict)
     retain_slots: tuple[str, ...] = ()
+    timeline: int | None = None
+    lost_slots: tuple[str, ...] = ()  # haagent's: the leader's slots PostgreSQL reports lost
 
 
 @dataclass(frozen=True)

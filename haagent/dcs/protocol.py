@@ -132,7 +132,12 @@ class DCS(Protocol):
     async def write_history(self, history: Sequence[HistoryEntry]) -> None: ...
 
     async def write_status(
-        self, optime: int, slots: Mapping[str, int], retain_slots: Sequence[str] = ()
+        self,
+        optime: int,
+        slots: Mapping[str, int],
+        retain_slots: Sequence[str] = (),
+        timeline: int | None = None,
+        lost_slots: Sequence[str] = (),
     ) -> None:
         """Write `status` unless the view already holds exactly these bytes."""
         ...

@@ -20,7 +20,6 @@ from typing import Any
 from haagent.config import dynamic_config_to_dict
 from haagent.config.model import DynamicConfig
 from haagent.core import actions as a
-from haagent.core.memory import slot_members
 from haagent.core.outcomes import ActionOutcome, Done, Failed, Failure, PeersAnswered
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.core.topology import REMOTE
@@ -176,6 +175,7 @@ class Executor:
             a.AppendHistory: self._append_history,
             a.ClearFailoverKey: self._clear_failover,
             a.EnsureSlots: self._ensure_slots,
+            a.CopyLogicalSlots: self._copy_logical_slots,
             a.SetSyncStandbys: self._set_sync_standbys,
             a.WriteSyncKey: self._write_sync_key,
             a.WriteStatusKey: self._write_status,
@@ -416,9 +416,12 @@ class Executor:
         await self._bounded(self.dcs.clear_failover(), "clear failover key")
 
     async def _ensure_slots(self, action: a.EnsureSlots, s: Snapshot) -> None:
-        # Those named now, and those named within member_slots_ttl: a member away for a
-        # while (a reboot, a re-clone) finds its slot, and the WAL it needs, when it is back.
-        await self.pg.ensure_slots(slot_members(self.memory.value, action.members))
+        await self.pg.change_slots(action.changes)
+
+    async def _copy_logical_slots(self, action: a.CopyLogicalSlots, s: Snapshot) -> None:
+        upstream = self._upstream(s, action.leader, action)
+        assert upstream is not None
+        await self.pg.copy_logical_slots(upstream, action.slots)
 
     async def _set_sync_standbys(self, action: a.SetSyncStandbys, s: Snapshot) -> None:
         # The primary's position when PostgreSQL began to wait for these standbys is taken at
@@ -441,13 +444,14 @@ class Executor:
     async def _write_status(self, action: a.WriteStatusKey, s: Snapshot) -> None:
         if s.postgres.write_lsn is None:
             return
-        slots = await self.pg.slot_positions()
-        # Our own name too: after a failover the new leader keeps a slot for us, so we can
-        # stream from it as soon as we come back, before our member key reappears.
-        retain = slot_members(self.memory.value, [s.name])
-        await self._bounded(
-            self.dcs.write_status(s.postgres.write_lsn, slots, retain), "status key"
+        write = self.dcs.write_status(
+            s.postgres.write_lsn,
+            dict(action.slots),
+            action.retain,
+            s.postgres.timeline,
+            action.lost,
         )
+        await self._bounded(write, "status key")
         if self.config.failsafe_mode:
             # The members the leader will ask to confirm it while etcd is away.
             members = {n: m.api_url for n, m in s.cluster.members.items()}

@@ -17,6 +17,7 @@ from haagent.config.model import DynamicConfig
 from haagent.core.snapshot import PeerPosition
 from haagent.dcs.model import Member
 from haagent.postgres.model import PostgresStatus, TimelineSwitch, Upstream
+from haagent.postgres.slots import SlotChanges, SlotSpec
 
 
 class PostgresControl(Protocol):
@@ -83,13 +84,19 @@ class PostgresControl(Protocol):
 
     async def checkpoint(self) -> None: ...
 
-    async def ensure_slots(self, members: Sequence[str]) -> None: ...
+    async def change_slots(self, changes: SlotChanges) -> str:
+        """Carry out the slot rules' changes (quick ones now, slow ones in the background);
+        failures are logged, not raised.  What was done."""
+        ...
+
+    async def copy_logical_slots(self, upstream: Upstream, wanted: Sequence[SlotSpec]) -> str:
+        """Copy these logical slots from `upstream` (the primary) into this replica,
+        restarting PostgreSQL once to load them.  What was done."""
+        ...
 
     async def set_synchronous_standby_names(self, value: str) -> str: ...
 
     async def last_timeline_switch(self) -> TimelineSwitch | None: ...
-
-    async def slot_positions(self) -> Mapping[str, int]: ...
 
     async def remove_data_directory(self, reason: str) -> None: ...
 

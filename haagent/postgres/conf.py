@@ -8,8 +8,9 @@ Parameters, by precedence (lowest first):
 3. the local `postgresql.parameters` (YAML) -- except for the CLUSTER_WIDE ones, where a
    replica needs the same value as the primary, so the dynamic value wins when set;
 4. what haagent forces: listen_addresses/port from `postgresql.listen`, cluster_name = scope,
-   hot_standby on, wal_level at least replica, wal_log_hints on when use_pg_rewind, and the
-   synchronous_standby_names chosen by the HA loop;
+   hot_standby on, wal_level at least replica, wal_log_hints on when use_pg_rewind, the
+   synchronous_standby_names chosen by the HA loop, and on a standby that keeps copies of
+   permanent logical slots hot_standby_feedback on (and from 17 sync_replication_slots);
 5. on a standby, the recovery parameters (primary_conninfo...), which only haagent sets.
 
 Layers 1-3 are first translated for the server's version (`versions.for_version`), and
@@ -31,7 +32,7 @@ from haagent.config.parse import has_control_characters
 from haagent.postgres.errors import ConfigurationError
 from haagent.postgres.layout import MANAGED_MARKER
 from haagent.postgres.model import Upstream
-from haagent.postgres.slots import slot_name
+from haagent.postgres.slots import SLOT_SYNC_SINCE, slot_name
 from haagent.postgres.versions import for_version
 
 # Replicas must run with values >= the primary's: the cluster-wide (dynamic) value wins.
@@ -101,6 +102,11 @@ class ConfInputs:
     ident_file: Path | None = None
     # PG_VERSION_NUM of the server (150004); None: unknown, parameters are not translated.
     server_version: int | None = None
+    # The dynamic `slots` name permanent logical slots: a standby keeps copies of them
+    # (slots.py), which needs hot_standby_feedback (the primary keeps the catalog rows
+    # they decode); from PostgreSQL 17 its slot sync worker keeps them
+    # (sync_replication_slots, which needs a dbname in primary_conninfo).
+    logical_slots: bool = False
     # What the server refused among the user's parameters: name -> the value to write
     # instead, or None to leave the parameter out (see paramcheck.py).
     adjusted: Mapping[str, Any] = field(default_factory=dict)
@@ -191,6 +197,10 @@ def effective_parameters(inputs: ConfInputs) -> dict[str, Any]:
     merged["port"] = inputs.listen.port
     merged["cluster_name"] = inputs.scope
     merged["hot_standby"] = True
+    if inputs.standby and inputs.logical_slots and inputs.use_slots:
+        merged["hot_standby_feedback"] = True
+        if (inputs.server_version or 0) >= SLOT_SYNC_SINCE:
+            merged["sync_replication_slots"] = True
     if inputs.hba_file is not None:
         merged["hba_file"] = str(inputs.hba_file)
     if inputs.ident_file is not None:
@@ -219,8 +229,17 @@ def primary_conninfo(inputs: ConfInputs, upstream: Upstream) -> str:
             "passfile": str(inputs.pgpass.absolute()),
             "application_name": inputs.name,
             **inputs.replication_options,
+            **(_slot_sync_dbname(inputs)),
         }
     )
+
+
+def _slot_sync_dbname(inputs: ConfInputs) -> dict[str, str]:
+    """PostgreSQL 17's slot sync worker connects to a database named in primary_conninfo."""
+    sync = inputs.logical_slots and inputs.use_slots
+    if sync and (inputs.server_version or 0) >= SLOT_SYNC_SINCE:
+        return {"dbname": "postgres"}
+    return {}
 
 
 def recovery_parameters(inputs: ConfInputs) -> dict[str, Any]:

@@ -75,4 +75,9 @@ class StatusError(PostgresError):
 
 
 class QueryError(StatusError):
-    """A command sent to PostgreSQL (CHECKPOINT, slot changes...) failed or timed out."""
+    """A command sent to PostgreSQL (CHECKPOINT, slot changes...) failed or timed out;
+    `sqlstate` is PostgreSQL's error code when it answered with an error."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from haagent.config.model import BootstrapSettings, Credentials, DynamicConfig, PostgresqlSettings
-from haagent.postgres import conf, files, libpq, paramcheck, versions
+from haagent.postgres import conf, files, libpq, paramcheck, slots, versions
 from haagent.postgres.errors import (
     PromoteError,
     QueryError,
@@ -205,6 +205,7 @@ class Instance:
             hba_file=self.layout.hba_file if separate else None,
             ident_file=self.layout.ident_file if separate else None,
             server_version=self.server_version,
+            logical_slots=slots.has_permanent_logical_slots(self.dynamic),
         )
 
     def hba_lines(self) -> tuple[str, ...]:

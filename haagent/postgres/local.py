@@ -18,9 +18,9 @@ What the loop's calls mean:
   (`postgresql.remove_data_directory_on_rewind_failure`, or
   `remove_data_directory_on_diverged_timelines` when pg_rewind cannot be used);
   otherwise the error goes up and the data directory is kept;
-- `ensure_slots(members)` makes the primary's physical slots exactly one per
-  member plus the permanent ones of the dynamic `slots`, dropping others unless
-  `ignore_slots` names them (as Patroni does); the loop handles the retention;
+- `change_slots(changes)` carries out what the slot rules decided (`haagent.core.slots`),
+  the slow part (logical slots) in the background; `copy_logical_slots` copies the
+  primary's logical slots to a replica (PostgreSQL before 17);
 - `set_dynamic_config` rewrites and reloads the config in the background when
   the cluster-wide parameters change.
 """
@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Literal
 
 from haagent.config.model import BootstrapSettings, DynamicConfig, PostgresqlSettings, Settings
@@ -76,6 +76,7 @@ class LocalPostgres:
         self.name = name
         self.instance = Instance(settings, bootstrap, name, scope, dynamic, on_postmaster_death)
         self._status = StatusReader(self.instance)
+        self._slots = slots.SlotKeeper(self.instance)
         self._lock = asyncio.Lock()
         self._handed: DynamicConfig | None = None  # the last config the loop handed in
         self._apply: asyncio.Task[None] | None = None
@@ -127,6 +128,7 @@ class LocalPostgres:
 
     async def close(self) -> None:
         """Stop watching and close the connection; PostgreSQL itself keeps running."""
+        await self._slots.close()
         if self._apply is not None and not self._apply.done():
             self._apply.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -390,70 +392,31 @@ class LocalPostgres:
 
     # -- slots and synchronous replication ------------------------------------------------
 
-    async def list_slots(self, timeout: float = 5.0) -> dict[str, slots.Slot]:
-        rows = await self.instance.sql(slots.LIST_SQL, timeout, "listing slots")
-        return slots.slots_from_rows(rows)
+    async def change_slots(self, changes: slots.SlotChanges, timeout: float = 5.0) -> str:
+        """Carry out what the slot rules decided (`haagent.core.slots`): report lost slots,
+        drop and create physical ones now, each statement bounded by `timeout`; logical
+        creations and advances go on in the background.  Failures are logged, not raised:
+        a permanent slot that cannot be made must not stop the HA cycle."""
+        if not changes:
+            return "nothing to change"
+        async with asyncio.timeout(timeout * (len(changes.drop) + len(changes.create) + 1)):
+            done = await self._slots.apply(changes, timeout)
+        if done:
+            log.info("replication slots: %s", "; ".join(done))
+        later = changes.advance or any(spec.kind == "logical" for spec in changes.create)
+        return "; ".join(done) or ("handed to the background" if later else "nothing changed")
 
-    async def ensure_slots(self, members: Sequence[str]) -> None:
-        """On a running primary (or a standby cluster's standby leader) with `use_slots`:
-        exactly one physical slot per member (but this one) plus the permanent ones of the
-        dynamic `slots`; others are dropped unless `ignore_slots` names them (as Patroni
-        does).  The HA rules ask this of the node the members stream from."""
-        config = self.dynamic
-        if not config.postgresql.use_slots:
-            return
-        status = await self.status()
-        if not status.accepting:
-            return
-        existing = await self.list_slots()
-        permanent = slots.permanent_physical_slots(config.slots)
-        create, drop = slots.plan_slots(
-            existing, members, self.name, permanent, config.ignore_slots
-        )
-        if create:
-            await self.create_slots(create)
-        if drop:
-            await self.drop_slots(drop)
-
-    async def slot_positions(self) -> Mapping[str, int]:
-        """Each permanent physical slot's restart_lsn (for the `status` key)."""
-        found = await self.list_slots()
-        return {
-            name: slot.restart_lsn
-            for name, slot in found.items()
-            if slot.restart_lsn is not None and not slot.temporary
-        }
-
-    async def create_slots(self, wanted: Iterable[str], timeout: float = 5.0) -> set[str]:
-        """Create the missing physical slots among `wanted` (slot names); the ones created."""
-        names = {slots.check_slot_name(n) for n in wanted}
-        async with self._action("ensure slots", timeout) as outcome:
-            missing = names - set(await self.list_slots(timeout))
-            for name in sorted(missing):
-                await self.instance.sql(
-                    f"SELECT pg_create_physical_replication_slot('{name}', true)",
-                    timeout,
-                    f"creating slot {name}",
-                )
-            outcome.append(f"created {sorted(missing)}" if missing else "all present")
-        return missing
-
-    async def drop_slots(self, names: Iterable[str], timeout: float = 5.0) -> set[str]:
-        """Drop these physical slots when present and inactive; the ones dropped."""
-        wanted = {slots.check_slot_name(n) for n in names}
-        async with self._action("drop slots", timeout) as outcome:
-            existing = await self.list_slots(timeout)
-            dropped = set()
-            for name in sorted(wanted & set(existing)):
-                if existing[name].active:
-                    outcome.append(f"kept {name} (in use)")
-                    continue
-                await self.instance.sql(
-                    f"SELECT pg_drop_replication_slot('{name}')", timeout, f"dropping slot {name}"
-                )
-                dropped.add(name)
-            outcome.insert(0, f"dropped {sorted(dropped)}")
-        return dropped
+    async def copy_logical_slots(
+        self, upstream: Upstream, wanted: Sequence[slots.SlotSpec], timeout: float | None = None
+    ) -> str:
+        """A replica before PostgreSQL 17: copy these logical slots from `upstream` (the
+        primary), restarting PostgreSQL once to load them."""
+        timeout = self._default_timeout(timeout)
+        names = ", ".join(spec.name for spec in wanted)
+        async with self._action(f"copy logical slots {names} from {upstream}", 3 * timeout) as out:
+            await self._slots.close()
+            out.append(await slots.copy_logical_slots(self.instance, upstream, wanted, timeout))
+        return out[0]
 
     async def set_synchronous_standby_names(self, value: str, timeout: float = 10.0) -> str:
         """Set synchronous_standby_names (`FIRST 1 ("a")`, `*`, or empty for none; rendered by

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 from urllib.parse import urlsplit
 
 from haagent.config.parse import is_hostname, is_ip, is_member_name
@@ -95,6 +96,43 @@ class ReplicationConnection:
     replay_lsn: int | None = None
 
 
+SlotKind = Literal["physical", "logical"]
+
+
+@dataclass(frozen=True)
+class ReplicationSlot:
+    """One row of pg_replication_slots on this node.
+
+    `restart_lsn` is the oldest WAL the slot keeps; a logical slot's consumer has
+    confirmed every change up to `confirmed_flush_lsn`.  `wal_status` is PostgreSQL's
+    (`reserved`, `extended`, `unreserved`, `lost`); a lost slot's WAL is gone.  `failover`
+    and `synced` exist from PostgreSQL 17 on (a slot its slot sync worker keeps).
+    """
+
+    name: str
+    kind: SlotKind
+    database: str | None = None
+    plugin: str | None = None
+    active: bool = False
+    temporary: bool = False
+    restart_lsn: int | None = None
+    confirmed_flush_lsn: int | None = None
+    wal_status: str | None = None
+    catalog_xmin: int | None = None
+    failover: bool = False
+    synced: bool = False
+
+    @property
+    def lost(self) -> bool:
+        return self.wal_status == "lost"
+
+    @property
+    def position(self) -> int | None:
+        """How far its consumer got: a logical slot's confirmed position, a physical
+        slot's restart_lsn."""
+        return self.confirmed_flush_lsn if self.kind == "logical" else self.restart_lsn
+
+
 @dataclass(frozen=True)
 class PostgresStatus:
     """One bounded observation of the local PostgreSQL.
@@ -124,6 +162,7 @@ class PostgresStatus:
     pending_restart: bool = False
     replication: tuple[ReplicationConnection, ...] = ()
     synchronous_standby_names: str = ""
+    slots: tuple[ReplicationSlot, ...] = ()
     # The postmaster's pid, and pg_controldata's "Database cluster state" when it is not running
     # (`shut down`, `shut down in recovery`, `in production` after a crash...).
     postmaster_pid: int | None = None

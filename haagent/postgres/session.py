@@ -147,7 +147,8 @@ async def query(
     try:
         return await run_bounded(conn, go, timeout)
     except (psycopg.Error, OSError, TimeoutError) as exc:
-        raise QueryError(f"{what} failed: {error_text(exc)}") from None
+        sqlstate = getattr(exc, "sqlstate", None)
+        raise QueryError(f"{what} failed: {error_text(exc)}", sqlstate) from None
 
 
 class Session:

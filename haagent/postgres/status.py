@@ -12,7 +12,7 @@ from haagent.postgres.controldata import ControlData, read_controldata
 from haagent.postgres.errors import PostgresError
 from haagent.postgres.instance import Instance
 from haagent.postgres.lsn import parse_lsn_or_none
-from haagent.postgres.model import PostgresStatus, ReplicationConnection
+from haagent.postgres.model import PostgresStatus, ReplicationConnection, ReplicationSlot
 from haagent.postgres.session import Conn
 
 STATUS_SQL = """
@@ -40,7 +40,9 @@ SELECT
       'client_addr', host(client_addr), 'state', state, 'sync_state', sync_state,
       'sync_priority', sync_priority, 'write_lsn', write_lsn::text,
       'flush_lsn', flush_lsn::text, 'replay_lsn', replay_lsn::text)
-    ORDER BY application_name), '[]'::json) FROM pg_stat_replication)
+    ORDER BY application_name), '[]'::json) FROM pg_stat_replication),
+  (SELECT coalesce(json_agg(to_json(s) ORDER BY s.slot_name), '[]'::json)
+     FROM pg_replication_slots AS s)
 FROM (SELECT pg_is_in_recovery() AS in_recovery) AS r
 LEFT JOIN pg_stat_wal_receiver AS w ON true
 """
@@ -68,11 +70,40 @@ def replication_rows(value: Any) -> tuple[ReplicationConnection, ...]:
     )
 
 
+def _xid(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def slot_rows(value: Any) -> tuple[ReplicationSlot, ...]:
+    """pg_replication_slots as `to_json` gives its rows (every column of this version)."""
+    rows = json.loads(value) if isinstance(value, str) else value
+    return tuple(
+        ReplicationSlot(
+            name=str(row["slot_name"]),
+            kind="logical" if row.get("slot_type") == "logical" else "physical",
+            database=row.get("database"),
+            plugin=row.get("plugin"),
+            active=bool(row.get("active")),
+            temporary=bool(row.get("temporary")),
+            restart_lsn=parse_lsn_or_none(row.get("restart_lsn")),
+            confirmed_flush_lsn=parse_lsn_or_none(row.get("confirmed_flush_lsn")),
+            wal_status=row.get("wal_status"),
+            catalog_xmin=_xid(row.get("catalog_xmin")),
+            failover=bool(row.get("failover")),
+            synced=bool(row.get("synced")),
+        )
+        for row in rows or []
+    )
+
+
 def status_from_row(row: tuple[Any, ...], base: dict[str, Any]) -> PostgresStatus:
     """Build the status from STATUS_SQL's one row (pure, for tests)."""
     (in_recovery, write, flush, receive, replay, replay_ts, paused, primary_tli, checkpoint_tli,
      receiver_status, received_tli, sender_host, sysid, version, started, pending, sync_names,
-     replication) = row  # fmt: skip
+     replication, slots) = row  # fmt: skip
     timeline = (received_tli or checkpoint_tli) if in_recovery else primary_tli
     return PostgresStatus(
         **base,
@@ -93,6 +124,7 @@ def status_from_row(row: tuple[Any, ...], base: dict[str, Any]) -> PostgresStatu
         pending_restart=bool(pending),
         replication=replication_rows(replication),
         synchronous_standby_names=sync_names or "",
+        slots=slot_rows(slots),
     )
 
 

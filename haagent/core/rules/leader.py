@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from haagent.core import topology
 from haagent.core.actions import (
     Action,
     AppendHistory,
@@ -11,34 +10,20 @@ from haagent.core.actions import (
     ClearFailoverKey,
     Demote,
     DisarmFencing,
-    EnsureSlots,
     Promote,
     ReleaseLeaderKey,
     RenewLeaderKey,
     StartPostgres,
     StopPostgres,
     UpdateMember,
-    WriteStatusKey,
 )
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
 from haagent.core.rules.standby import decide_standby_leader
 from haagent.core.rules.sync_choice import before_promotion, sync_actions, sync_pending
+from haagent.core.slots import leader_slot_actions
 from haagent.core.snapshot import Decision, Snapshot
-
-
-def slot_members(s: Snapshot) -> tuple[str, ...]:
-    if not s.config.postgresql.use_slots:
-        return ()
-    # Members seen now, and those the previous leader kept slots for (`retain_slots`):
-    # a member that is down right now still finds its slot when it comes back.
-    # Slots follow the topology (`core.topology.slot_holder`): none for a `nostream` member,
-    # which never streams (a slot would keep WAL for it forever).  With slots in use,
-    # `replicatefrom` is not honoured yet: every streaming member streams from the leader.
-    names = set(s.cluster.members) | set(s.cluster.status.retain_slots)
-    standby = s.config.standby_cluster is not None
-    return topology.slot_kept_by(s.cluster, s.name, names, standby_cluster=standby, cascade=False)
 
 
 def switchover_target(s: Snapshot) -> str | None:
@@ -122,7 +107,7 @@ def standby_leader(s: Snapshot) -> Decision:
                 str(why),
                 Role.STANDBY_LEADER,
             )
-    return decide_standby_leader(s, slot_members(s), handover)
+    return decide_standby_leader(s, handover)
 
 
 def decide_leader(s: Snapshot) -> Decision:
@@ -155,7 +140,7 @@ def decide_leader(s: Snapshot) -> Decision:
             return handover
         actions: list[Action] = [RenewLeaderKey(), ArmFencing()]
         actions += sync_actions(s)
-        actions += [EnsureSlots(slot_members(s)), WriteStatusKey(), UpdateMember()]
+        actions += [*leader_slot_actions(s), UpdateMember()]
         scheduled = s.cluster.failover is not None and s.cluster.failover.scheduled_at is not None
         return decision(
             actions,

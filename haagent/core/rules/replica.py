@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from haagent.core import topology
 from haagent.core.actions import (
+    CopyLogicalSlots,
     Demote,
     DisarmFencing,
     Follow,
@@ -20,6 +21,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, idle
+from haagent.core.slots import replica_slot_actions, to_copy
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -113,4 +115,19 @@ def decide_replica(s: Snapshot) -> Decision:
             f"{s.postgres.timeline}: checking whether its WAL diverged (rewinding if so)",
             Role.REPLICA,
         )
-    return idle(s, Code.FOLLOWING, f"a replica following {shown}", Role.REPLICA)
+    copy = to_copy(s)
+    if copy:
+        names = ", ".join(spec.name for spec in copy)
+        return decision(
+            [KeepaliveLease(), UpdateMember(), CopyLogicalSlots(leader, copy)],
+            Code.COPYING_LOGICAL_SLOTS,
+            f"copying the permanent logical slots {names} from {leader} (PostgreSQL before 17 "
+            "cannot create them on a standby): PostgreSQL restarts once to load them",
+            Role.REPLICA,
+        )
+    return decision(
+        [KeepaliveLease(), UpdateMember(), *replica_slot_actions(s)],
+        Code.FOLLOWING,
+        f"a replica following {shown}",
+        Role.REPLICA,
+    )

@@ -11,7 +11,6 @@ from haagent.core.actions import (
     CreateReplica,
     Demote,
     DisarmFencing,
-    EnsureSlots,
     Follow,
     KeepaliveLease,
     Promote,
@@ -24,15 +23,15 @@ from haagent.core.actions import (
     StopRenewing,
     TakeLeaderKey,
     UpdateMember,
-    WriteStatusKey,
 )
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.bootstrap import clone_source
 from haagent.core.rules.common import current, decision
-from haagent.core.rules.leader import slot_members, switchover
+from haagent.core.rules.leader import switchover
 from haagent.core.rules.replica import stream_plan, upstream_text
 from haagent.core.rules.sync_choice import before_promotion
+from haagent.core.slots import leader_slot_actions, replica_slot_actions
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.core.topology import REMOTE
 
@@ -73,9 +72,7 @@ def decide_paused(s: Snapshot) -> Decision:
                 return handover
         # Slots are kept as usual (a member that follows a new leader in maintenance mode
         # needs its slot); nothing starts, stops or promotes PostgreSQL.
-        upkeep: list[Action] = (
-            [EnsureSlots(slot_members(s)), WriteStatusKey()] if s.is_running_primary else []
-        )
+        upkeep: list[Action] = leader_slot_actions(s) if s.is_running_primary else []
         return decision(
             [RenewLeaderKey(), DisarmFencing(), *upkeep, UpdateMember()],
             Code.PAUSED,
@@ -134,7 +131,11 @@ def decide_paused(s: Snapshot) -> Decision:
             text + "; the key was free and this node runs the primary: taking it",
             Role.PRIMARY,
         )
-    return decision([KeepaliveLease(), DisarmFencing(), UpdateMember()], Code.PAUSED, text, role)
+    # Slots are kept on a replica too (nothing dropped, nothing copied in maintenance mode).
+    upkeep = replica_slot_actions(s) if s.postgres.in_recovery else []
+    return decision(
+        [KeepaliveLease(), DisarmFencing(), UpdateMember(), *upkeep], Code.PAUSED, text, role
+    )
 
 
 def decide_dcs_unreachable(s: Snapshot) -> Decision:

@@ -25,7 +25,6 @@ from haagent.core.actions import (
     ClearFailoverKey,
     Demote,
     DisarmFencing,
-    EnsureSlots,
     Follow,
     KeepaliveLease,
     ReleaseLeaderKey,
@@ -34,12 +33,12 @@ from haagent.core.actions import (
     StartPostgres,
     TakeLeaderKey,
     UpdateMember,
-    WriteStatusKey,
     WriteSyncKey,
 )
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision
+from haagent.core.slots import leader_slot_actions
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.core.topology import REMOTE
 
@@ -88,8 +87,8 @@ def _sync_off(s: Snapshot) -> list[Action]:
     return actions
 
 
-def decide_standby_leader(s: Snapshot, slots: tuple[str, ...], handover: str | None) -> Decision:
-    """The key holder of a standby cluster.  `slots`: the members it keeps a slot for;
+def decide_standby_leader(s: Snapshot, handover: str | None) -> Decision:
+    """The key holder of a standby cluster (its slots as any leader's: `core/slots.py`);
     `handover`: a switchover asked of it (to whom), or None."""
     pg = s.postgres
     remote = remote_description(s)
@@ -123,7 +122,7 @@ def decide_standby_leader(s: Snapshot, slots: tuple[str, ...], handover: str | N
         if s.local.following != REMOTE:
             actions.append(Follow(REMOTE))
         actions += _sync_off(s)
-        actions += [EnsureSlots(slots), WriteStatusKey(), UpdateMember()]
+        actions += [*leader_slot_actions(s), UpdateMember()]
         return decision(
             actions,
             Code.STANDBY_LEADER,

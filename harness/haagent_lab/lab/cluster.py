@@ -445,7 +445,9 @@ class LabCluster:
         return sorted(
             r["application_name"]
             for r in rows
-            if isinstance(r, dict) and r.get("state") == "streaming" and r.get("application_name")
+            if isinstance(r, dict)
+            and r.get("state") == "streaming"
+            and r.get("application_name") in self.nodes  # not a logical consumer
         )
 
     def healthy(self) -> bool:

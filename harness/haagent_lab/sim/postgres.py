@@ -12,17 +12,19 @@ never return until `unhang(op)`; `crash()` kills the postmaster.  Operations are
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from haagent.config.model import DynamicConfig
 from haagent.postgres.model import (
     PostgresStatus,
     ReplicationConnection,
+    ReplicationSlot,
     TimelineSwitch,
     Upstream,
 )
+from haagent.postgres.slots import SlotChanges, SlotSpec
 from haagent.postgres.sync_names import parse_synchronous_standby_names
 
 SYSID = "7000000000000000001"
@@ -102,7 +104,8 @@ class FakePostgres:
     lsn: int = 0
     upstream: str | None = None
     sync_names: str = ""
-    slots: frozenset[str] = frozenset()  # replication slots for these members
+    # Replication slots by name (physical ones at a position; logical ones are copied).
+    slots: dict[str, ReplicationSlot] = field(default_factory=dict)
     switches: list[TimelineSwitch] = field(default_factory=list)
     postmaster_died: asyncio.Event = field(default_factory=asyncio.Event)
     delays: dict[str, float] = field(default_factory=dict)
@@ -242,6 +245,7 @@ class FakePostgres:
             receiver_streaming=self.in_recovery and self.upstream is not None,
             replication=replication if not self.in_recovery else (),
             synchronous_standby_names=self.sync_names,
+            slots=tuple(self.slots[name] for name in sorted(self.slots)),
         )
 
     async def bootstrap(self) -> str:
@@ -332,9 +336,28 @@ class FakePostgres:
     async def checkpoint(self) -> None:
         await self._op("checkpoint")
 
-    async def ensure_slots(self, members: Sequence[str]) -> None:
-        await self._op("ensure_slots")
-        self.slots = frozenset(members)
+    async def change_slots(self, changes: SlotChanges) -> str:
+        await self._op("change_slots")
+        for drop in changes.drop:
+            self.slots.pop(drop.name, None)
+        for spec in changes.create:
+            slot = ReplicationSlot(spec.name, spec.kind, spec.database, spec.plugin)
+            self.slots.setdefault(spec.name, replace(slot, restart_lsn=self.lsn))
+        for advance in changes.advance:
+            current = self.slots.get(advance.name)
+            if current is not None and current.kind == "physical":
+                to = min(advance.to, self.lsn)
+                self.slots[advance.name] = replace(current, restart_lsn=to)
+        return "changed"
+
+    async def copy_logical_slots(self, upstream: Upstream, wanted: Sequence[SlotSpec]) -> str:
+        await self._op("copy_logical_slots")
+        source = self.world.nodes.get(upstream.name)
+        for spec in wanted:
+            slot = source.slots.get(spec.name) if source is not None else None
+            if slot is not None:
+                self.slots[spec.name] = slot
+        return "copied"
 
     async def set_synchronous_standby_names(self, value: str) -> str:
         await self._op("set_synchronous_standby_names")
@@ -343,9 +366,6 @@ class FakePostgres:
 
     async def last_timeline_switch(self) -> TimelineSwitch | None:
         return self.switches[-1] if self.switches else None
-
-    async def slot_positions(self) -> Mapping[str, int]:
-        return {}
 
     async def remove_data_directory(self, reason: str) -> None:
         self.initialized, self.running, self.lsn = False, False, 0

@@ -92,7 +92,7 @@ FIELDS = {
         "ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "synchronous_mode",
         "failsafe_mode", "pause", "postgresql", "slots", "check_timeline",
     ],
-    "status": ["optime", "slots", "retain_slots"],
+    "status": ["optime", "slots", "retain_slots", "timeline", "lost_slots"],
     "sync": ["leader", "sync_standby", "quorum"],
     "failover": ["leader", "member", "candidate", "scheduled_at"],
     "failsafe": ["node1", "node2", "node3", "node9"],

@@ -22,6 +22,7 @@ from haagent.config.model import (
 )
 from haagent.postgres.local import LocalPostgres
 from haagent.postgres.model import PostgresStatus, Upstream
+from haagent.postgres.slots import SlotChanges, SlotSpec
 from haagent_lab.lab.processes import free_port
 
 SCOPE = "pgtest"
@@ -130,7 +131,7 @@ async def pair(nodes: Nodes, use_pg_rewind: bool = True, **changes: Any) -> tupl
     primary = nodes.make("node1", "127.0.0.11", dyn=dyn, **changes)
     replica = nodes.make("node2", "127.0.0.12", dyn=dyn)
     await primary.pg.bootstrap(timeout=120)
-    await primary.pg.create_slots({"node2"})
+    await primary.pg.change_slots(SlotChanges(create=(SlotSpec("node2"),)))
     await primary.sql("CREATE TABLE t (id int, origin text); INSERT INTO t VALUES (1, 'both')")
     await replica.pg.create_replica([primary.upstream], timeout=300)
     await replica.pg.start_on_disk(timeout=60)
@@ -147,6 +148,6 @@ async def diverge(primary: Node, replica: Node) -> None:
     """Promote the replica while the primary keeps running, and write on both."""
     await wait_status(replica, lambda s: s.replay_lsn is not None, "replaying")
     assert await replica.pg.promote()
-    await replica.pg.create_slots({"node1"})
+    await replica.pg.change_slots(SlotChanges(create=(SlotSpec("node1"),)))
     await primary.sql("INSERT INTO t SELECT g, 'old primary alone' FROM generate_series(10, 500) g")
     await replica.sql("INSERT INTO t VALUES (2, 'new primary')")

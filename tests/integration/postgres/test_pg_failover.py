@@ -14,6 +14,7 @@ from pgnodes import AUTH, Nodes, diverge, dynamic, pair, rows, wait_status
 from haagent.postgres.errors import RewindImpossible
 from haagent.postgres.local import LocalPostgres
 from haagent.postgres.proc import data_dir_processes
+from haagent.postgres.slots import SlotChanges, SlotSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,7 +38,7 @@ async def test_old_primary_is_rewound_and_streams_from_the_new_one(
     while await rows(primary) != [(1, "both"), (2, "new primary")]:
         assert time.monotonic() < deadline, await rows(primary)
         await asyncio.sleep(0.1)
-    slots = await replica.pg.list_slots()
+    slots = {slot.name: slot for slot in (await replica.pg.status()).slots}
     assert slots["node1"].active
     # Our own config survived pg_rewind's copy of the source's files.
     conf = (primary.settings.data_dir / "postgresql.conf").read_text()
@@ -93,7 +94,7 @@ async def test_switchover_needs_no_rewind(nodes: Nodes) -> None:
     )
     assert promoted - checkpointed < 2.0  # target 1.0 s; slack for a loaded test machine
 
-    await replica.pg.create_slots({"node1"})
+    await replica.pg.change_slots(SlotChanges(create=tuple(map(SlotSpec, ("node1",)))))
     outcome = await primary.pg.demote("fast", replica.upstream, timeout=60)
     assert "rewound" not in outcome
     await wait_status(primary, lambda s: s.receiver_streaming, "streaming from node2")

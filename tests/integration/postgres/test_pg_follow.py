@@ -11,6 +11,7 @@ import pytest
 from pgnodes import Node, Nodes, wait_status
 
 from haagent.postgres.errors import UpstreamNotReady
+from haagent.postgres.slots import SlotChanges, SlotSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,7 +32,7 @@ async def test_replicas_follow_the_new_leader_after_a_crash(nodes: Nodes) -> Non
     node2 = nodes.make("node2", "127.0.0.12")
     node3 = nodes.make("node3", "127.0.0.13")
     await node1.pg.bootstrap(timeout=120)
-    await node1.pg.create_slots({"node2", "node3"})
+    await node1.pg.change_slots(SlotChanges(create=tuple(map(SlotSpec, ("node2", "node3")))))
     await node1.sql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)")
     for replica in (node2, node3):
         await replica.pg.create_replica([node1.upstream], timeout=300)
@@ -49,7 +50,7 @@ async def test_replicas_follow_the_new_leader_after_a_crash(nodes: Nodes) -> Non
     with pytest.raises(UpstreamNotReady, match="still in recovery"):
         await node3.pg.follow(node2.upstream, timeout=30)
     assert await node2.pg.promote(timeout=30)
-    await node2.pg.create_slots({"node1", "node3"})
+    await node2.pg.change_slots(SlotChanges(create=tuple(map(SlotSpec, ("node1", "node3")))))
     await node2.sql("INSERT INTO t SELECT generate_series(101, 150)")
 
     # A running replica follows with a reload, no restart.

@@ -7,6 +7,7 @@ from pgnodes import Nodes, diverge, pair, rows, wait_status
 
 from haagent.engine.ports import PostgresControl
 from haagent.postgres.model import TimelineSwitch, Upstream
+from haagent.postgres.slots import SlotChanges, SlotDrop, SlotSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,8 +24,9 @@ async def test_the_loop_port_drives_a_failover(nodes: Nodes) -> None:
     assert not node1.settings.data_dir.exists()
     await p1.bootstrap()
     await node1.sql("SELECT pg_create_physical_replication_slot('stray')")
-    await p1.ensure_slots(["node1", "node2"])
-    assert set(await p1.slot_positions()) == {"node2"}
+    made = SlotChanges((SlotDrop("stray", None, "not needed"),), (SlotSpec("node2"),))
+    assert await p1.change_slots(made) == "dropped stray (not needed); created node2"
+    assert {slot.name for slot in (await p1.status()).slots} == {"node2"}
 
     await p2.create_replica([up1])
     await p2.start("replica", up1)
@@ -44,7 +46,7 @@ async def test_the_loop_port_drives_a_failover(nodes: Nodes) -> None:
         raise
     switch = await p2.last_timeline_switch()
     assert isinstance(switch, TimelineSwitch) and switch.timeline == 1 and switch.lsn > 0
-    await p2.ensure_slots(["node1", "node2"])
+    await p2.change_slots(SlotChanges(create=(SlotSpec("node1"),)))
     await p1.start("replica", up2)
     status = await wait_status(node1, lambda s: s.receiver_streaming, "node1 streaming")
     assert status.timeline == 2 and status.in_recovery

@@ -11,7 +11,7 @@ import pytest
 from pgnodes import Nodes, wait_status
 
 from haagent.postgres.model import Upstream
-from haagent.postgres.slots import slot_name
+from haagent.postgres.slots import SlotChanges, SlotSpec, slot_name
 from haagent.postgres.sync_names import synchronous_standby_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,8 +38,9 @@ async def test_bootstrap_then_a_replica_streams_with_its_slot(nodes: Nodes) -> N
 
     # Idempotent: a second start is a no-op.
     assert await primary.pg.start_on_disk() is False
-    assert await primary.pg.create_slots({slot_name(replica.name)}) == {"node2"}
-    assert await primary.pg.create_slots({slot_name(replica.name)}) == set()
+    made = SlotChanges(create=(SlotSpec(slot_name(replica.name)),))
+    assert await primary.pg.change_slots(made) == "created node2"
+    assert await primary.pg.change_slots(made) == "nothing changed"  # it exists
     await primary.sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
 
     started = time.monotonic()
@@ -51,7 +52,7 @@ async def test_bootstrap_then_a_replica_streams_with_its_slot(nodes: Nodes) -> N
     assert status.in_recovery and status.system_identifier == sysid
     assert status.primary_conninfo_host == primary.host
 
-    slots = await primary.pg.list_slots()
+    slots = {slot.name: slot for slot in (await primary.pg.status()).slots}
     assert slots["node2"].active
     pstatus = await wait_status(primary, lambda s: len(s.replication) == 1, "a replication row")
     row = pstatus.replication[0]
@@ -95,7 +96,7 @@ async def test_a_fresh_clone_checked_against_its_leader_is_never_forked(nodes: N
     primary = nodes.make("node1", "127.0.0.11")
     replica = nodes.make("node2", "127.0.0.12")
     await primary.pg.bootstrap(timeout=120)
-    await primary.pg.create_slots({"node2"})
+    await primary.pg.change_slots(SlotChanges(create=(SlotSpec("node2"),)))
     await replica.pg.create_replica([primary.upstream], timeout=300)
     # Another name for the same server: no shortcut, the full divergence check runs.
     alias = Upstream("node1-alias", primary.host, primary.port)

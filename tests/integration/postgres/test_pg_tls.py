@@ -11,6 +11,7 @@ import pytest
 from pgnodes import Node, Nodes, dynamic, wait_status
 
 from haagent.config.model import BootstrapSettings, Credentials, PostgresqlAuthentication
+from haagent.postgres.slots import SlotChanges, SlotSpec
 from support.pki import issue, make_ca
 
 pytestmark = pytest.mark.integration
@@ -85,7 +86,7 @@ async def test_every_connection_uses_the_users_client_certificate(
     # The agent's own session (superuser) makes the roles; pg_basebackup and the
     # walreceiver (replicator, encrypted key) clone and stream.
     await primary.pg.bootstrap(timeout=120)
-    await primary.pg.create_slots({"node2"})
+    await primary.pg.change_slots(SlotChanges(create=tuple(map(SlotSpec, ("node2",)))))
     await local_sql(
         primary, "CREATE TABLE t (id int, origin text); INSERT INTO t VALUES (1, 'both')"
     )
@@ -123,6 +124,6 @@ async def diverge_over_socket(primary: Node, replica: Node) -> None:
     """Promote the replica while the primary keeps running, and write on both."""
     await wait_status(replica, lambda s: s.replay_lsn is not None, "replaying")
     assert await replica.pg.promote()
-    await replica.pg.create_slots({"node1"})
+    await replica.pg.change_slots(SlotChanges(create=tuple(map(SlotSpec, ("node1",)))))
     await local_sql(primary, "INSERT INTO t SELECT g, 'old' FROM generate_series(10, 500) g")
     await local_sql(replica, "INSERT INTO t VALUES (2, 'new primary')")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from haagent.api import auth
 from haagent.api.metrics import Metrics, epoch, version_number
 from haagent.config.model import Credentials, RestApiSettings
+from haagent.postgres.model import ReplicationSlot
 from haagent_lab.fake_api import LEADER_LSN, primary_status, replica_status
 
 PATRONI_NAMES = [
@@ -70,6 +72,26 @@ def test_patroni_metrics_of_a_sync_replica() -> None:
     assert value("patroni_xlog_location") == 0
     assert value("patroni_xlog_replayed_location") == LEADER_LSN
     assert value("patroni_postgres_streaming") == 1
+
+
+def test_slot_lag_in_bytes_and_lost_slots_per_slot() -> None:
+    slots = (
+        ReplicationSlot("node2", "physical", restart_lsn=LEADER_LSN - 100, wal_status="reserved"),
+        ReplicationSlot("cdc", "logical", "app", "pgoutput", confirmed_flush_lsn=LEADER_LSN - 7,
+                        restart_lsn=LEADER_LSN - 900, wal_status="lost"),
+        ReplicationSlot("pg_basebackup_1", "physical", temporary=True, restart_lsn=1),
+    )  # fmt: skip
+    status = primary_status()
+    status = replace(status, postgres=replace(status.postgres, slots=slots))
+    samples = _samples(Metrics(scope="demo", name="node1").render(status).decode())
+    labels = 'name="node1",scope="demo",slot="{}",type="{}"'
+    lag = "haagent_replication_slot_lag_bytes{{" + labels + "}}"
+    lost = "haagent_replication_slot_lost{{" + labels + "}}"
+    assert samples[lag.format("node2", "physical")] == 100
+    assert samples[lag.format("cdc", "logical")] == 7  # a logical slot: its confirmed position
+    assert samples[lost.format("cdc", "logical")] == 1
+    assert samples[lost.format("node2", "physical")] == 0
+    assert not any("pg_basebackup_1" in key for key in samples)  # temporary: not reported
 
 
 def test_haagent_own_metrics() -> None:

@@ -50,6 +50,16 @@ def test_footer_shows_maintenance_mode_and_a_scheduled_switchover(
     ]
 
 
+def test_footer_notes_the_leaders_lost_slots(cli: Cli, store: MemoryStore) -> None:
+    put(store, "status", codec.encode_status(100, {}, (), 2, ["cdc"]))
+    result = cli("list")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        " Replication slot cdc on node1 is lost (replication_slot_lost): PostgreSQL removed "
+        "WAL it needed; see that member's log"
+    )
+
+
 def test_sync_standby_unknown_lag_and_pending_restart(cli: Cli, store: MemoryStore) -> None:
     put(store, "config", {"ttl": 30, "loop_wait": 10, "retry_timeout": 10,
                           "synchronous_mode": True})  # fmt: skip

@@ -409,6 +409,9 @@ def test_dynamic_config_from_etcd_keeps_unknown_keys() -> None:
     assert (config.ttl, config.loop_wait, config.retry_timeout) == (20, 5, 5)
     assert config.primary_start_timeout == 100
     assert config.slots["cdc"]["plugin"] == "pgoutput"
+    # As Patroni infers it: a slot naming a database and a plugin is logical.
+    inferred = parse_dynamic_config({"slots": {"a": {"database": "app", "plugin": "x"}, "b": None}})
+    assert (inferred.slots["a"]["type"], inferred.slots["b"]["type"]) == ("logical", "physical")
     assert config.ignore_slots == ({"name": "ext", "type": "physical"},)
     assert config.raw == stored
     assert sorted(w.split(": ")[1] for w in warnings) == [
@@ -469,6 +472,16 @@ def test_standby_cluster_round_trip() -> None:
         ({"synchronous_node_count": 0}, "config.synchronous_node_count"),
         ({"slots": {"Bad-Name": {}}}, "config.slots.Bad-Name"),
         ({"slots": {"cdc": {"type": "logical"}}}, "config.slots.cdc.database"),
+        (
+            {"slots": {"cdc": {"type": "logical", "database": "", "plugin": "x"}}},
+            "config.slots.cdc.database",
+        ),
+        (
+            {"slots": {"cdc": {"database": "app", "plugin": "x", "failover": True}}},
+            "config.slots.cdc.failover",
+        ),
+        ({"slots": {"ext": {"type": "physical", "plugin": "x"}}}, "config.slots.ext.plugin"),
+        ({"slots": {"ext": {"cluster_type": "replica"}}}, "config.slots.ext.cluster_type"),
         ({"postgresql": {"pg_hba": "host all all md5"}}, "config.postgresql.pg_hba"),
         ({"pause": "maybe"}, "config.pause"),
     ],

@@ -11,7 +11,8 @@ from haagent.core import Snapshot, decide
 from haagent.core.reasons import Code
 from haagent.core.roles import Role
 from haagent.core.snapshot import ManualRequest
-from haagent.dcs.model import HistoryEntry
+from haagent.dcs.model import ClusterStatus, HistoryEntry
+from haagent.postgres.model import ReplicationSlot
 from support.snapshots import (
     NOW,
     SYSID,
@@ -32,6 +33,15 @@ from support.snapshots import (
 )
 
 three = (member("node1", "primary"), member("node2"), member("node3"))
+logical_cfg = DynamicConfig(
+    slots={"cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}}
+)
+
+
+def slot(name: str, lsn: int = 900) -> ReplicationSlot:
+    return ReplicationSlot(name, "physical", restart_lsn=lsn, wal_status="reserved")
+
+
 no_leader_view = cluster(None, (member("node2"), member("node3")))
 sync_cfg = DynamicConfig(synchronous_mode=True)
 strict_cfg = DynamicConfig(synchronous_mode=True, synchronous_mode_strict=True)
@@ -169,8 +179,19 @@ CASES: list[tuple[str, Snapshot, list[str], Code, Role]] = [
      ["RenewLeaderKey", "ArmFencing", "WriteSyncKey", "SetSyncStandbys", "EnsureSlots",
       "WriteStatusKey", "UpdateMember"], Code.LEADER_RENEWED, Role.PRIMARY),
     # --- replica
+    # A replica keeps a slot for each other member (member_slots_ttl): made here.
     ("replica follows", snapshot("node2", local=LocalFacts(following="node1")),
+     ["KeepaliveLease", "UpdateMember", "EnsureSlots"], Code.FOLLOWING, Role.REPLICA),
+    ("replica follows, its slots in step",
+     snapshot("node2", replica_pg(slots=(slot("node1"), slot("node3"))),
+              local=LocalFacts(following="node1")),
      ["KeepaliveLease", "UpdateMember"], Code.FOLLOWING, Role.REPLICA),
+    ("replica copies a permanent logical slot the leader has",
+     snapshot("node2", replica_pg(slots=(slot("node1"), slot("node3"))),
+              replace(cluster(), status=ClusterStatus(1000, {"cdc": 900}, (), timeline=1)),
+              config=logical_cfg, local=LocalFacts(following="node1")),
+     ["KeepaliveLease", "UpdateMember", "CopyLogicalSlots"], Code.COPYING_LOGICAL_SLOTS,
+     Role.REPLICA),
     ("replica follows a new leader", snapshot("node2", local=LocalFacts(following="node3")),
      ["Follow", "KeepaliveLease", "UpdateMember"], Code.FOLLOW_NEW_LEADER, Role.REPLICA),
     ("stopped replica starts", snapshot("node2", stopped_pg()),
@@ -307,7 +328,8 @@ CASES: list[tuple[str, Snapshot, list[str], Code, Role]] = [
      ["KeepaliveLease", "DisarmFencing", "UpdateMember"], Code.PAUSED, Role.STOPPED),
     ("pause: no race on a free key", snapshot("node2", view=no_leader_view,
      config=DynamicConfig(pause=True)),
-     ["KeepaliveLease", "DisarmFencing", "UpdateMember"], Code.PAUSED, Role.REPLICA),
+     ["KeepaliveLease", "DisarmFencing", "UpdateMember", "EnsureSlots"], Code.PAUSED,
+     Role.REPLICA),
     ("shutdown: leader hands over", snapshot("node1", local=LocalFacts(shutdown_requested=True)),
      ["Checkpoint", "StopPostgres", "ReleaseLeaderKey", "DisarmFencing"], Code.SHUTTING_DOWN,
      Role.STOPPED),

@@ -12,14 +12,15 @@ from haagent.core.memory import (
     failsafe_leader_heard,
     observed,
     shutdown_asked,
-    slot_members,
 )
 from haagent.core.outcomes import Done, Failed, Failure, PeersAnswered, after
 from haagent.core.reasons import Code, Reason
 from haagent.core.roles import Role
 from haagent.core.snapshot import Decision, ManualRequest
+from haagent.dcs.model import ClusterStatus, ClusterView
 from support.snapshots import (
     DynamicConfig,
+    DynamicPostgresql,
     cluster,
     member,
     peers,
@@ -104,18 +105,37 @@ def test_the_peers_answers_are_for_the_next_decision_only() -> None:
     assert decided(answered).peers is None
 
 
-def test_slots_are_kept_for_members_named_within_member_slots_ttl() -> None:
+def test_slots_are_kept_for_members_seen_within_member_slots_ttl() -> None:
     config = DynamicConfig(member_slots_ttl=100)
-    named = after(Memory(), a.EnsureSlots(("n2", "n3")), Done(), NOW)
-    named = after(named, a.EnsureSlots(("n2",)), Failed("PostgreSQL is away"), NOW + 60)
-    assert slot_members(named, ["n4"]) == ("n2", "n3", "n4")
+    three = cluster("n1", (member("n1", "primary"), member("N-2"), member("n3")))
+    two = cluster("n1", (member("n1", "primary"), member("N-2")))
 
-    def observe(memory: Memory, now: float) -> Memory:
-        return observed(memory, Observation("n1", primary_pg(), cluster("n1"), config, False), now)
+    def observe(memory: Memory, view: ClusterView, now: float, name: str = "n1") -> Memory:
+        return observed(memory, Observation(name, primary_pg(), view, config, False), now)
 
-    assert slot_members(observe(named, NOW + 100), []) == ("n2", "n3")
-    assert slot_members(observe(named, NOW + 101), []) == ("n2",)  # n3: not named for 101 s
-    assert slot_members(observe(named, NOW + 161), []) == ()
+    def kept(memory: Memory) -> tuple[str, ...]:
+        return memory.facts(lease_expires=None, renew_failure=None, failsafe_confirmed=False,
+                            now=NOW, ttl=30).slots_retained  # fmt: skip
+
+    seen = observe(Memory(), three, NOW)
+    assert kept(seen) == ("n3", "n_2")  # slot names, not this member's own
+    assert kept(observe(seen, two, NOW + 100)) == ("n3", "n_2")
+    assert kept(observe(observe(seen, two, NOW + 100), two, NOW + 101)) == ("n_2",)
+    # While another member leads, its `retain_slots` count as seen; the leader's own list
+    # does not keep a slot alive for the leader that wrote it.
+    listed = replace(two, status=ClusterStatus(optime=1, retain_slots=("gone",)))
+    assert "gone" not in kept(observe(seen, listed, NOW))
+    assert "gone" in kept(observe(seen, listed, NOW, name="N-2"))
+    off = DynamicConfig(postgresql=DynamicPostgresql(use_slots=False))
+    unslotted = observed(Memory(), Observation("n1", primary_pg(), three, off, False), NOW)
+    assert kept(unslotted) == ()
+
+
+def test_a_failed_copy_of_logical_slots_is_remembered_until_one_works() -> None:
+    copy = a.CopyLogicalSlots("n1", ())
+    failed = after(Memory(), copy, Failed("permission denied"), NOW)
+    assert failed.slot_copy_failed_at == NOW
+    assert after(failed, copy, Done(), NOW + 60).slot_copy_failed_at is None
 
 
 def test_what_an_observation_changes() -> None:

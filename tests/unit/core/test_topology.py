@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from haagent.core import topology
-from haagent.core.rules.leader import slot_members
+from haagent.core.slots import wanted_slots
 from support.snapshots import DynamicConfig, DynamicPostgresql, cluster, member, snapshot
 
 
@@ -49,6 +49,7 @@ def test_nostream_streams_from_nobody_and_gets_no_slot_on_the_leader() -> None:
     # The leader keeps the slots of those streaming from it; with slots in use,
     # replicatefrom is not honoured yet, so node3 streams from (and has a slot on) it.
     s = snapshot("node1", view=v)
-    assert slot_members(s) == ("node2", "node3")
+    held = {name for name, slot in wanted_slots(s).items() if slot.member and slot.in_use_here}
+    assert held == {"node2", "node3"}
     no_slots = DynamicConfig(postgresql=DynamicPostgresql(use_slots=False))
-    assert slot_members(snapshot("node1", view=v, config=no_slots)) == ()
+    assert wanted_slots(snapshot("node1", view=v, config=no_slots)) == {}

@@ -135,6 +135,17 @@ def test_status_has_integer_lsns() -> None:
     assert value == b'{"optime":67109064,"slots":{"node2":67108960},"retain_slots":["node2"]}'
     assert codec.decode_status(value) == ClusterStatus(67109064, {"node2": 67108960}, ("node2",))
     assert codec.encode_status(5, {}) == b'{"optime":5,"slots":{},"retain_slots":[]}'
+    # haagent's leader adds its timeline: replicas trust the positions of their own timeline.
+    with_timeline = codec.encode_status(5, {}, (), 3)
+    assert with_timeline == b'{"optime":5,"slots":{},"retain_slots":[],"timeline":3}'
+    assert codec.decode_status(with_timeline).timeline == 3
+    with pytest.raises(ValueError, match="timeline"):
+        codec.decode_status(b'{"optime":5,"timeline":"x"}')
+    lost = codec.encode_status(5, {}, (), 3, ["cdc"])
+    assert lost.endswith(b',"timeline":3,"lost_slots":["cdc"]}')
+    assert codec.decode_status(lost).lost_slots == ("cdc",)
+    odd = b'{"optime":5,"lost_slots":["ok",7,{"a":1},"Not A Slot"]}'
+    assert codec.decode_status(odd).lost_slots == ("ok",)  # only slot names
 
 
 def test_failsafe_and_config_are_compact_json() -> None:

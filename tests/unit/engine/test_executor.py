@@ -11,6 +11,7 @@ from haagent.core.roles import Role
 from haagent.core.snapshot import ManualRequest
 from haagent.dcs.model import HistoryEntry
 from haagent.postgres.errors import RewindError, StartError
+from haagent.postgres.slots import SlotChanges, SlotDrop, SlotSpec
 from support.lone_node import LoneNode, lone_node
 from support.virtual_time import VirtualTime
 
@@ -130,19 +131,16 @@ def test_a_clone_that_fails_is_counted_until_one_works(agent: Agent) -> None:
     assert agent.loop.state.replica_clone_failures == 2
 
 
-def test_slots_outlive_a_member_for_member_slots_ttl(agent: Agent) -> None:
+def test_slot_changes_and_the_status_key_are_carried_out(agent: Agent) -> None:
     agent.run(a.TakeLeaderKey(), a.ArmFencing())
-    agent.run(a.EnsureSlots(("node2", "node3")), a.WriteStatusKey())
-    assert agent.pg.slots == {"node2", "node3"}
-    assert agent.loop.dcs.view().status.retain_slots == ("node1", "node2", "node3")
-    ttl = agent.loop.config.member_slots_ttl
-    agent.vt.advance(ttl / 2)
-    agent.run(a.EnsureSlots(("node2",)), a.WriteStatusKey())
-    assert agent.pg.slots == {"node2", "node3"}  # node3 was named ttl/2 ago: kept
-    agent.vt.advance(ttl / 2 + 1)
-    agent.run(a.EnsureSlots(("node2",)), a.WriteStatusKey())
-    assert agent.pg.slots == {"node2"}  # node3: not named for longer than member_slots_ttl
-    assert agent.loop.dcs.view().status.retain_slots == ("node1", "node2")
+    made = SlotChanges(create=(SlotSpec("node2"), SlotSpec("node3")))
+    agent.run(a.EnsureSlots(made), a.WriteStatusKey((("node2", 900),), ("node1", "node2")))
+    assert set(agent.pg.slots) == {"node2", "node3"}
+    status = agent.loop.dcs.view().status
+    assert (status.slots, status.retain_slots) == ({"node2": 900}, ("node1", "node2"))
+    assert status.timeline == agent.pg.timeline  # replicas trust positions of their timeline
+    agent.run(a.EnsureSlots(SlotChanges(drop=(SlotDrop("node3", None, "gone"),))))
+    assert set(agent.pg.slots) == {"node2"}
 
 
 def test_a_history_entry_is_stamped_by_the_wall_clock(agent: Agent) -> None:

@@ -143,3 +143,22 @@ def test_hba_and_pgpass() -> None:
     assert text == "127.0.0.12:5433:*:rep:p\\:w\\\\d\n/run/pg\\:x:5432:*:postgres:su\n"
     with pytest.raises(ConfigurationError, match="control characters"):
         render_pgpass([("h", 1, Credentials("rep", "pw\n127.0.0.1:5432:*:rep:x"))])
+
+
+def test_a_standby_keeping_logical_slots_sends_feedback_and_from_17_syncs_them() -> None:
+    up = Upstream("node2", "127.0.0.12", 5434)
+    standby = inputs(standby=True, upstream=up, server_version=150004, logical_slots=True)
+    params = effective_parameters(standby)
+    # Copies of logical slots need the primary to keep the catalog rows they decode.
+    assert params["hot_standby_feedback"] is True and "sync_replication_slots" not in params
+    assert "dbname" not in render_conf(standby)
+    assert "hot_standby_feedback" not in effective_parameters(
+        inputs(standby=True, upstream=up, server_version=150004)
+    )
+    assert "hot_standby_feedback" not in effective_parameters(
+        inputs(upstream=up, server_version=150004, logical_slots=True)
+    )  # a primary: nothing to send feedback to
+    seventeen = inputs(standby=True, upstream=up, server_version=170002, logical_slots=True)
+    params = effective_parameters(seventeen)
+    assert params["sync_replication_slots"] is True and params["hot_standby_feedback"] is True
+    assert "dbname=postgres" in render_conf(seventeen)  # the slot sync worker needs one

@@ -14,7 +14,7 @@ from haagent.postgres.lsn import format_lsn, parse_lsn
 from haagent.postgres.model import Upstream
 from haagent.postgres.proc import read_pid_file
 from haagent.postgres.replica import basebackup_args
-from haagent.postgres.slots import check_slot_name, slot_name, slots_to_drop
+from haagent.postgres.slots import check_slot_name, gone_for_longer, slot_name
 from haagent.postgres.sync_names import parse_synchronous_standby_names, synchronous_standby_names
 
 
@@ -46,14 +46,11 @@ def test_check_slot_name_refuses_member_names() -> None:
         check_slot_name("Node-2")
 
 
-def test_slots_to_drop_after_retention() -> None:
-    seen = {"node1": 1000.0, "node2": 100.0, "Node-3": 10.0}
-    existing = ["node1", "node2", "node_3", "user_slot"]
-    assert slots_to_drop(existing, seen, now=1000.0, retention=1800) == set()
-    assert slots_to_drop(existing, seen, now=2000.0, retention=1800) == {"node2", "node_3"}
-    assert slots_to_drop(existing, seen, now=2000.0, retention=1800, keep=["node2"]) == {"node_3"}
-    # A slot nobody knows (made by a user) is never dropped.
-    assert "user_slot" not in slots_to_drop(existing, seen, now=1e9, retention=1)
+def test_gone_for_longer_than_the_retention() -> None:
+    seen = {"node1": 1000.0, "node2": 100.0, "node_3": 10.0}
+    assert gone_for_longer(seen, now=1000.0, retention=1800) == set()
+    assert gone_for_longer(seen, now=2000.0, retention=1800) == {"node2", "node_3"}
+    assert gone_for_longer(seen, now=1900.0, retention=1800) == {"node_3"}  # 1800 s: kept
 
 
 def test_synchronous_standby_names() -> None:
@@ -131,24 +128,17 @@ def test_read_pid_file(tmp_path: Path) -> None:
     assert read_pid_file(path) is None
 
 
-def test_plan_slots_like_patroni() -> None:
-    from haagent.postgres.slots import Slot, ignored, permanent_physical_slots, plan_slots
+def test_a_logical_slot_is_copied_only_when_the_replica_has_its_wal() -> None:
+    from haagent.postgres.slots import SlotCopy, copyable, segment_start
 
-    existing = {
-        "node2": Slot("node2", True, 1),
-        "gone": Slot("gone", False, 1),
-        "busy_stray": Slot("busy_stray", True, 1),
-        "pg_basebackup_1": Slot("pg_basebackup_1", True, 1, temporary=True),
-        "kept_by_user": Slot("kept_by_user", False, 1),
-        "archiver": Slot("archiver", False, 1),
-    }
-    permanent = permanent_physical_slots(
-        {"archiver": {"type": "physical"}, "l": {"type": "logical"}}
-    )
-    assert permanent == {"archiver"}
-    create, drop = plan_slots(
-        existing, ["node1", "node2", "Node-3"], "node1", permanent, [{"name": "kept_by_user"}]
-    )
-    assert create == {"node_3"}
-    assert drop == {"gone"}
-    assert ignored("x", [{"type": "physical"}]) and not ignored("x", [{"type": "logical"}])
+    size = 16 << 20
+    assert segment_start("0000000000000003", size) == 3 * size
+    assert segment_start("0000000100000002", size) == (1 << 32) + 2 * size
+    fresh, stale = SlotCopy("a", b"", 5 * size), SlotCopy("b", b"", 2 * size)
+    good, later = copyable([fresh, stale], 3 * size)
+    assert good == [fresh]
+    assert later == [
+        "b needs WAL from 0/2000000 and this replica's oldest is 0/3000000: copied once its "
+        "consumer has moved it on"
+    ]
+    assert copyable([stale], None) == ([stale], [])  # unknown: copied

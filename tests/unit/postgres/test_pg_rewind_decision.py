@@ -118,7 +118,7 @@ def test_status_from_a_replica_row() -> None:
     started = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     row = (
         True, None, None, "0/3000100", "0/3000080", started, False, None, 1,
-        "streaming", 2, "127.0.0.11", "771", 150020, started, True, "", [],
+        "streaming", 2, "127.0.0.11", "771", 150020, started, True, "", [], [],
     )  # fmt: skip
     status = status_from_row(row, {"data_dir_exists": True, "data_dir_initialized": True,
                                    "running": True})  # fmt: skip
@@ -136,9 +136,17 @@ def test_status_from_a_primary_row() -> None:
          "state": "streaming", "sync_state": "sync", "sync_priority": 1,
          "write_lsn": "0/10", "flush_lsn": "0/10", "replay_lsn": None},
     ]  # fmt: skip
+    slots = [
+        {"slot_name": "cdc", "slot_type": "logical", "database": "app", "plugin": "pgoutput",
+         "active": True, "temporary": False, "restart_lsn": "0/4000000",
+         "confirmed_flush_lsn": "0/4800000", "wal_status": "reserved", "catalog_xmin": "742"},
+        {"slot_name": "node3", "slot_type": "physical", "database": None, "plugin": None,
+         "active": False, "temporary": False, "restart_lsn": None,
+         "confirmed_flush_lsn": None, "wal_status": "lost", "catalog_xmin": None},
+    ]  # fmt: skip
     row = (
         False, "0/5000000", "0/4FFFFF0", None, None, None, False, 3, 2,
-        None, None, None, "771", 150020, None, False, 'FIRST 1 ("node2")', replication,
+        None, None, None, "771", 150020, None, False, 'FIRST 1 ("node2")', replication, slots,
     )  # fmt: skip
     status = status_from_row(row, {"data_dir_exists": True, "data_dir_initialized": True,
                                    "running": True})  # fmt: skip
@@ -148,3 +156,8 @@ def test_status_from_a_primary_row() -> None:
     assert conn.application_name == "node2" and conn.sync_state == "sync"
     assert conn.write_lsn == 0x10 and conn.replay_lsn is None
     assert status.synchronous_standby_names == 'FIRST 1 ("node2")'
+    cdc, node3 = status.slots
+    assert (cdc.kind, cdc.database, cdc.plugin, cdc.active) == ("logical", "app", "pgoutput", True)
+    assert cdc.position == 0x4800000 and cdc.restart_lsn == 0x4000000 and cdc.catalog_xmin == 742
+    assert not cdc.lost and not cdc.failover and not cdc.synced
+    assert node3.kind == "physical" and node3.lost and node3.position is None

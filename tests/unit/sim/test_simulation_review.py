@@ -140,7 +140,7 @@ def test_without_its_guard_the_leader_is_still_fenced_when_a_renewal_fails(
     sim.kill_guard(old)
     sim.run_for(15)
     # Its HA loop is busy with a long action, so only a fence can stop PostgreSQL in time.
-    sim.world.nodes[old].delay("ensure_slots", 3 * DEFAULTS.ttl)
+    sim.world.nodes[old].delay("change_slots", 3 * DEFAULTS.ttl)
     sim.run_for(DEFAULTS.loop_wait + 1)
     sim.hang_etcd(old)
     sim.run_for(2 * DEFAULTS.ttl)

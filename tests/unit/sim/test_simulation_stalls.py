@@ -182,7 +182,7 @@ def test_a_slow_postgres_on_the_leader_does_not_delay_renewals(
     sim = healthy(sims, config)
     old = sim.primary()
     assert old is not None
-    for op in ("ensure_slots", "set_synchronous_standby_names", "status"):
+    for op in ("change_slots", "set_synchronous_standby_names", "status"):
         sim.world.nodes[old].delay(op, 0.8 * config.ttl)
     sim.run_for(4 * config.ttl)
     assert sim.primary() == old and sim.world.nodes[old].fenced == 0
