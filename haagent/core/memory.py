@@ -58,6 +58,8 @@ class Memory:
     # The primary's WAL position when each standby was first seen named in
     # synchronous_standby_names.
     sync_named_at: Mapping[str, int] = field(default_factory=dict)
+    # When and why the pre_promote script last cancelled a promotion.
+    pre_promote_failed: tuple[float, str] | None = None
 
     def facts(
         self,
@@ -70,6 +72,7 @@ class Memory:
     ) -> LocalFacts:
         """What a decision sees; the leader key's lease is the lease keeper's."""
         heard = self.failsafe_heard_at
+        failed = self.pre_promote_failed
         return LocalFacts(
             failsafe_leader_seen=heard is not None and now - heard <= ttl,
             role=self.role,
@@ -86,6 +89,7 @@ class Memory:
             manual=self.manual,
             following=self.following,
             sync_named_at=dict(self.sync_named_at),
+            pre_promote_failure=failed[1] if failed and now - failed[0] < ttl else None,
         )
 
 

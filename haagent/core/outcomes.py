@@ -23,6 +23,7 @@ from haagent.core.actions import (
     Demote,
     EnsureSlots,
     Follow,
+    PrePromote,
     Promote,
     RaceInitialize,
     RemoveDataDirectory,
@@ -79,7 +80,7 @@ def after(memory: Memory, action: Action, outcome: ActionOutcome, now: float) ->
         seen = dict.fromkeys(action.members, now)
         memory = replace(memory, slot_last_seen={**memory.slot_last_seen, **seen})
     if isinstance(outcome, Failed):
-        return _after_failure(memory, action, outcome)
+        return _after_failure(memory, action, outcome, now)
     if isinstance(outcome, PeersAnswered):
         return replace(memory, peers=dict(outcome.positions))
     match action:
@@ -94,6 +95,8 @@ def after(memory: Memory, action: Action, outcome: ActionOutcome, now: float) ->
             return replace(memory, start_failure=None, following=following)
         case RestartPostgres() | RemoveDataDirectory():
             return replace(memory, manual=None)  # the request is carried out
+        case PrePromote():
+            return replace(memory, pre_promote_failed=None)
         case Promote():
             return replace(memory, following=None)
         case Demote(leader=leader):
@@ -103,7 +106,7 @@ def after(memory: Memory, action: Action, outcome: ActionOutcome, now: float) ->
     return memory
 
 
-def _after_failure(memory: Memory, action: Action, failed: Failed) -> Memory:
+def _after_failure(memory: Memory, action: Action, failed: Failed, now: float) -> Memory:
     match action:
         case BootstrapCluster():
             return replace(memory, bootstrapping=False)  # the initialize key is given back
@@ -117,4 +120,8 @@ def _after_failure(memory: Memory, action: Action, failed: Failed) -> Memory:
             return replace(memory, start_failure=failed.why.splitlines()[0])
         case Follow() if failed.kind is Failure.REWIND_FAILED:
             return replace(memory, rewind_failed=failed.why)
+        case PrePromote():
+            # Whatever went wrong (a non-zero exit, a timeout, a script that cannot run),
+            # the promotion is cancelled: the key goes to another member.
+            return replace(memory, pre_promote_failed=(now, failed.why))
     return memory

@@ -70,6 +70,9 @@ class LocalFacts:
     # The primary's WAL position when each standby was named in synchronous_standby_names:
     # it counts as synchronous (and enters the `sync` key) only once it has flushed it.
     sync_named_at: Mapping[str, int] = field(default_factory=dict)
+    # Why this node's pre_promote script cancelled its promotion less than ttl ago (it
+    # gives the key back and keeps out of the race for that long, as Patroni does).
+    pre_promote_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class Snapshot:
     watchdog_reason: str | None = None
     peers: Mapping[str, PeerPosition] | None = None
     dcs_error: str | None = None
+    # A `create_replica_methods` method can build this node with no member to copy
+    # from (`no_leader`: from a backup).
+    clone_without_leader: bool = False
 
     @property
     def holds_key(self) -> bool:

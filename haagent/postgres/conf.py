@@ -10,7 +10,12 @@ Parameters, by precedence (lowest first):
 4. what haagent forces: listen_addresses/port from `postgresql.listen`, cluster_name = scope,
    hot_standby on, wal_level at least replica, wal_log_hints on when use_pg_rewind, and the
    synchronous_standby_names chosen by the HA loop;
-5. on a standby, the recovery parameters (primary_conninfo...), which only haagent sets.
+5. the recovery settings of `postgresql.recovery_conf` (restore_command...), on every role
+   (PostgreSQL reads them in recovery only, and pg_rewind's --restore-target-wal reads
+   restore_command from the stopped old primary's file); on a standby, primary_conninfo,
+   primary_slot_name, the latest timeline and empty recovery targets, which only haagent
+   sets; during a custom bootstrap's first start, that bootstrap's recovery settings
+   (a point-in-time recovery) and hot_standby off.
 
 Layers 1-3 are first translated for the server's version (`versions.for_version`), and
 what the server itself refuses among them (`ConfInputs.adjusted`, found by
@@ -104,6 +109,11 @@ class ConfInputs:
     # What the server refused among the user's parameters: name -> the value to write
     # instead, or None to leave the parameter out (see paramcheck.py).
     adjusted: Mapping[str, Any] = field(default_factory=dict)
+    # The replica recovery settings (`postgresql.recovery_conf`: restore_command, ...).
+    recovery: Mapping[str, str] = field(default_factory=dict)
+    # A custom bootstrap's recovery settings while it recovers (None: not bootstrapping
+    # from a backup); its first start runs with hot_standby off.
+    bootstrap_recovery: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +200,9 @@ def effective_parameters(inputs: ConfInputs) -> dict[str, Any]:
     merged["listen_addresses"] = ",".join(inputs.listen.hosts)
     merged["port"] = inputs.listen.port
     merged["cluster_name"] = inputs.scope
-    merged["hot_standby"] = True
+    # Off only while a restored cluster recovers to its target: a backup taken with larger
+    # max_connections (...) than these would otherwise stop a hot standby from starting.
+    merged["hot_standby"] = inputs.bootstrap_recovery is None
     if inputs.hba_file is not None:
         merged["hba_file"] = str(inputs.hba_file)
     if inputs.ident_file is not None:
@@ -223,10 +235,25 @@ def primary_conninfo(inputs: ConfInputs, upstream: Upstream) -> str:
     )
 
 
+# Emptied on a standby, so that no included file makes it stop (or promote) at a target.
+RECOVERY_TARGETS = (
+    "recovery_target",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_lsn",
+)
+
+
 def recovery_parameters(inputs: ConfInputs) -> dict[str, Any]:
+    params: dict[str, Any] = dict(inputs.recovery)
+    if inputs.bootstrap_recovery is not None:
+        params.update(inputs.bootstrap_recovery)
+        return params
     if not inputs.standby:
-        return {}
-    params: dict[str, Any] = {"recovery_target_timeline": "latest"}
+        return params
+    params.update(dict.fromkeys(RECOVERY_TARGETS, ""))
+    params["recovery_target_timeline"] = "latest"
     if inputs.upstream is not None:
         params["primary_conninfo"] = primary_conninfo(inputs, inputs.upstream)
         if inputs.use_slots:

@@ -19,7 +19,7 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, idle, lag_behind_leader
-from haagent.core.rules.sync_choice import before_promotion
+from haagent.core.rules.promotion import before_promotion, promotion_refused
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -60,6 +60,9 @@ def ineligible(s: Snapshot) -> tuple[Code, str] | None:
         return Code.NOFAILOVER, "tagged nofailover (or failover_priority 0): never races"
     if not s.watchdog_ok:
         return Code.WATCHDOG_UNAVAILABLE, s.watchdog_reason or required_watchdog_unavailable()
+    refused = promotion_refused(s)
+    if refused is not None:
+        return refused
     if cfg.failsafe_mode and s.local.failsafe_leader_seen:
         return Code.FAILSAFE_ACTIVE, (
             "a leader running in failsafe mode asked this node to confirm it within ttl"

@@ -31,7 +31,7 @@ from haagent.core.roles import Role
 from haagent.core.rules.bootstrap import clone_source
 from haagent.core.rules.common import current, decision
 from haagent.core.rules.leader import slot_members, switchover
-from haagent.core.rules.sync_choice import before_promotion
+from haagent.core.rules.promotion import before_promotion
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -186,7 +186,7 @@ def decide_manual(s: Snapshot) -> Decision | None:
             [
                 StopPostgres("immediate"),
                 RemoveDataDirectory(f"reinitialize requested, cloning again from {source}"),
-                CreateReplica(source),
+                CreateReplica(source, basebackup_only=request.from_leader),
                 StartPostgres("replica", leader),
                 KeepaliveLease(),
                 UpdateMember(),
