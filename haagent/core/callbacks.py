@@ -3,8 +3,9 @@
 Patroni runs `postgresql.callbacks.<event>` as `script EVENT ROLE SCOPE` when
 PostgreSQL starts, stops, restarts, reloads or changes role.  This module says which
 events an action that has just succeeded stands for, from what PostgreSQL was before
-it (`before`), the role the decision leads to and the role the node had reached
-before that decision; the engine's callback queue runs them, in order
+it (`before`), the role the decision leads to and the role the last callback
+announced (Patroni's own idea of the node's role, which a failed attempt in between
+does not change); the engine's callback queue runs them, in order
 (`haagent.engine.callbacks`).  As in Patroni:
 
 - a start is `on_start` with the role it starts in, except for a node that was the
@@ -73,15 +74,16 @@ def callback_role(pg: PostgresStatus) -> str:
 
 
 def callbacks_after(
-    action: Action, before: PostgresStatus, decided: Role, reached: Role
+    action: Action, before: PostgresStatus, decided: Role, announced: str | None
 ) -> tuple[CallbackEvent, ...]:
     """The callbacks `action` fires now that it succeeded.
 
     `before`: PostgreSQL just before the action; `decided`: the role of the decision the
-    action belongs to; `reached`: the role the node had reached before that decision."""
+    action belongs to; `announced`: the role of the last start, stop, restart or role
+    change fired (None: none yet)."""
     was_primary = before.running and not before.in_recovery
     was_replica = before.running and before.in_recovery
-    was_leading = reached in (Role.PRIMARY, Role.DEMOTED)
+    was_leading = announced in ("primary", "demoted")
     match action:
         case BootstrapCluster():
             return (CallbackEvent("on_start", "primary"),)

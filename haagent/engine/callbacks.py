@@ -81,6 +81,8 @@ class CallbackQueue:
         # A start, stop, restart or role change was fired (Patroni's `cb_called`): a
         # PostgreSQL found running at the agent's start is announced with on_start once.
         self.announced = False
+        # The role of the last of those events: a start after a demotion is a role change.
+        self.last_role: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -96,7 +98,7 @@ class CallbackQueue:
     def fire(self, event: CallbackEvent, reason: str) -> None:
         """Queue `event` (fired by a decision with reason code `reason`); never waits."""
         if event.name != "on_reload":
-            self.announced = True
+            self.announced, self.last_role = True, event.role
         if event.name not in self.commands:
             return
         queue = self._ensure_started()

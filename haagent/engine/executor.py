@@ -163,7 +163,6 @@ class Executor:
         started = self.clock()
         done: list[a.Action] = []
         self._role = decision.role
-        reached = self.memory.value.role
         for action in decision.actions:
             self.keeper.alive()
             before = await self._before_callbacks(action)
@@ -173,7 +172,7 @@ class Executor:
                 failure = ActionFailed(action, outcome.why)
                 return Outcome(tuple(done), failure, self.clock() - started)
             if before is not None:
-                events = callbacks_after(action, before, decision.role, reached)
+                events = callbacks_after(action, before, decision.role, self.callbacks.last_role)
                 self.callbacks.fire_all(events, str(decision.reason.code))
             done.append(action)
         return Outcome(tuple(done), None, self.clock() - started)

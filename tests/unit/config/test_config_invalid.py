@@ -82,6 +82,17 @@ def removing(dotted: str) -> Mutation:
     return lambda data, _: drop(data, dotted)
 
 
+def settings(*pairs: tuple[str, object]) -> Mutation:
+    def mutate(data: dict[str, Any], _: Path) -> None:
+        for dotted, value in pairs:
+            put(data, dotted, value)
+
+    return mutate
+
+
+PITR = {"recovery_target_time": "2026-01-01 00:00:00+00", "restore_command": "cp %f %p"}
+
+
 def bin_dir_without_pg_ctl(data: dict[str, Any], tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -271,6 +282,130 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         setting("postgresql.callbacks", {"on_promote": "/bin/true"}),
         "postgresql.callbacks.on_promote",
         "on_role_change",
+    ),
+    (
+        "replica-method-twice",
+        setting("postgresql.create_replica_methods", ["pgbackrest", "pgbackrest"]),
+        "postgresql.create_replica_methods[1]",
+        "listed twice",
+    ),
+    (
+        "replica-method-named-like-a-setting",
+        setting("postgresql.create_replica_methods", ["parameters", "basebackup"]),
+        "postgresql.create_replica_methods[0]",
+        "name of a postgresql setting",
+    ),
+    (
+        "replica-method-keep-data-not-a-boolean",
+        settings(
+            ("postgresql.create_replica_methods", ["pgbackrest"]),
+            ("postgresql.pgbackrest", {"command": "restore", "keep_data": "maybe"}),
+        ),
+        "postgresql.pgbackrest.keep_data",
+        "maybe",
+    ),
+    (
+        "replica-method-empty-command",
+        settings(
+            ("postgresql.create_replica_methods", ["pgbackrest"]),
+            ("postgresql.pgbackrest", {"command": " "}),
+        ),
+        "postgresql.pgbackrest.command",
+        "is empty",
+    ),
+    (
+        "replica-method-option-not-a-value",
+        settings(
+            ("postgresql.create_replica_methods", ["wal_g"]),
+            ("postgresql.wal_g", {"command": "restore", "envdir": {"a": 1}}),
+        ),
+        "postgresql.wal_g.envdir",
+        "is not a value",
+    ),
+    (
+        "bootstrap-method-without-section",
+        setting("bootstrap.method", "restore"),
+        "bootstrap.restore",
+        "is missing while bootstrap.method is restore",
+    ),
+    (
+        "bootstrap-method-without-command",
+        settings(("bootstrap.method", "restore"), ("bootstrap.restore", {"no_params": True})),
+        "bootstrap.restore.command",
+        "is missing or empty",
+    ),
+    (
+        "bootstrap-method-named-like-a-setting",
+        setting("bootstrap.method", "dcs"),
+        "bootstrap.method",
+        "name of a bootstrap setting",
+    ),
+    (
+        "bootstrap-recovery-target-without-promote",
+        settings(
+            ("bootstrap.method", "restore"),
+            ("bootstrap.restore", {"command": "restore.sh", "recovery_conf": PITR}),
+        ),
+        "bootstrap.restore.recovery_conf.recovery_target_action",
+        "promote",
+    ),
+    (
+        "bootstrap-recovery-conf-and-keep-existing",
+        settings(
+            ("bootstrap.method", "restore"),
+            (
+                "bootstrap.restore",
+                {
+                    "command": "restore.sh",
+                    "keep_existing_recovery_conf": True,
+                    "recovery_conf": {"restore_command": "cp %f %p"},
+                },
+            ),
+        ),
+        "bootstrap.restore.recovery_conf",
+        "keep_existing_recovery_conf",
+    ),
+    (
+        "bootstrap-recovery-standby-mode",
+        settings(
+            ("bootstrap.method", "restore"),
+            (
+                "bootstrap.restore",
+                {"command": "restore.sh", "recovery_conf": {"standby_mode": "on"}},
+            ),
+        ),
+        "bootstrap.restore.recovery_conf.standby_mode",
+        "never becomes the cluster's primary",
+    ),
+    (
+        "bootstrap-recovery-old-name",
+        settings(
+            ("bootstrap.method", "restore"),
+            (
+                "bootstrap.restore",
+                {"command": "restore.sh", "recovery_conf": {"trigger_file": "x"}},
+            ),
+        ),
+        "bootstrap.restore.recovery_conf.trigger_file",
+        "not a PostgreSQL 12+ setting",
+    ),
+    (
+        "recovery-conf-not-a-mapping",
+        setting("postgresql.recovery_conf", "restore_command=cp"),
+        "postgresql.recovery_conf",
+        "mapping of recovery settings",
+    ),
+    (
+        "recovery-conf-value-not-a-value",
+        setting("postgresql.recovery_conf", {"restore_command": ["cp", "%f"]}),
+        "postgresql.recovery_conf.restore_command",
+        "is not a value",
+    ),
+    (
+        "callback-timeout-zero",
+        setting("postgresql.callback_timeout", 0),
+        "postgresql.callback_timeout",
+        ">= 1",
     ),
 ]
 
