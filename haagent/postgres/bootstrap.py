@@ -28,7 +28,12 @@ from psycopg import sql
 from haagent.config.model import Credentials, CustomBootstrap
 from haagent.postgres import files, libpq
 from haagent.postgres.conf import conninfo
-from haagent.postgres.errors import BootstrapError, ConfigurationError, DataDirectoryError
+from haagent.postgres.errors import (
+    BootstrapError,
+    ConfigurationError,
+    DataDirectoryError,
+    PostgresError,
+)
 from haagent.postgres.instance import Instance, log
 from haagent.postgres.layout import check_owned, owner_name
 from haagent.postgres.proc import run, tool_env
@@ -246,9 +251,22 @@ def custom_argv(method: CustomBootstrap, scope: str, data_dir: Path) -> list[str
 
 
 async def _wait_out_of_recovery(instance: Instance, deadline: float, what: str) -> None:
+    """Until the restored cluster has left recovery.  It refuses connections meanwhile
+    (hot_standby is off), so a refused connection means "still recovering" as long as
+    the postmaster runs; one that stopped (a recovery target it never reached, a
+    restore_command that fails) ends the bootstrap with its log."""
     while True:
         remaining = deadline - time.monotonic()
-        rows = await instance.sql("SELECT pg_is_in_recovery()", max(1.0, remaining), what)
+        if instance.postmaster() is None:
+            raise BootstrapError(
+                f"{what}: PostgreSQL stopped during the restored cluster's recovery (a "
+                "recovery target past the archived WAL, or a restore_command that fails?); "
+                f"its log {instance.layout.log_file} says why"
+            )
+        try:
+            rows = await instance.sql("SELECT pg_is_in_recovery()", max(1.0, remaining), what)
+        except PostgresError:
+            rows = [(True,)]
         if not rows[0][0]:
             return
         if remaining <= 0:
@@ -256,7 +274,7 @@ async def _wait_out_of_recovery(instance: Instance, deadline: float, what: str) 
                 f"{what}: PostgreSQL is still in recovery when the bootstrap's time ran out: "
                 "the recovery settings must end it (recovery_target_action: promote)"
             )
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
 
 
 async def run_custom(instance: Instance, method: CustomBootstrap, deadline: float) -> list[str]:
