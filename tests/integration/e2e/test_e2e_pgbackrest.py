@@ -8,7 +8,8 @@ with a pgBackRest repository in the test's temporary directory:
    and falls through to basebackup;
 2. a full backup is taken from the leader; a replica whose data directory was removed
    is then built by pgBackRest (and streams from the leader, its restore_command from
-   `postgresql.recovery_conf`);
+   `postgresql.recovery_conf`); then, with every agent stopped, it is built again from
+   the backup and the archive alone (`no_leader`), and follows once the others return;
 3. a new cluster is bootstrapped from that backup to a chosen point in time
    (`bootstrap.method`) and holds exactly the rows committed before it.
 """
@@ -72,6 +73,13 @@ def sql(node: LabNode, query: str) -> list[tuple[Any, ...]]:
         return cur.fetchall() if cur.description else []
 
 
+def _rows(node: LabNode) -> int | None:
+    try:
+        return int(sql(node, "SELECT count(*) FROM pitr")[0][0])
+    except psycopg.Error:
+        return None
+
+
 def agent_log(node: LabNode) -> str:
     return (node.base / "haagent.log").read_text()
 
@@ -99,6 +107,7 @@ def test_pgbackrest_replicas_and_point_in_time_bootstrap(
             pg["pgbackrest"] = {
                 "command": f"{PGBACKREST} --config={conf} --stanza={STANZA} restore --type=standby",
                 "no_params": True,
+                "no_leader": True,
             }
         else:  # the new cluster, restored to a point in time
             target = (workdir / "target-time").read_text()
@@ -167,6 +176,28 @@ def test_pgbackrest_replicas_and_point_in_time_bootstrap(
     )
     assert "archive-get" in settings["restore_command"]
     assert settings["recovery_target_time"] == ""  # pgBackRest's target does not outlive it
+
+    # 2b. No leader running: a replica built from the backup and the archive alone
+    # (no_leader); tagged nofailover so that it does not lead a cluster on its own.
+    for name in [*replicas, leader]:
+        lab.stop_agent(name)
+    lonely = lab.nodes[rebuilt]
+    shutil.rmtree(lonely.data_dir)
+    lonely.tags["nofailover"] = True
+    lab.write_configs()
+    lab.start_agent(rebuilt)
+    lab.wait_for(
+        lambda: agent_log(lonely).count("pgbackrest built the replica") == 2,
+        f"pgBackRest to build {rebuilt} with no leader",
+        90,
+    )
+    assert "(no_leader)" in agent_log(lonely)
+    # Rows 21-30 came from the archive, through postgresql.recovery_conf's restore_command.
+    lab.wait_for(lambda: _rows(lonely) == 30, f"{rebuilt} to replay the archive", 60)
+    assert sql(lonely, "SELECT pg_is_in_recovery()")[0][0] is True
+    for name in [leader, *replicas]:
+        lab.start_agent(name)
+    lab.wait_healthy(90)
 
     # 3. A new cluster from the backup, to the point in time: rows 1-20, not 21-30.
     pitr = lab_factory(names=("pitr1",), hosts=("127.0.0.11",), configure=configure)
