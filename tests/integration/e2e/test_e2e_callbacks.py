@@ -22,9 +22,10 @@ from haagent_lab.lab.cluster import LabCluster, LabNode
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RECORD = """#!/bin/sh
-# record.sh LOG EVENT ROLE SCOPE: one line per call
+# record.sh LOG EVENT ROLE SCOPE: one line per call; slow while a file `slow` exists
 log="$1"; shift
 echo "$*" >> "$log"
+if [ -e "$(dirname "$log")/slow" ]; then sleep 6; fi
 """
 GATE = """#!/bin/sh
 # gate.sh FLAG LOG: pre_promote that fails while FLAG exists
@@ -69,6 +70,21 @@ def wait_calls(lab: LabCluster, name: str, expected: list[str], timeout: float =
     )
 
 
+def log_lines(node: LabNode) -> list[str]:
+    return (node.base / "haagent.log").read_text().splitlines()
+
+
+def index_of(lines: list[str], text: str) -> int:
+    """The last line holding `text` (a callback line is logged when the callback ends)."""
+    found = [i for i, line in enumerate(lines) if text in line]
+    assert found, f"no line with {text!r}"
+    return found[-1]
+
+
+def finished(node: LabNode, event: str) -> bool:
+    return any(event in line and ": exit " in line for line in log_lines(node))
+
+
 def test_callbacks_and_pre_promote_on_three_nodes(
     lab_factory: Callable[..., LabCluster], workdir: Path
 ) -> None:
@@ -98,8 +114,9 @@ def test_callbacks_and_pre_promote_on_three_nodes(
     for name in replicas:
         wait_calls(lab, name, [f"on_start replica {scope}"])
 
-    # A switchover: the old primary stops as "demoted", then follows; the candidate's
-    # pre_promote runs (and passes), then its role changes.
+    # A switchover, every callback taking 6 s: the old primary stops as "demoted", then
+    # follows; the candidate's pre_promote runs (and passes), then its role changes.
+    (base / "slow").write_text("")
     candidate = replicas[0]
     code, text = request(
         lab.nodes[first], "POST", "/switchover", {"leader": first, "candidate": candidate}
@@ -109,6 +126,22 @@ def test_callbacks_and_pre_promote_on_three_nodes(
     assert lab.leader() == candidate
     wait_calls(lab, candidate, ["pre_promote", f"on_role_change primary {scope}"])
     wait_calls(lab, first, [f"on_stop demoted {scope}", f"on_role_change replica {scope}"])
+    # The slow callbacks held up neither the renewals nor the old primary's restart.
+    (base / "slow").unlink()
+    lab.wait_for(
+        lambda: finished(lab.nodes[first], f"on_role_change replica {scope}"),
+        f"{first}'s on_role_change to finish",
+        30,
+    )
+    new = log_lines(lab.nodes[candidate])
+    promoted = index_of(new, "promote: promoted")
+    called = index_of(new, f"on_role_change primary {scope} (leader_race): exit 0")
+    assert any("leader_renewed" in line for line in new[promoted:called]), new[promoted:]
+    old = log_lines(lab.nodes[first])
+    restarted = index_of(old, "started as a standby")
+    stopped = index_of(old, f"on_stop demoted {scope} (switchover_demoting): exit 0")
+    assert restarted < stopped, old
+    assert "waited" in old[index_of(old, f"on_role_change replica {scope}")]
 
     # pre_promote exiting non-zero: the named candidate takes the key, its script refuses,
     # it gives the key back and another member takes over.
