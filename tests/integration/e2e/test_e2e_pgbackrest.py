@@ -10,7 +10,10 @@ with a pgBackRest repository in the test's temporary directory:
    is then built by pgBackRest (and streams from the leader, its restore_command from
    `postgresql.recovery_conf`); then, with every agent stopped, it is built again from
    the backup and the archive alone (`no_leader`), and follows once the others return;
-3. a new cluster is bootstrapped from that backup to a chosen point in time
+3. a replica promoted by hand (in maintenance mode) writes on its own timeline until
+   its WAL from before the fork is recycled; haagent rewinds it with pg_rewind
+   --restore-target-wal, which fetches that WAL from the archive;
+4. a new cluster is bootstrapped from the backup to a chosen point in time
    (`bootstrap.method`) and holds exactly the rows committed before it.
 """
 
@@ -27,7 +30,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from haagent_lab.lab.cluster import LAB_PASSWORD, LabCluster, LabNode
+from haagent_lab.lab.cluster import LAB_PASSWORD, PG_BIN, LabCluster, LabNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -96,6 +99,8 @@ def test_pgbackrest_replicas_and_point_in_time_bootstrap(
         pg = config["postgresql"]
         if node.base.parent.name == "lab0":
             pg["parameters"].update(
+                wal_keep_size=0,  # a checkpoint recycles what it no longer needs (step 3)
+                min_wal_size="32MB",
                 archive_mode="on",
                 archive_command=f"{PGBACKREST} --config={conf} --stanza={STANZA} archive-push %p",
             )
@@ -199,7 +204,50 @@ def test_pgbackrest_replicas_and_point_in_time_bootstrap(
         lab.start_agent(name)
     lab.wait_healthy(90)
 
-    # 3. A new cluster from the backup, to the point in time: rows 1-20, not 21-30.
+    # 3. pg_rewind through restore_command: in maintenance mode a replica is promoted by
+    # hand and writes on its own timeline until its WAL from before the fork is recycled;
+    # once the pause ends, haagent rewinds it (fetching that WAL from the archive).
+    leader = lab.leader()
+    assert leader is not None
+    reply = lab.nodes[leader].call("PATCH", "/config", {"pause": True})
+    assert reply.ok, reply.text
+    lab.wait_for(
+        lambda: all(n.api("/patroni")[1].get("pause") for n in lab.nodes.values()),
+        "every member paused",
+        30,
+    )
+    rogue = lab.nodes[next(n for n in sorted(lab.nodes) if n != leader)]
+    # Its own timeline stays out of the shared archive (in a real split brain, the fence
+    # stops such a node): it would be "latest" for every replica's recovery.  pg_rewind
+    # replaces postgresql.auto.conf with the leader's, so this ends with the rewind.
+    sql(rogue, "ALTER SYSTEM SET archive_command = '/bin/true'")
+    sql(rogue, "SELECT pg_reload_conf()")
+    subprocess.run([str(PG_BIN / "pg_ctl"), "promote", "-w", "-D", str(rogue.data_dir)],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    newest = max((rogue.data_dir / "pg_wal").glob("*.history"))
+    history = newest.read_text()
+    fork = history.strip().splitlines()[-1].split()[1]
+    forked_segment = sql(lab.nodes[leader], f"SELECT pg_walfile_name('{fork}')")[0][0]
+    sql(rogue, "CREATE TABLE rogue (id int)")
+    for _ in range(4):
+        sql(rogue, "INSERT INTO rogue VALUES (1)")
+        sql(rogue, "SELECT pg_switch_wal()")
+        sql(rogue, "CHECKPOINT")
+    sql(lab.nodes[leader], "INSERT INTO pitr (id) VALUES (31)")
+    sql(lab.nodes[leader], "SELECT pg_switch_wal()")
+    assert not (rogue.data_dir / "pg_wal" / forked_segment).exists()
+    reply = lab.nodes[leader].call("PATCH", "/config", {"pause": False})
+    assert reply.ok, reply.text
+    lab.wait_for(
+        lambda: rogue.name in lab.streaming_replicas() and _rows(rogue) == 31,
+        f"{rogue.name} rewound, following {leader}",
+        90,
+    )
+    assert "rewound" in agent_log(rogue), "\n".join(agent_log(rogue).splitlines()[-40:])
+    assert sql(rogue, "SELECT to_regclass('rogue') IS NULL")[0][0] is True
+    lab.wait_healthy(60)
+
+    # 4. A new cluster from the backup, to the point in time: rows 1-20, not 21-30.
     pitr = lab_factory(names=("pitr1",), hosts=("127.0.0.11",), configure=configure)
     pitr.start(timeout=60)
     node = pitr.nodes["pitr1"]
