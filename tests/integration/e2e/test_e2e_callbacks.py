@@ -153,6 +153,9 @@ def test_callbacks_and_pre_promote_on_three_nodes(
     lab.wait_healthy(90)
     leader = lab.leader()
     assert leader is not None and leader != refusing, (leader, text)
+    # The node that took the free key over (a failover: no candidate left) was promoted
+    # with its pre_promote and on_role_change primary.
+    wait_calls(lab, leader, ["pre_promote", f"on_role_change primary {scope}"])
     assert calls(lab, refusing)[-1] != f"on_role_change primary {scope}"
     assert "pre_promote" in calls(lab, refusing)
     log_text = (lab.nodes[refusing].base / "haagent.log").read_text()

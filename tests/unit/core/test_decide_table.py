@@ -287,6 +287,11 @@ CASES: list[tuple[str, Snapshot, list[str], Code, Role]] = [
               history=(HistoryEntry(1, 900, "failover"),))),
      ["Demote", "DisarmFencing", "KeepaliveLease", "UpdateMember"], Code.TIMELINE_BEHIND,
      Role.DEMOTED),
+    ("free key: check_timeline keeps a replica behind the history's timeline out",
+     snapshot("node2", replica_pg(timeline=1), replace(no_leader_view,
+              history=(HistoryEntry(1, 900, "failover"),)), config=DynamicConfig(
+              check_timeline=True)),
+     ["KeepaliveLease", "UpdateMember"], Code.TIMELINE_BEHIND, Role.REPLICA),
     ("free key: stopped node starts read-only first", snapshot("node2", stopped_pg(),
      no_leader_view),
      ["StartPostgres", "KeepaliveLease", "UpdateMember"], Code.STARTING_REPLICA, Role.REPLICA),
