@@ -327,7 +327,7 @@ async def bootstrap(instance: Instance, timeout: float) -> list[str]:
     initdb, or the custom method of `bootstrap.method`."""
     deadline = time.monotonic() + timeout
     custom = instance.bootstrap_settings.custom
-    for tool in ("postgres", "pg_controldata", *(() if custom else ("initdb",))):
+    for tool in (*(() if custom else ("initdb",)), "postgres", "pg_controldata"):
         instance.layout.binary(tool)
     if custom is None:
         instance.bootstrap_hba = True
