@@ -1,8 +1,9 @@
 """End to end on three real nodes: the user's callbacks and pre_promote (issue 16).
 
 One lab serves every check in sequence (CI time): each node's callbacks are a real
-script that appends `EVENT ROLE SCOPE` (Patroni's arguments) to a file of its own, and
-its pre_promote a real script that fails while a flag file exists.
+script that appends `EVENT ROLE SCOPE` (Patroni's arguments) to a file of its own, its
+pre_promote a real script that fails while a flag file exists, its before_stop one
+that notes it ran.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ GATE = """#!/bin/sh
 echo "pre_promote" >> "$2"
 if [ -e "$1" ]; then echo "refused by $1"; exit 3; fi
 exit 0
+"""
+NOTE = """#!/bin/sh
+# note.sh LOG WORD: before_stop
+echo "$2" >> "$1"
 """
 CALLBACKS = ("on_start", "on_stop", "on_restart", "on_reload", "on_role_change")
 
@@ -93,6 +98,7 @@ def test_callbacks_and_pre_promote_on_three_nodes(
     os.chmod(scripts, 0o755)
     record = _script(scripts / "record.sh", RECORD)
     gate = _script(scripts / "gate.sh", GATE)
+    note = _script(scripts / "note.sh", NOTE)
     base = workdir / "lab0"
 
     def configure(node: LabNode, config: dict[str, Any]) -> None:
@@ -100,6 +106,7 @@ def test_callbacks_and_pre_promote_on_three_nodes(
         pg = config["postgresql"]
         pg["callbacks"] = {event: f"{record} {log}" for event in CALLBACKS}
         pg["pre_promote"] = f"{gate} {base / (node.name + '.refuse')} {log}"
+        pg["before_stop"] = f"{note} {log} before_stop"
         pg["callback_timeout"] = 20
 
     lab = lab_factory(configure=configure)
@@ -126,6 +133,7 @@ def test_callbacks_and_pre_promote_on_three_nodes(
     assert lab.leader() == candidate
     wait_calls(lab, candidate, ["pre_promote", f"on_role_change primary {scope}"])
     wait_calls(lab, first, [f"on_stop demoted {scope}", f"on_role_change replica {scope}"])
+    assert calls(lab, first)[-3] == "before_stop"  # run before the stop, bounded
     # The slow callbacks held up neither the renewals nor the old primary's restart.
     (base / "slow").unlink()
     lab.wait_for(
@@ -177,7 +185,7 @@ def test_callbacks_and_pre_promote_on_three_nodes(
 
     # A node stopped with its agent: on_stop with its role, run before the agent leaves.
     lab.stop_agent(replica)
-    assert calls(lab, replica)[-1] == f"on_stop replica {scope}"
+    assert calls(lab, replica)[-2:] == ["before_stop", f"on_stop replica {scope}"]
     # Every callback line logged with the reason code of the decision that fired it.
     log_text = (lab.nodes[leader].base / "haagent.log").read_text()
     assert "callback " in log_text and "on_role_change primary" in log_text
