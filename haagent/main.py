@@ -3,7 +3,9 @@
     haagent CONFIG_FILE                    run the agent (as the PostgreSQL OS user)
     haagent                                the same, configured by PATRONI_CONFIGURATION
                                            or the PATRONI_*/HAAGENT_* variables alone
-    haagent --validate-config CONFIG_FILE  check the file, exit 0 (valid) or 2 (not)
+    haagent --validate-config CONFIG_FILE  check the file, exit 0 (valid) or 2 (not); a
+                                           valid one's settings that behave differently
+                                           from Patroni's are listed after the verdict
     haagent --version
 
 Exit status: 0 success, 1 the agent failed, 2 bad usage or configuration, or the agent
@@ -28,6 +30,7 @@ from haagent.config import (
     is_agent_variable,
     load_settings_with_warnings,
 )
+from haagent.config.differences import differences
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -80,13 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def validate(path: Path | None) -> int:
     """`--validate-config`: the verdict on stdout, warnings and errors on stderr."""
     try:
-        _, warnings = load_settings_with_warnings(path)
+        settings, warnings = load_settings_with_warnings(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path or 'the environment'}: configuration is valid")
+    for difference in differences(settings):
+        print(f"differs from Patroni: {difference}")
     return EXIT_OK
 
 

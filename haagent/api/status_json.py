@@ -72,6 +72,8 @@ def node_status(status: PublishedStatus) -> dict[str, Any]:
     doc["pause"] = status.paused
     if status.watchdog_failed:
         doc["watchdog_failed"] = True
+    if status.pre_promote_failed:
+        doc["pre_promote_failed"] = True
     if status.dcs_last_seen is not None:
         doc["dcs_last_seen"] = int(status.dcs_last_seen)
     doc["tags"] = dict(status.tags)

@@ -29,6 +29,7 @@ from haagent.config.parse import (
     parse_mapping,
     parse_str_list,
 )
+from haagent.config.recovery import parse_replica_recovery
 from haagent.config.timing import MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, adjust_timings
 
 log = logging.getLogger("haagent.config")
@@ -238,11 +239,15 @@ def _postgresql(section: Section) -> DynamicPostgresql:
     pg_hba: tuple[str, ...] = ()
     if section.has("pg_hba"):
         pg_hba = parse_hba_lines(section.ctx, section.key("pg_hba"), section.get("pg_hba"))
+    recovery = section.get("recovery_conf")
     result = DynamicPostgresql(
         use_pg_rewind=section.get_bool("use_pg_rewind", False),
         use_slots=section.get_bool("use_slots", True),
         parameters=parameters,
         pg_hba=pg_hba,
+        recovery_conf={}
+        if recovery is MISSING
+        else parse_replica_recovery(section.ctx, section.key("recovery_conf"), recovery),
     )
     section.finish(_KEPT)
     return result
@@ -335,6 +340,9 @@ def dynamic_config_to_dict(config: DynamicConfig) -> dict[str, Any]:
     )
     if config.postgresql.pg_hba:
         postgresql["pg_hba"] = list(config.postgresql.pg_hba)
+    if config.postgresql.recovery_conf:
+        # As read (`raw`) when it was: keys haagent leaves out are the user's all the same.
+        postgresql.setdefault("recovery_conf", dict(config.postgresql.recovery_conf))
     result.update(
         ttl=config.ttl,
         loop_wait=config.loop_wait,

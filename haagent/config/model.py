@@ -110,6 +110,9 @@ class DynamicPostgresql:
     use_slots: bool = True
     parameters: Mapping[str, Any] = field(default_factory=dict)
     pg_hba: tuple[str, ...] = ()
+    # Recovery settings of every replica (restore_command, ...), unless the node's own
+    # `postgresql.recovery_conf` replaces them (as in Patroni, the local one wins whole).
+    recovery_conf: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,12 +185,64 @@ class DynamicConfig:
 
 
 @dataclass(frozen=True)
+class CustomBootstrap:
+    """`bootstrap.method: NAME` with its section `bootstrap.NAME`: a command that makes the
+    data directory (a restore from a backup, say) instead of initdb.
+
+    The command is run as `command [--scope=S --datadir=D] [--key=value ...]` (`no_params`
+    leaves out all but the command).  `recovery_conf` is written for the first start (a
+    point-in-time recovery: `recovery_target_time`, `recovery_target_action: promote`);
+    `keep_existing_recovery_conf` keeps what the command wrote instead (pgBackRest's
+    `restore --type=time` writes its own).
+    """
+
+    name: str
+    command: str
+    keep_existing_recovery_conf: bool = False
+    no_params: bool = False
+    recovery_conf: Mapping[str, str] | None = None
+    # The section's other keys, as written, passed as `--key=value`.
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class BootstrapSettings:
     dcs: DynamicConfig = DynamicConfig()
     # Each entry is a switch (`data-checksums`) or an option with a value (`("encoding", "UTF8")`).
     initdb: tuple[str | tuple[str, str], ...] = ()
     pg_hba: tuple[str, ...] = ()
     post_bootstrap: str | None = None
+    # `bootstrap.method` other than initdb; None: initdb.
+    custom: CustomBootstrap | None = None
+
+
+BASEBACKUP = "basebackup"
+
+
+@dataclass(frozen=True)
+class ReplicaMethod:
+    """One of `postgresql.create_replica_methods`, with its section `postgresql.NAME`.
+
+    `basebackup` is haagent's own pg_basebackup (its options are `postgresql.basebackup`).
+    Any other method runs `command` (by default the method's name) as
+    `command --scope=S --role=replica --datadir=D --connstring=C [--key=value ...]`, its
+    own keys first, as Patroni does; `no_params` passes none of them.  `no_leader`: it
+    can build a replica with no member to copy from (from a backup); `keep_data`: it may
+    run on a data directory that is not empty (pgBackRest's `--delta` restore).
+    """
+
+    name: str
+    command: str = ""
+    keep_data: bool = False
+    no_leader: bool = False
+    no_params: bool = False
+    # The section's keys but `command`, as written (`keep_data`... included, as Patroni
+    # passes them), each rendered as Patroni renders it (`True`, `1`, `100M`).
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_basebackup(self) -> bool:
+        return self.name == BASEBACKUP
 
 
 @dataclass(frozen=True)
@@ -210,12 +265,27 @@ class PostgresqlSettings:
     pg_hba: tuple[str, ...] = ()
     pg_ctl_timeout: int = 60
     use_unix_socket: bool = False
-    create_replica_methods: tuple[str, ...] = ("basebackup",)
+    # In order; the first that works builds the replica (Patroni's `create_replica_methods`).
+    create_replica_methods: tuple[ReplicaMethod, ...] = (ReplicaMethod(BASEBACKUP),)
     # pg_basebackup options: switches and {option: value} pairs, like bootstrap.initdb.
     basebackup: tuple[str | tuple[str, str], ...] = ()
+    # Recovery settings of a replica (restore_command, recovery_min_apply_delay, ...);
+    # None: the dynamic config's `postgresql.recovery_conf`.
+    recovery_conf: Mapping[str, str] | None = None
     callbacks: Mapping[str, str] = field(default_factory=dict)
+    # Run after the leader key is taken and before promoting; a non-zero exit cancels the
+    # promotion.  Run before every stop of a running PostgreSQL that can wait for it.
+    pre_promote: str | None = None
+    before_stop: str | None = None
+    # haagent only: how long a callback, pre_promote or before_stop may run (seconds).
+    callback_timeout: int = 60
     remove_data_directory_on_rewind_failure: bool = False
     remove_data_directory_on_diverged_timelines: bool = False
+
+    @property
+    def no_leader_methods(self) -> bool:
+        """Some replica method can build a replica with no member to copy from."""
+        return any(m.no_leader and not m.is_basebackup for m in self.create_replica_methods)
 
     @property
     def effective_config_dir(self) -> Path:

@@ -8,20 +8,28 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from haagent.config.model import Credentials, PostgresqlAuthentication, PostgresqlSettings
+from haagent.config.model import (
+    BASEBACKUP,
+    Credentials,
+    PostgresqlAuthentication,
+    PostgresqlSettings,
+    ReplicaMethod,
+)
 from haagent.config.parse import (
     MISSING,
     Context,
     Section,
     check_parameter_text,
     describe,
+    parse_bool,
     parse_hba_lines,
     parse_mapping,
     parse_options,
     parse_str,
     parse_str_list,
 )
-from haagent.config.sections import credentials, listen_and_connect
+from haagent.config.recovery import parse_replica_recovery
+from haagent.config.sections import credentials, listen_and_connect, script_options
 
 DEFAULT_BIN_DIR = PostgresqlSettings(data_dir=Path("/")).bin_dir
 # The libpq connection keys Patroni accepts in postgresql.authentication.<user>.
@@ -37,7 +45,16 @@ LIBPQ_CHOICES = {
 }
 LIBPQ_FILES = ("sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir")
 CALLBACKS = ("on_start", "on_stop", "on_restart", "on_reload", "on_role_change")
-REPLICA_METHODS = ("basebackup",)
+# The section's keys haagent reads; a replica method may not take one of these names.
+SETTINGS = (
+    "listen", "connect_address", "data_dir", "bin_dir", "config_dir", "pgpass",
+    "authentication", "parameters", "pg_hba", "pg_ctl_timeout", "use_unix_socket",
+    "create_replica_methods", "basebackup", "recovery_conf", "callbacks", "pre_promote",
+    "before_stop", "callback_timeout", "remove_data_directory_on_rewind_failure",
+    "remove_data_directory_on_diverged_timelines",
+)  # fmt: skip
+# Keys of a replica method's section that haagent reads; the others go to its command.
+METHOD_SWITCHES = ("keep_data", "no_leader", "no_params")
 
 
 def parse_postgresql(section: Section) -> PostgresqlSettings:
@@ -52,6 +69,7 @@ def parse_postgresql(section: Section) -> PostgresqlSettings:
     basebackup = section.get("basebackup")
     parameters = section.get("parameters")
     pg_hba = section.get("pg_hba")
+    recovery_conf = section.get("recovery_conf")
     result = PostgresqlSettings(
         data_dir=data_dir,
         listen=listen,
@@ -68,7 +86,15 @@ def parse_postgresql(section: Section) -> PostgresqlSettings:
         basebackup=()
         if basebackup is MISSING
         else parse_options(ctx, section.key("basebackup"), basebackup, allow_mapping=True),
+        recovery_conf=None
+        if recovery_conf is MISSING
+        else parse_replica_recovery(ctx, section.key("recovery_conf"), recovery_conf),
         callbacks=_callbacks(section.section("callbacks")),
+        pre_promote=_command(section, "pre_promote"),
+        before_stop=_command(section, "before_stop"),
+        callback_timeout=section.get_seconds(
+            "callback_timeout", defaults.callback_timeout, minimum=1
+        ),
         remove_data_directory_on_rewind_failure=section.get_bool(
             "remove_data_directory_on_rewind_failure", False
         ),
@@ -160,22 +186,77 @@ def _parameters(ctx: Context, key: str, value: object) -> dict[str, object]:
     return parameters
 
 
-def _replica_methods(section: Section) -> tuple[str, ...]:
+def _replica_methods(section: Section) -> tuple[ReplicaMethod, ...]:
+    """`create_replica_methods` in order, each with its section `postgresql.<method>`
+    (as Patroni: a method without a section runs the command of its name)."""
+    ctx = section.ctx
     key = section.key("create_replica_methods")
     value = section.get("create_replica_methods")
     if value is MISSING:
-        return REPLICA_METHODS
-    methods = parse_str_list(section.ctx, key, value, what="replica creation methods")
-    if "basebackup" not in methods:
-        raise section.ctx.error(
-            key,
-            f"{', '.join(methods) or 'the empty list'} has no basebackup",
-            "basebackup in the list (the only method haagent supports yet)",
-        )
-    others = [m for m in methods if m not in REPLICA_METHODS]
-    if others:
-        section.ctx.warn(key, f"{', '.join(others)}: not supported yet, skipped")
-    return methods
+        return (ReplicaMethod(BASEBACKUP),)
+    names = parse_str_list(ctx, key, value, what="replica creation methods")
+    if not names:
+        ctx.warn(key, "is empty: basebackup is used (as Patroni does)")
+        return (ReplicaMethod(BASEBACKUP),)
+    methods: list[ReplicaMethod] = []
+    for i, name in enumerate(names):
+        item_key = f"{key}[{i}]"
+        if not name.strip() or has_space(name):
+            raise ctx.error(item_key, f"{name!r} is not a method name", "a name like pgbackrest")
+        if name in (m.name for m in methods):
+            raise ctx.error(item_key, f"{name} is listed twice", "each method once")
+        if name == BASEBACKUP:
+            methods.append(ReplicaMethod(BASEBACKUP))
+            continue
+        if name in SETTINGS:
+            raise ctx.error(
+                item_key,
+                f"{name!r} is the name of a postgresql setting, so it cannot name a method's "
+                "section",
+                "another name for the method",
+            )
+        methods.append(_replica_method(section, name))
+    return tuple(methods)
+
+
+def has_space(text: str) -> bool:
+    return any(c.isspace() for c in text)
+
+
+def _replica_method(section: Section, name: str) -> ReplicaMethod:
+    ctx = section.ctx
+    key = section.key(name)
+    data = parse_mapping(
+        ctx, key, section.get(name) if section.has(name) else None,
+        what="a mapping: command, keep_data, no_leader, no_params and the command's own keys",
+    )  # fmt: skip
+    section.ignore(name)
+    switches = {
+        switch: parse_bool(ctx, f"{key}.{switch}", data[switch]) if switch in data else False
+        for switch in METHOD_SWITCHES
+    }
+    command = name
+    if "command" in data:
+        command = parse_str(ctx, f"{key}.command", data["command"], what="a command")
+        if not command.strip():
+            raise ctx.error(f"{key}.command", "is empty", "the command that builds the replica")
+    options = script_options(ctx, key, {k: v for k, v in data.items() if k != "command"})
+    return ReplicaMethod(
+        name=name,
+        command=command,
+        keep_data=switches["keep_data"],
+        no_leader=switches["no_leader"],
+        no_params=switches["no_params"],
+        options=options,
+    )
+
+
+def _command(section: Section, name: str) -> str | None:
+    """A script setting (`pre_promote`, `before_stop`): a command line, or None."""
+    text = section.get_str(name, None)
+    if text is None or not text.strip():
+        return None
+    return text
 
 
 def _callbacks(section: Section) -> dict[str, str]:

@@ -12,6 +12,7 @@ from haagent.config.model import (
     BootstrapSettings,
     Credentials,
     CtlSettings,
+    CustomBootstrap,
     Etcd3Settings,
     ListenAddress,
     LogSettings,
@@ -28,15 +29,19 @@ from haagent.config.parse import (
     check_json,
     describe,
     existing_file,
+    has_control_characters,
     is_hostname,
     is_wildcard,
     parse_address,
+    parse_bool,
     parse_hba_lines,
     parse_listen,
+    parse_mapping,
     parse_options,
     parse_str,
     parse_str_list,
 )
+from haagent.config.recovery import parse_bootstrap_recovery
 from haagent.plugins import TESTING_DRIVER, watchdog_drivers
 
 ETCD_DEFAULT_PORT = 2379
@@ -273,14 +278,81 @@ def _etcd_hosts(section: Section, schemes: set[str]) -> tuple[Address, ...]:
     return tuple(result)
 
 
-def parse_bootstrap(section: Section) -> BootstrapSettings:
+def script_options(ctx: Context, key: str, data: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A script's own keys (a replica method's, a custom bootstrap's), each passed as
+    `--key=value` and rendered as Patroni renders it: `True`/`False`, numbers as written."""
+    options: list[tuple[str, str]] = []
+    for name, value in data.items():
+        item_key = f"{key}.{name}"
+        if not name or any(c.isspace() or c == "=" for c in name):
+            raise ctx.error(item_key, f"{name!r} is not an option name", "a name without spaces")
+        if isinstance(value, Mapping | list | tuple) or value is None:
+            raise ctx.error(item_key, f"{describe(value)} is not a value", "text, a number or true")
+        text = str(value)
+        if has_control_characters(text):
+            raise ctx.error(item_key, f"{text!r} contains control characters", "one line")
+        options.append((name, text))
+    return tuple(options)
+
+
+# The keys of a custom bootstrap method's section that haagent reads; the others go to
+# its command as --key=value.  `scope` and `datadir` are the ones haagent passes.
+CUSTOM_BOOTSTRAP_KEYS = ("command", "keep_existing_recovery_conf", "no_params", "recovery_conf")
+
+
+def _custom_bootstrap(section: Section, method: str) -> CustomBootstrap:
+    """`bootstrap.<method>`: the command that makes the data directory, and its recovery."""
     ctx = section.ctx
-    if section.has("method") and section.get_str("method", None) != "initdb":
+    key = section.key(method)
+    if method in ("dcs", "initdb", "pg_hba", "post_bootstrap", "post_init", "users", "method"):
         raise ctx.error(
             section.key("method"),
-            "custom bootstrap methods are not supported yet",
-            "no method (haagent bootstraps with initdb)",
+            f"{method!r} is the name of a bootstrap setting, so it cannot name the method's "
+            "section",
+            "initdb, or the name of a section bootstrap.<name> with a command",
         )
+    if not section.has(method):
+        raise ctx.error(
+            key,
+            f"is missing while bootstrap.method is {method}",
+            f"a section bootstrap.{method} with the command that makes the data directory",
+        )
+    data = parse_mapping(ctx, key, section.get(method), what="a mapping with a command")
+    if not isinstance(data.get("command"), str) or not data["command"].strip():
+        raise ctx.error(
+            f"{key}.command",
+            "is missing or empty"
+            if "command" not in data
+            else f"{describe(data['command'])} is not a command",
+            "the command that makes the data directory (a restore from a backup, say)",
+        )
+    keep = parse_bool(ctx, f"{key}.keep_existing_recovery_conf",
+                      data.get("keep_existing_recovery_conf", False))  # fmt: skip
+    recovery = None
+    if data.get("recovery_conf") is not None:
+        if keep:
+            raise ctx.error(
+                f"{key}.recovery_conf",
+                "is set while keep_existing_recovery_conf is true",
+                "one of them: haagent's recovery settings, or those the command wrote",
+            )
+        recovery = parse_bootstrap_recovery(ctx, f"{key}.recovery_conf", data["recovery_conf"])
+    own = {k: v for k, v in data.items() if k not in CUSTOM_BOOTSTRAP_KEYS}
+    return CustomBootstrap(
+        name=method,
+        command=data["command"],
+        keep_existing_recovery_conf=keep,
+        no_params=parse_bool(ctx, f"{key}.no_params", data.get("no_params", False)),
+        recovery_conf=recovery,
+        options=script_options(ctx, key, own),
+    )
+
+
+def parse_bootstrap(section: Section) -> BootstrapSettings:
+    ctx = section.ctx
+    method = section.get_str("method", None) or "initdb"
+    custom = None if method == "initdb" else _custom_bootstrap(section, method)
+    section.ignore(method)
     if section.has("users"):
         section.ignore("users")
         ctx.warn(
@@ -290,6 +362,8 @@ def parse_bootstrap(section: Section) -> BootstrapSettings:
     dcs = parse_dynamic(ctx, section.key("dcs"), section.data.get("dcs"))
     section.ignore("dcs")
     initdb = section.get("initdb")
+    if custom is not None and initdb is not MISSING:
+        ctx.warn(section.key("initdb"), f"not used: bootstrap.method is {method}, not initdb")
     pg_hba = section.get("pg_hba")
     post = section.get_str("post_bootstrap", None)
     if post is None:
@@ -300,6 +374,7 @@ def parse_bootstrap(section: Section) -> BootstrapSettings:
         initdb=() if initdb is MISSING else parse_options(ctx, section.key("initdb"), initdb),
         pg_hba=() if pg_hba is MISSING else parse_hba_lines(ctx, section.key("pg_hba"), pg_hba),
         post_bootstrap=post,
+        custom=custom,
     )
     section.finish()
     return result

@@ -7,6 +7,9 @@ Ordering contract (the executor relies on it, `decide` guarantees it):
   keeper after each successful renewal of the leader key, and by nothing else;
 - `TakeLeaderKey` or `RenewLeaderKey`, then `ArmFencing`, before `Promote` or
   `StartPostgres("primary")`: PostgreSQL never runs as a primary unfenced;
+- a promotion is `TakeLeaderKey`/`RenewLeaderKey`, `ArmFencing`, the `sync` key (in
+  synchronous mode), `PrePromote`, `Promote`: the user's pre_promote script runs once
+  the node is fenced and named, and its failure stops the promotion;
 - a primary stops accepting writes (`Demote`, `StopPostgres`) before `ReleaseLeaderKey`,
   and `DisarmFencing` only once PostgreSQL is not a primary (the executor checks it;
   maintenance mode excepted, where nothing is fenced);
@@ -91,9 +94,13 @@ class StopRenewing:
 
 @dataclass(frozen=True)
 class CreateReplica:
-    """Clone the data directory from `source` (a member name) with pg_basebackup."""
+    """Build the data directory with `create_replica_methods`, in order, from `source` (a
+    member name), or with no source (None: the methods that need no leader, `no_leader`).
 
-    source: str
+    `basebackup_only`: pg_basebackup alone (a reinitialize asked to copy from the leader)."""
+
+    source: str | None
+    basebackup_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,11 @@ class RestartPostgres:
     role: Literal["primary", "replica"]
     leader: str | None = None
     rewind_from: str | None = None
+
+
+@dataclass(frozen=True)
+class PrePromote:
+    """Run `postgresql.pre_promote` (when set): a non-zero exit cancels the promotion."""
 
 
 @dataclass(frozen=True)
@@ -251,6 +263,7 @@ Action = (
     | StartPostgres
     | StopPostgres
     | RestartPostgres
+    | PrePromote
     | Promote
     | Demote
     | Follow

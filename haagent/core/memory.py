@@ -66,6 +66,8 @@ class Memory:
     # this node first saw it in force), and the standbys (lower case) seen flushed past it.
     sync_epoch: tuple[str, int] | None = None
     sync_caught: frozenset[str] = frozenset()
+    # When and why the pre_promote script last cancelled a promotion.
+    pre_promote_failed: tuple[float, str] | None = None
 
     def facts(
         self,
@@ -78,6 +80,7 @@ class Memory:
     ) -> LocalFacts:
         """What a decision sees; the leader key's lease is the lease keeper's."""
         heard = self.failsafe_heard_at
+        failed = self.pre_promote_failed
         return LocalFacts(
             failsafe_leader_seen=heard is not None and now - heard <= ttl,
             role=self.role,
@@ -98,6 +101,7 @@ class Memory:
             sync_caught=self.sync_caught,
             slots_retained=tuple(sorted(self.slot_last_seen)),
             slot_copy_failed_at=self.slot_copy_failed_at,
+            pre_promote_failure=failed[1] if failed and now - failed[0] < ttl else None,
         )
 
 

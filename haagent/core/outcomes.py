@@ -24,6 +24,7 @@ from haagent.core.actions import (
     CreateReplica,
     Demote,
     Follow,
+    PrePromote,
     Promote,
     RaceInitialize,
     RemoveDataDirectory,
@@ -94,6 +95,8 @@ def after(memory: Memory, action: Action, outcome: ActionOutcome, now: float) ->
             return replace(memory, manual=None, following=following)  # carried out
         case RemoveDataDirectory():
             return replace(memory, manual=None)  # the request is carried out
+        case PrePromote():
+            return replace(memory, pre_promote_failed=None)
         case Promote():
             return replace(memory, following=None)
         case Demote(leader=leader):
@@ -121,4 +124,8 @@ def _after_failure(memory: Memory, action: Action, failed: Failed, now: float) -
             return replace(memory, rewind_failed=failed.why)
         case CopyLogicalSlots():
             return replace(memory, slot_copy_failed_at=now)  # not tried again for a while
+        case PrePromote():
+            # Whatever went wrong (a non-zero exit, a timeout, a script that cannot run),
+            # the promotion is cancelled: the key goes to another member.
+            return replace(memory, pre_promote_failed=(now, failed.why))
     return memory

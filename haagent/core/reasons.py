@@ -26,6 +26,7 @@ class Code(StrEnum):
     PRIMARY_START_TIMEOUT = "primary_start_timeout"
     PRIMARY_START_FAILED = "primary_start_failed"
     PROMOTING = "promoting"
+    PRE_PROMOTE_FAILED = "pre_promote_failed"
     SWITCHOVER_DEMOTING = "switchover_demoting"
     SWITCHOVER_SCHEDULED = "switchover_scheduled"
     SWITCHOVER_CANDIDATE_UNFIT = "switchover_candidate_unfit"

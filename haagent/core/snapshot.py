@@ -79,6 +79,9 @@ class LocalFacts:
     slots_retained: tuple[str, ...] = ()
     # When the last copy of logical slots from the leader failed (a copy restarts PostgreSQL).
     slot_copy_failed_at: float | None = None
+    # Why this node's pre_promote script cancelled its promotion less than ttl ago (it
+    # gives the key back and keeps out of the race for that long, as Patroni does).
+    pre_promote_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,9 @@ class Snapshot:
     watchdog_reason: str | None = None
     peers: Mapping[str, PeerPosition] | None = None
     dcs_error: str | None = None
+    # A `create_replica_methods` method can build this node with no member to copy
+    # from (`no_leader`: from a backup).
+    clone_without_leader: bool = False
 
     @property
     def holds_key(self) -> bool:

@@ -20,16 +20,19 @@ from typing import Any
 from haagent.config import dynamic_config_to_dict
 from haagent.config.model import DynamicConfig
 from haagent.core import actions as a
+from haagent.core.callbacks import WATCHED_ACTIONS, callbacks_after
 from haagent.core.outcomes import ActionOutcome, Done, Failed, Failure, PeersAnswered
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.core.topology import REMOTE
 from haagent.dcs.errors import DCSError, DCSUnavailable
 from haagent.dcs.model import HistoryEntry, Member, bounded_history
 from haagent.dcs.protocol import DCS
+from haagent.engine.callbacks import CallbackQueue
 from haagent.engine.clock import Clocks
 from haagent.engine.configuration import Configuration
 from haagent.engine.fatal import AgentStop, bootstrap_stop_message
 from haagent.engine.fencing import Fencing
+from haagent.engine.hooks import run_hook
 from haagent.engine.lease import LeaseKeeper, RenewFailed
 from haagent.engine.member import member_data
 from haagent.engine.memory import MemoryKeeper
@@ -41,7 +44,7 @@ from haagent.postgres.errors import (
     StartError,
     StartTimeout,
 )
-from haagent.postgres.model import Upstream
+from haagent.postgres.model import PostgresStatus, Upstream
 
 log = logging.getLogger("haagent.engine")
 
@@ -138,6 +141,7 @@ class Executor:
         *,
         clocks: Clocks,
         version: str = "",
+        callbacks: CallbackQueue | None = None,
     ) -> None:
         self.configuration = config
         self.dcs = dcs
@@ -149,6 +153,8 @@ class Executor:
         self.clock = clocks.monotonic
         self.wall = clocks.wall
         self.version = version
+        settings = config.settings
+        self.callbacks = callbacks or CallbackQueue({}, settings.scope, 1.0, clock=clocks.monotonic)
         self._role = memory.value.role
         self._etcd_answered = False
         self._handlers: dict[type, Handler] = {
@@ -168,6 +174,7 @@ class Executor:
             a.StartPostgres: self._start,
             a.StopPostgres: self._stop,
             a.RestartPostgres: self._restart,
+            a.PrePromote: self._pre_promote,
             a.Promote: self._promote,
             a.Demote: self._demote,
             a.Follow: self._follow,
@@ -197,13 +204,24 @@ class Executor:
         self._role = decision.role
         for action in decision.actions:
             self.keeper.alive()
+            before = await self._before_callbacks(action)
             outcome = await self._run(action, snapshot)
             self.memory.record(action, outcome)
             if isinstance(outcome, Failed):
                 failure = ActionFailed(action, outcome.why)
                 return Outcome(tuple(done), failure, self.clock() - started)
+            if before is not None:
+                events = callbacks_after(action, before, decision.role, self.callbacks.last_role)
+                self.callbacks.fire_all(events, str(decision.reason.code))
             done.append(action)
         return Outcome(tuple(done), None, self.clock() - started)
+
+    async def _before_callbacks(self, action: a.Action) -> PostgresStatus | None:
+        """PostgreSQL just before an action that may fire callbacks (only when some are
+        configured): what it was decides which ones (`core.callbacks`)."""
+        if not self.callbacks.enabled or not isinstance(action, WATCHED_ACTIONS):
+            return None
+        return await self.pg.status()
 
     async def _run(self, action: a.Action, s: Snapshot) -> ActionOutcome:
         """One action's outcome; what it raised becomes a `Failed` of its kind."""
@@ -349,8 +367,9 @@ class Executor:
 
     async def _create_replica(self, action: a.CreateReplica, s: Snapshot) -> None:
         upstream = self._upstream(s, action.source, action)
-        assert upstream is not None
-        await self.pg.create_replica([upstream])
+        await self.pg.create_replica(
+            [upstream] if upstream is not None else [], basebackup_only=action.basebackup_only
+        )
 
     async def _start(self, action: a.StartPostgres, s: Snapshot) -> None:
         upstream = self._upstream(s, action.leader, action, action.rewind_from)
@@ -358,27 +377,58 @@ class Executor:
             await self._disarm_if_stopped()
         await self.pg.start(action.role, upstream)
 
-    def _stop_timeout(self) -> float | None:
+    def _stop_timeout(self, primary: bool = False) -> float | None:
         """How long a fast shutdown may take before the immediate one: while we hold a lease
-        that the keeper renews, the usual pg_ctl_timeout; otherwise until the lease can expire."""
+        that the keeper renews, the usual pg_ctl_timeout (in synchronous mode, a primary's
+        `primary_stop_timeout` when set, as in Patroni); otherwise until the lease can
+        expire."""
+        config = self.config
+        bound: float | None = None
+        if primary and config.synchronous_mode and config.primary_stop_timeout > 0:
+            bound = float(config.primary_stop_timeout)
         expires = self.keeper.expires
         if self.keeper.keeping or expires is None:
-            return None
-        return max(1.0, expires - self.clock())
+            return bound
+        until_expiry = max(1.0, expires - self.clock())
+        return until_expiry if bound is None else min(bound, until_expiry)
+
+    async def _before_stop(self, what: str) -> None:
+        """`postgresql.before_stop`, when set and PostgreSQL runs (bounded; its exit status
+        does not stop the stop)."""
+        command = self.configuration.settings.postgresql.before_stop
+        if command and (await self.pg.status()).running:
+            await run_hook(f"postgresql.before_stop ({what})", command, self._hook_timeout)
+
+    @property
+    def _hook_timeout(self) -> float:
+        return float(self.configuration.settings.postgresql.callback_timeout)
 
     async def _stop(self, action: a.StopPostgres, s: Snapshot) -> None:
-        await self.pg.stop(action.mode, self._stop_timeout())
+        await self._before_stop(f"stop {action.mode}")
+        primary = s.is_running_primary
+        await self.pg.stop(action.mode, self._stop_timeout(primary))
 
     async def _restart(self, action: a.RestartPostgres, s: Snapshot) -> None:
+        await self._before_stop("restart")
         upstream = self._upstream(s, action.leader, action, action.rewind_from)
         await self.pg.restart(action.role, upstream)
+
+    async def _pre_promote(self, action: a.PrePromote, s: Snapshot) -> None:
+        command = self.configuration.settings.postgresql.pre_promote
+        if not command:
+            return
+        problem = await run_hook("postgresql.pre_promote", command, self._hook_timeout)
+        if problem is not None:
+            raise ActionFailed(action, f"pre_promote {problem}")
 
     async def _promote(self, action: a.Promote, s: Snapshot) -> None:
         await self.pg.promote()
 
     async def _demote(self, action: a.Demote, s: Snapshot) -> None:
         upstream = self._upstream(s, action.leader, action, action.rewind_from)
-        await self.pg.stop(action.mode, self._stop_timeout())
+        if self.configuration.settings.postgresql.before_stop:
+            log.info("postgresql.before_stop skipped: this demotion stops writes at once")
+        await self.pg.stop(action.mode, self._stop_timeout(s.is_running_primary))
         await self._disarm_if_stopped()  # stopped: not a primary, and must start as a replica
         await self.pg.demote(action.mode, upstream, self._stop_timeout())
 

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from haagent.config.model import DynamicConfig, Settings
 from haagent.core import Snapshot, decide
+from haagent.core.callbacks import CallbackEvent, callback_role
 from haagent.core.events import CycleFacts, decision_events, outcome_events
 from haagent.core.memory import Memory, Observation
 from haagent.core.reasons import Code
@@ -28,6 +29,7 @@ from haagent.core.roles import Role, allowed, role_shown
 from haagent.core.snapshot import Decision, ManualRequest
 from haagent.dcs.errors import DCSError
 from haagent.dcs.protocol import DCS
+from haagent.engine.callbacks import CallbackQueue
 from haagent.engine.clock import Clocks
 from haagent.engine.configuration import Configuration
 from haagent.engine.executor import Executor, Outcome
@@ -74,6 +76,15 @@ class HaLoop:
         self.on_refused_role_change = on_refused_role_change
         self.memory = MemoryKeeper(clocks)
         self.peers = peers
+        pg_settings = config.settings.postgresql
+        self.callbacks = CallbackQueue(
+            pg_settings.callbacks,
+            config.settings.scope,
+            float(pg_settings.callback_timeout),
+            clock=clocks.monotonic,
+        )
+        self._acting: str | None = None  # the reason code of the decision being carried out
+        pg.add_reload_listener(self._postgres_reloaded)
         self.wake = asyncio.Event()
         self.fencing = Fencing(
             watchdog,
@@ -103,6 +114,7 @@ class HaLoop:
             self.memory,
             clocks=clocks,
             version=version,
+            callbacks=self.callbacks,
         )
         self.history = EventHistory(dcs, config.settings.name, lambda: clocks.wall().timestamp())
         self._history_task: asyncio.Task[None] | None = None
@@ -189,10 +201,29 @@ class HaLoop:
             pending_restart=pg.pending_restart,
             watchdog=self.fencing.describe(),
             watchdog_failed=not self.fencing.can_be_leader()[0],
+            pre_promote_failed=self._pre_promote_backoff(),
             api_url=self.settings.restapi.api_url,
             conn_url=self.settings.postgresql.conn_url,
             version=self.version,
         )
+
+    def _pre_promote_backoff(self) -> bool:
+        """pre_promote cancelled this node's promotion less than ttl ago."""
+        failed = self.state.pre_promote_failed
+        return failed is not None and self.clock() - failed[0] < self.config.ttl
+
+    # --- callbacks
+
+    def _postgres_reloaded(self) -> None:
+        """PostgreSQL re-read its configuration: `on_reload`, as Patroni runs it."""
+        role = callback_role(self._status.postgres)
+        self.callbacks.fire(CallbackEvent("on_reload", role), self._acting or "config_changed")
+
+    def _announce_running(self, pg: PostgresStatus) -> None:
+        """A PostgreSQL found running that no callback announced yet (the agent adopted it
+        at start): `on_start` with its role, as Patroni does."""
+        if self.callbacks.enabled and not self.callbacks.announced and pg.running and pg.accepting:
+            self.callbacks.fire(CallbackEvent("on_start", callback_role(pg)), "adopted")
 
     # --- configuration
 
@@ -255,6 +286,7 @@ class HaLoop:
             watchdog_reason=why,
             peers=memory.peers,
             dcs_error=memory.dcs_error,
+            clone_without_leader=self.settings.postgresql.no_leader_methods,
         )
 
     async def _confirm_failsafe(self) -> bool:
@@ -279,11 +311,16 @@ class HaLoop:
         if decision.role not in (Role.PRIMARY, Role.STANDBY_LEADER):
             # Say "not primary" before the first action that stops writes.
             self._publish(snapshot.postgres, decision.role, False, decision)
-        outcome = await self.executor.run(decision, snapshot)
+        self._acting = str(decision.reason.code)
+        try:
+            outcome = await self.executor.run(decision, snapshot)
+        finally:
+            self._acting = None
         self.memory.concluded(decision, failed=outcome.failure is not None)
         if outcome.failure is not None:
             log.warning("%s: %s", decision.reason.code, outcome.failure)
         pg = await self.pg.status()
+        self._announce_running(pg)
         view = self.dcs.view()
         holds = view.leader is not None and view.leader.name == self.settings.name
         role = role_shown(self.state.role, holds, pg)
@@ -364,7 +401,9 @@ class HaLoop:
 
     async def close(self) -> None:
         """Stop the lease keeper (after `shutdown()`): nothing renews the key any more.
-        The event history gets up to HISTORY_DRAIN seconds to write what is queued."""
+        The event history gets up to HISTORY_DRAIN seconds to write what is queued; the
+        callbacks still queued (a shutdown's on_stop) run within
+        `postgresql.callback_timeout`."""
         task, self._keeper_task = self._keeper_task, None
         if task is not None:
             task.cancel()
@@ -376,6 +415,7 @@ class HaLoop:
             history.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await history
+        await self.callbacks.close(self.callbacks.timeout)
 
     async def run(self) -> None:
         self.start_keeper()

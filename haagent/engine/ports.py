@@ -10,7 +10,7 @@ implementations do not import the engine: the types they share live beside them
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, Protocol
 
 from haagent.config.model import DynamicConfig
@@ -42,8 +42,16 @@ class PostgresControl(Protocol):
         """initdb, start, roles, post_bootstrap; leaves it running.  The system identifier."""
         ...
 
-    async def create_replica(self, sources: Sequence[Upstream]) -> Upstream:
-        """Clone from the first of `sources` that works; the one it cloned."""
+    async def create_replica(
+        self, sources: Sequence[Upstream], basebackup_only: bool = False
+    ) -> Upstream | None:
+        """Build the data directory with `postgresql.create_replica_methods` in order, from
+        the first of `sources` that works (none: only the methods that need no leader);
+        the source used (None: built without one).  `basebackup_only`: pg_basebackup alone."""
+        ...
+
+    def add_reload_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each reload of PostgreSQL's configuration (on_reload)."""
         ...
 
     async def start(

@@ -51,6 +51,8 @@ class PublishedStatus:
     watchdog: str = "off"
     # watchdog mode is required and the watchdog is unusable: this node may not lead.
     watchdog_failed: bool = False
+    # pre_promote cancelled this node's promotion less than ttl ago: it does not race.
+    pre_promote_failed: bool = False
     api_url: str = ""
     conn_url: str = ""
     version: str = ""

@@ -1,4 +1,12 @@
-"""Bootstrapping a new cluster: initdb, haagent's config, roles, post_bootstrap.
+"""Bootstrapping a new cluster: initdb (or a custom method), haagent's config, roles,
+post_bootstrap.
+
+A custom method (`bootstrap.method`, Patroni's) makes the data directory with the
+user's command, typically a restore from a backup: `command --scope=S --datadir=D
+[--key=value ...]`.  Its first start runs the recovery its `recovery_conf` asks for (a
+point in time, with recovery.signal and hot_standby off), or the one the command wrote
+itself (`keep_existing_recovery_conf`); the bootstrap goes on once PostgreSQL has left
+recovery (`recovery_target_action: promote`), with a restart in haagent's own config.
 
 A failed bootstrap removes what it made (it was an empty or missing directory
 before), so another attempt, or another member, can start clean.
@@ -6,6 +14,7 @@ before), so another attempt, or another member, can start clean.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shlex
@@ -16,10 +25,15 @@ from pathlib import Path
 
 from psycopg import sql
 
-from haagent.config.model import Credentials
+from haagent.config.model import Credentials, CustomBootstrap
 from haagent.postgres import files, libpq
 from haagent.postgres.conf import conninfo
-from haagent.postgres.errors import BootstrapError, ConfigurationError, DataDirectoryError
+from haagent.postgres.errors import (
+    BootstrapError,
+    ConfigurationError,
+    DataDirectoryError,
+    PostgresError,
+)
 from haagent.postgres.instance import Instance, log
 from haagent.postgres.layout import check_owned, owner_name
 from haagent.postgres.proc import run, tool_env
@@ -228,24 +242,110 @@ async def run_post_bootstrap(instance: Instance, timeout: float) -> str | None:
     return f"post_bootstrap ran in {result.duration:.2f}s"
 
 
+def custom_argv(method: CustomBootstrap, scope: str, data_dir: Path) -> list[str]:
+    """Patroni's call of a custom bootstrap: the command's words, `--scope` and `--datadir`
+    (unless `no_params`), then the method's own keys as `--key=value`."""
+    params = [] if method.no_params else [f"--scope={scope}", f"--datadir={data_dir}"]
+    own = [f"--{k}={v}" for k, v in method.options if k not in ("scope", "datadir")]
+    return [*shlex.split(method.command), *params, *own]
+
+
+async def _wait_out_of_recovery(instance: Instance, deadline: float, what: str) -> None:
+    """Until the restored cluster has left recovery.  It refuses connections meanwhile
+    (hot_standby is off), so a refused connection means "still recovering" as long as
+    the postmaster runs; one that stopped (a recovery target it never reached, a
+    restore_command that fails) ends the bootstrap with its log."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if instance.postmaster() is None:
+            raise BootstrapError(
+                f"{what}: PostgreSQL stopped during the restored cluster's recovery (a "
+                "recovery target past the archived WAL, or a restore_command that fails?); "
+                f"its log {instance.layout.log_file} says why"
+            )
+        try:
+            rows = await instance.sql("SELECT pg_is_in_recovery()", max(1.0, remaining), what)
+        except PostgresError:
+            rows = [(True,)]
+        if not rows[0][0]:
+            return
+        if remaining <= 0:
+            raise BootstrapError(
+                f"{what}: PostgreSQL is still in recovery when the bootstrap's time ran out: "
+                "the recovery settings must end it (recovery_target_action: promote)"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def run_custom(instance: Instance, method: CustomBootstrap, deadline: float) -> list[str]:
+    """The custom method's command, then the restored cluster's recovery; leaves it
+    running as a primary in haagent's config."""
+    what = f"bootstrap.{method.name}"
+    argv = custom_argv(method, instance.scope, instance.layout.data_dir)
+    try:
+        result = await run(argv, timeout=deadline - time.monotonic(),
+                           env=tool_env(instance.tool_env_extra()))  # fmt: skip
+    except OSError as exc:
+        raise BootstrapError(
+            f"{what}.command `{method.command}` cannot run: {exc.strerror or exc}"
+        ) from None
+    if not result.ok:
+        raise BootstrapError(
+            f"{what}.command `{method.command}` exited with {result.returncode}: {result.tail()}"
+        )
+    if not instance.layout.initialized():
+        raise BootstrapError(
+            f"{what}.command `{method.command}` exited 0 but left no PostgreSQL data "
+            f"directory in {instance.layout.data_dir} (no PG_VERSION)"
+        )
+    steps = [f"{method.name} made the data directory in {result.duration:.1f}s"]
+    instance.layout.log_file.unlink(missing_ok=True)  # the backed-up node's log, not ours
+    instance.standby, instance.upstream, instance.bootstrap_hba = False, None, True
+    instance.keep_recovery_files = method.keep_existing_recovery_conf
+    instance.restore_recovery = method.recovery_conf
+    recovering = method.keep_existing_recovery_conf or method.recovery_conf is not None
+    try:
+        instance.write_config()
+        # hot_standby off while recovering: it accepts connections once promoted.
+        await instance.start(timeout=max(1.0, deadline - time.monotonic()))
+        if recovering:
+            await _wait_out_of_recovery(instance, deadline, what)
+            steps.append("recovered and promoted")
+    finally:
+        instance.keep_recovery_files, instance.restore_recovery = False, None
+    if recovering:
+        # Restarted in haagent's own config: hot_standby back on, the recovery settings
+        # (here and in postgresql.auto.conf) gone.
+        await instance.stop("fast", timeout=max(1.0, deadline - time.monotonic()))
+        await instance.start(timeout=max(1.0, deadline - time.monotonic()))
+        steps.append("restarted in haagent's config")
+    return steps
+
+
 async def bootstrap(instance: Instance, timeout: float) -> list[str]:
-    """Make a new cluster in the (empty or missing) data directory and leave it running."""
+    """Make a new cluster in the (empty or missing) data directory and leave it running:
+    initdb, or the custom method of `bootstrap.method`."""
     deadline = time.monotonic() + timeout
-    for tool in ("initdb", "postgres", "pg_controldata"):
+    custom = instance.bootstrap_settings.custom
+    for tool in (*(() if custom else ("initdb",)), "postgres", "pg_controldata"):
         instance.layout.binary(tool)
-    instance.bootstrap_hba = True
-    problem = default_auth_problem(instance)
-    instance.bootstrap_hba = False
-    if problem is not None:
-        raise BootstrapError(problem)
+    if custom is None:
+        instance.bootstrap_hba = True
+        problem = default_auth_problem(instance)
+        instance.bootstrap_hba = False
+        if problem is not None:
+            raise BootstrapError(problem)
     existed = prepare_new_data_dir(instance.layout.data_dir)
     steps: list[str] = []
     try:
-        await run_initdb(instance, deadline - time.monotonic())
-        steps.append("initdb")
-        instance.standby, instance.upstream, instance.bootstrap_hba = False, None, True
-        instance.write_config()
-        await instance.start(timeout=deadline - time.monotonic())
+        if custom is not None:
+            steps.extend(await run_custom(instance, custom, deadline))
+        else:
+            await run_initdb(instance, deadline - time.monotonic())
+            steps.append("initdb")
+            instance.standby, instance.upstream, instance.bootstrap_hba = False, None, True
+            instance.write_config()
+            await instance.start(timeout=deadline - time.monotonic())
         steps.extend(await create_roles(instance, deadline - time.monotonic()))
         note = await run_post_bootstrap(instance, deadline - time.monotonic())
         if note:

@@ -11,7 +11,13 @@ Parameters, by precedence (lowest first):
    hot_standby on, wal_level at least replica, wal_log_hints on when use_pg_rewind, the
    synchronous_standby_names chosen by the HA loop, and on a standby that keeps copies of
    permanent logical slots hot_standby_feedback on (and from 17 sync_replication_slots);
-5. on a standby, the recovery parameters (primary_conninfo...), which only haagent sets.
+5. the recovery settings of `postgresql.recovery_conf` (restore_command...), on every role
+   (PostgreSQL reads them in recovery only, and pg_rewind's --restore-target-wal reads
+   restore_command from the stopped old primary's file); on a standby, primary_conninfo,
+   primary_slot_name (or a standby cluster's remote primary's settings), the latest
+   timeline and empty recovery targets, which only haagent sets; during a custom
+   bootstrap's first start, that bootstrap's recovery settings (a point-in-time
+   recovery) and hot_standby off.
 
 Layers 1-3 are first translated for the server's version (`versions.for_version`), and
 what the server itself refuses among them (`ConfInputs.adjusted`, found by
@@ -110,6 +116,11 @@ class ConfInputs:
     # What the server refused among the user's parameters: name -> the value to write
     # instead, or None to leave the parameter out (see paramcheck.py).
     adjusted: Mapping[str, Any] = field(default_factory=dict)
+    # The replica recovery settings (`postgresql.recovery_conf`: restore_command, ...).
+    recovery: Mapping[str, str] = field(default_factory=dict)
+    # A custom bootstrap's recovery settings while it recovers (None: not bootstrapping
+    # from a backup); its first start runs with hot_standby off.
+    bootstrap_recovery: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +207,9 @@ def effective_parameters(inputs: ConfInputs) -> dict[str, Any]:
     merged["listen_addresses"] = ",".join(inputs.listen.hosts)
     merged["port"] = inputs.listen.port
     merged["cluster_name"] = inputs.scope
-    merged["hot_standby"] = True
+    # Off only while a restored cluster recovers to its target: a backup taken with larger
+    # max_connections (...) than these would otherwise stop a hot standby from starting.
+    merged["hot_standby"] = inputs.bootstrap_recovery is None
     if inputs.standby and inputs.logical_slots and inputs.use_slots:
         merged["hot_standby_feedback"] = True
         if (inputs.server_version or 0) >= SLOT_SYNC_SINCE:
@@ -242,10 +255,25 @@ def _slot_sync_dbname(inputs: ConfInputs) -> dict[str, str]:
     return {}
 
 
+# Emptied on a standby, so that no included file makes it stop (or promote) at a target.
+RECOVERY_TARGETS = (
+    "recovery_target",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_lsn",
+)
+
+
 def recovery_parameters(inputs: ConfInputs) -> dict[str, Any]:
+    params: dict[str, Any] = dict(inputs.recovery)
+    if inputs.bootstrap_recovery is not None:
+        params.update(inputs.bootstrap_recovery)
+        return params
     if not inputs.standby:
-        return {}
-    params: dict[str, Any] = {"recovery_target_timeline": "latest"}
+        return params
+    params.update(dict.fromkeys(RECOVERY_TARGETS, ""))
+    params["recovery_target_timeline"] = "latest"
     upstream = inputs.upstream
     if upstream is not None:
         params["primary_conninfo"] = primary_conninfo(inputs, upstream)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from haagent.postgres.errors import DataDirectoryError
@@ -81,6 +83,37 @@ def set_standby_signal(layout: Layout, standby: bool) -> None:
     else:
         layout.standby_signal.unlink(missing_ok=True)
     (layout.data_dir / "recovery.signal").unlink(missing_ok=True)
+
+
+def set_recovery_signal(layout: Layout) -> None:
+    """recovery.signal (and no standby.signal): a restored cluster recovers, then promotes."""
+    write_atomic(layout.data_dir / "recovery.signal", "")
+    layout.standby_signal.unlink(missing_ok=True)
+
+
+_SETTING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=|\s)")
+
+
+def strip_auto_conf(layout: Layout, names: Collection[str]) -> list[str]:
+    """Remove the settings `names` from postgresql.auto.conf (PostgreSQL must be stopped);
+    the names removed.  A restore tool (pgBackRest) writes its restore_command and recovery
+    target there, which would outlive the restore: the recovery settings are haagent's."""
+    path = layout.data_dir / "postgresql.auto.conf"
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return []
+    kept: list[str] = []
+    removed: list[str] = []
+    for line in text.splitlines(keepends=True):
+        match = _SETTING.match(line)
+        if match is not None and match.group(1).lower() in names:
+            removed.append(match.group(1))
+        else:
+            kept.append(line)
+    if removed:
+        write_atomic(path, "".join(kept), path.stat().st_mode & 0o777)
+    return removed
 
 
 def is_empty_dir(path: Path) -> bool:

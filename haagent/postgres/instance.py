@@ -17,11 +17,12 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
 from haagent.config.model import BootstrapSettings, Credentials, DynamicConfig, PostgresqlSettings
+from haagent.config.recovery import RECOVERY_KEYS, replica_recovery
 from haagent.postgres import conf, files, libpq, paramcheck, slots, versions
 from haagent.postgres.errors import (
     PromoteError,
@@ -95,6 +96,13 @@ class Instance:
             self.upstream = conf.parse_upstream_marker(written)
             self.sync_names = conf.parse_sync_marker(written)
         self.bootstrap_hba = False  # while bootstrapping, bootstrap.pg_hba applies
+        # While a custom bootstrap's restored cluster recovers: its recovery settings (with
+        # recovery.signal and hot_standby off), or, with keep_existing_recovery_conf, the
+        # ones its command wrote (then haagent leaves the signal files and
+        # postgresql.auto.conf alone).
+        self.restore_recovery: Mapping[str, str] | None = None
+        self.keep_recovery_files = False
+        self.reload_listeners: list[Callable[[], None]] = []
         self.session = Session(lambda: self.local_params(statement_timeout_ms=5000))
         self.watch: PostmasterWatch | None = None
         self._server_version: int | None = None
@@ -206,6 +214,8 @@ class Instance:
             ident_file=self.layout.ident_file if separate else None,
             server_version=self.server_version,
             logical_slots=slots.has_permanent_logical_slots(self.dynamic),
+            recovery=replica_recovery(self.settings, self.dynamic),
+            bootstrap_recovery={} if self.keep_recovery_files else self.restore_recovery,
         )
 
     def hba_lines(self) -> tuple[str, ...]:
@@ -248,9 +258,36 @@ class Instance:
         lines = self.hba_lines()
         if lines:
             changed |= files.write_atomic(self.layout.hba_file, conf.render_hba(lines))
-        files.set_standby_signal(self.layout, self.standby)
+        if self.keep_recovery_files:
+            pass  # the restore command's own recovery.signal (or standby.signal) stays
+        elif self.restore_recovery is not None:
+            files.set_recovery_signal(self.layout)
+        else:
+            files.set_standby_signal(self.layout, self.standby)
         self.write_pgpass()
         return changed
+
+    def restore_command(self) -> str | None:
+        """The restore_command PostgreSQL (and pg_rewind) gets: `recovery_conf`'s, else one in
+        the parameters; None when there is none."""
+        command = replica_recovery(self.settings, self.dynamic).get("restore_command")
+        if not command:
+            parameters = {**self.dynamic.postgresql.parameters, **self.settings.parameters}
+            command = str(parameters.get("restore_command") or "") or None
+        return command
+
+    def strip_recovery_settings(self) -> None:
+        """Before a start: recovery settings a restore tool left in postgresql.auto.conf go
+        (they would override haagent's, and a recovery target would stop a later replica);
+        kept while a custom bootstrap with keep_existing_recovery_conf recovers."""
+        if self.keep_recovery_files:
+            return
+        removed = files.strip_auto_conf(self.layout, RECOVERY_KEYS)
+        if removed:
+            log.info(
+                "removed %s from %s: recovery settings are haagent's (postgresql.recovery_conf)",
+                ", ".join(removed), self.layout.data_dir / "postgresql.auto.conf",
+            )  # fmt: skip
 
     # -- the postmaster --------------------------------------------------------------------
 
@@ -326,6 +363,7 @@ class Instance:
         postgres = self.layout.binary("postgres")
         self._check_port()
         await self._wait_orphans_gone(min(5.0, timeout))
+        self.strip_recovery_settings()
         self.write_config()
         log_file = self.layout.log_file
         offset = log_file.stat().st_size if log_file.exists() else 0
@@ -432,6 +470,8 @@ class Instance:
         while time.monotonic() < deadline:
             rows = await self.sql("SELECT pg_conf_load_time()", timeout, "reload")
             if rows[0][0] != before:
+                for listener in self.reload_listeners:
+                    listener()
                 return True
             await asyncio.sleep(POLL)
         raise StartError(f"PostgreSQL did not reload its configuration within {timeout:g}s")

@@ -33,7 +33,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Literal
 
-from haagent.config.model import BootstrapSettings, DynamicConfig, PostgresqlSettings, Settings
+from haagent.config.model import (
+    BASEBACKUP,
+    BootstrapSettings,
+    DynamicConfig,
+    PostgresqlSettings,
+    ReplicaMethod,
+    Settings,
+)
 from haagent.postgres import files, slots
 from haagent.postgres.bootstrap import bootstrap as run_bootstrap
 from haagent.postgres.controldata import read_controldata
@@ -46,7 +53,7 @@ from haagent.postgres.errors import (
 from haagent.postgres.instance import Instance, StopMode, log
 from haagent.postgres.layout import Layout
 from haagent.postgres.model import PostgresStatus, TimelineSwitch, Upstream
-from haagent.postgres.replica import create_replica as run_basebackup
+from haagent.postgres.replica import build_replica
 from haagent.postgres.rewind import (
     Divergence,
     become_replica,
@@ -174,17 +181,31 @@ class LocalPostgres:
             outcome.append(f"system identifier {control.system_identifier}")
         return control.system_identifier
 
+    def add_reload_listener(self, listener: Callable[[], None]) -> None:
+        """`listener()` after each reload of the configuration (the `on_reload` callback)."""
+        self.instance.reload_listeners.append(listener)
+
     async def create_replica(
         self,
         sources: Sequence[Upstream],
+        basebackup_only: bool = False,
         timeout: float = 3600.0,
         attempts: int = 3,
         retry_delay: float = 5.0,
-    ) -> Upstream:
-        """pg_basebackup from the first source that works; configured as its standby, stopped."""
+    ) -> Upstream | None:
+        """`postgresql.create_replica_methods` in order, from the first of `sources` (none:
+        the no_leader methods only); configured as a standby of the source used, stopped.
+        `basebackup_only`: pg_basebackup alone (a reinitialize from the leader)."""
+        methods: Sequence[ReplicaMethod] = (
+            (ReplicaMethod(BASEBACKUP),)
+            if basebackup_only
+            else self.instance.settings.create_replica_methods
+        )
         async with self._action("create replica", timeout) as outcome:
-            source = await run_basebackup(self.instance, sources, timeout, attempts, retry_delay)
-            outcome.append(f"cloned from {source}")
+            source = await build_replica(
+                self.instance, methods, sources, timeout, attempts, retry_delay
+            )
+            outcome.append(f"built from {source}" if source else "built from a backup")
         return source
 
     async def start(
@@ -459,10 +480,10 @@ class LocalPostgres:
             self.instance.standby, self.instance.upstream = False, None
             outcome.append(f"removed the contents of {self.layout.data_dir}")
 
-    async def reinit(self, sources: Sequence[Upstream], timeout: float = 3600.0) -> Upstream:
+    async def reinit(self, sources: Sequence[Upstream], timeout: float = 3600.0) -> Upstream | None:
         """Throw this node's data away and clone it again, then start it as a standby."""
         await self.stop("immediate", timeout=30)
         await self.remove_data_directory("reinit", timeout)
-        source = await self.create_replica(sources, timeout)
+        source = await self.create_replica(sources, timeout=timeout)
         await self._follow_once(source, None)
         return source

@@ -1,21 +1,34 @@
-"""A new replica: pg_basebackup (WAL streamed) from the leader or a `clonefrom` member.
+"""A new replica: `postgresql.create_replica_methods` in order, pg_basebackup among them.
 
-Sources are tried in order, the whole round `attempts` times.  A copy that
-fails, times out or is cancelled is removed at once: the data directory is left
-as it was found (missing, or empty), never half-made.  Failures that retrying
-cannot fix (a wrong password, no pg_hba entry) end the attempts at once.
+`build_replica(instance, methods, sources, ...)` is the one entry point: the methods
+in order, from the first source (the leader, a `clonefrom` member, or a standby
+cluster's remote primary) or from none (only the `no_leader` methods, which restore a
+backup).  A method that fails falls through to the next; the replica is configured as a
+standby of the source it was built from (of none yet, for a backup) and left stopped.
+
+pg_basebackup (`basebackup`): sources are tried in order, the whole round `attempts`
+times.  A copy that fails, times out or is cancelled is removed at once: the data
+directory is left as it was found (missing, or empty), never half-made.  Failures that
+retrying cannot fix (a wrong password, no pg_hba entry) end the attempts at once.
+
+Any other method runs its command with Patroni's arguments (`method_argv`).  It never
+runs on a data directory that is not empty unless its `keep_data` says so: haagent
+never empties one to make room (Patroni does).  When it fails, what it left in a
+directory that was empty before is removed (logged), unless `keep_data`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from haagent.config.model import BASEBACKUP, ReplicaMethod
 from haagent.postgres import conf, files, libpq
 from haagent.postgres.bootstrap import Options, prepare_new_data_dir, tool_options
-from haagent.postgres.errors import ReplicaCreationError
+from haagent.postgres.errors import DataDirectoryError, ReplicaCreationError
 from haagent.postgres.instance import Instance, log
 from haagent.postgres.model import Upstream
 from haagent.postgres.proc import Completed, run, tool_env
@@ -80,14 +93,14 @@ async def _basebackup(instance: Instance, source: Upstream, timeout: float) -> C
         return await run(argv, timeout=timeout, env=env)
 
 
-async def create_replica(
+async def basebackup(
     instance: Instance,
     sources: Sequence[Upstream],
     timeout: float,
     attempts: int = 3,
     retry_delay: float = 5.0,
 ) -> Upstream:
-    """Clone into the (missing or empty) data directory; returns the source used.
+    """pg_basebackup into the (missing or empty) data directory; returns the source used.
 
     The clone is configured as a standby of that source (not started).
     """
@@ -112,9 +125,7 @@ async def create_replica(
                     ) from None
                 raise
             if result.ok:
-                (instance.layout.log_file).unlink(missing_ok=True)  # the source's log, not ours
-                instance.standby, instance.upstream = True, source
-                instance.write_config()
+                _configure_standby(instance, source)
                 log.debug("pg_basebackup from %s took %.2fs", source, result.duration)
                 return source
             files.clear_new_directory(instance.layout.data_dir, existed)
@@ -128,3 +139,137 @@ async def create_replica(
     raise ReplicaCreationError(
         f"cloning failed {attempts} times; the partial copy was removed. Last: {errors[-1]}"
     )
+
+
+def _configure_standby(instance: Instance, source: Upstream | None) -> None:
+    """A data directory just built: a standby of `source` (None: of no one yet), stopped."""
+    instance.layout.log_file.unlink(missing_ok=True)  # the source's log, not ours
+    instance.standby, instance.upstream = True, source
+    instance.write_config()
+
+
+def source_conninfo(instance: Instance, source: Upstream) -> str:
+    """How a replica method reaches the member it copies from, as Patroni passes it: the
+    replication user, no password (the pgpass file has it), the user's libpq keys."""
+    cred = instance.settings.authentication.replication
+    options = {k: v for k, v in instance.libpq_options(cred).items() if k not in libpq.SECRETS}
+    params: dict[str, str | int] = {"dbname": "postgres", "user": cred.username}
+    params.update(host=source.host, port=source.port, **options)
+    return conf.conninfo(params)
+
+
+def method_argv(method: ReplicaMethod, scope: str, data_dir: Path, connstring: str) -> list[str]:
+    """Patroni's call of a replica method: the command's words, then the method's own keys
+    as `--key=value` (keep_data, no_leader and no_params included), then `--scope`,
+    `--role=replica`, `--datadir` and `--connstring` ("" with no source), which replace a
+    key of the same name in place.  `no_params`: the method's own keys only, without
+    keep_data, no_leader and no_params."""
+    options = dict(method.options)
+    if method.no_params:
+        for switch in ("keep_data", "no_leader", "no_params"):
+            options.pop(switch, None)
+    else:
+        options.update(scope=scope, role="replica", datadir=str(data_dir), connstring=connstring)
+    return [*shlex.split(method.command), *(f"--{k}={v}" for k, v in options.items())]
+
+
+async def _run_method(
+    instance: Instance, method: ReplicaMethod, source: Upstream | None, timeout: float
+) -> None:
+    """One method other than basebackup, into the data directory (ReplicaCreationError
+    when it fails, after removing what it left unless keep_data)."""
+    data_dir = instance.layout.data_dir
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        if not method.keep_data:
+            raise ReplicaCreationError(
+                f"{method.name}: not run, the data directory {data_dir} is not empty and "
+                f"postgresql.{method.name}.keep_data is not set (haagent never empties it "
+                "for a method): move its contents away, or set keep_data if the method "
+                "restores over them"
+            )
+        existed = True
+        log.info("%s: runs on the data directory as it is (keep_data)", method.name)
+    else:
+        existed = prepare_new_data_dir(data_dir)
+    connstring = ""
+    if source is not None:
+        instance.write_pgpass(source)
+        connstring = source_conninfo(instance, source)
+    argv = method_argv(method, instance.scope, data_dir, connstring)
+    started = time.monotonic()
+    try:
+        result = await run(argv, timeout=timeout, env=tool_env(instance.tool_env_extra()))
+    except BaseException as exc:
+        _undo(instance, method, existed)
+        if isinstance(exc, TimeoutError):
+            raise ReplicaCreationError(
+                f"{method.name}: `{method.command}` did not finish within {timeout:g}s"
+            ) from None
+        if isinstance(exc, OSError):
+            raise ReplicaCreationError(
+                f"{method.name}: `{method.command}` cannot run: {exc.strerror or exc} "
+                f"(postgresql.{method.name}.command)"
+            ) from None
+        raise
+    if not result.ok:
+        _undo(instance, method, existed)
+        raise ReplicaCreationError(
+            f"{method.name}: `{method.command}` exited with {result.returncode}: {result.tail(4)}"
+        )
+    if not instance.layout.initialized():
+        _undo(instance, method, existed)
+        raise ReplicaCreationError(
+            f"{method.name}: `{method.command}` exited 0 but left no PostgreSQL data "
+            f"directory in {data_dir} (no PG_VERSION)"
+        )
+    log.info("%s built the replica in %.2fs", method.name, time.monotonic() - started)
+
+
+def _undo(instance: Instance, method: ReplicaMethod, existed: bool) -> None:
+    """What a failed method left goes, unless keep_data (the directory was empty before)."""
+    data_dir = instance.layout.data_dir
+    if method.keep_data:
+        log.warning("%s failed; its data directory is kept as it is (keep_data)", method.name)
+        return
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        log.warning("%s failed: removing what it left in %s (empty before)", method.name, data_dir)
+    files.clear_new_directory(data_dir, existed)
+
+
+async def build_replica(
+    instance: Instance,
+    methods: Sequence[ReplicaMethod],
+    sources: Sequence[Upstream],
+    timeout: float,
+    attempts: int = 3,
+    retry_delay: float = 5.0,
+) -> Upstream | None:
+    """Build the data directory with `methods` in order, from the first of `sources` (none:
+    only the `no_leader` methods); configured as a standby of the source used (None: of
+    no one yet) and left stopped.  ReplicaCreationError says why every method failed."""
+    deadline = time.monotonic() + timeout
+    usable = [m for m in methods if sources or (m.no_leader and not m.is_basebackup)]
+    if not usable:
+        raise ReplicaCreationError(
+            "no member to clone from (no running leader or clonefrom member), and no "
+            "create_replica_methods method with no_leader to restore a backup"
+        )
+    errors: list[str] = []
+    for method in usable:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            errors.append(f"{method.name}: not tried, the {timeout:g}s for building ran out")
+            break
+        try:
+            if method.name == BASEBACKUP:
+                return await basebackup(instance, sources, remaining, attempts, retry_delay)
+            source = sources[0] if sources else None
+            await _run_method(instance, method, source, remaining)
+        except (ReplicaCreationError, DataDirectoryError) as exc:
+            errors.append(str(exc))
+            following = "; trying the next method" if method is not usable[-1] else ""
+            log.warning("replica method %s failed: %s%s", method.name, exc, following)
+            continue
+        _configure_standby(instance, source)
+        return source
+    raise ReplicaCreationError("every replica method failed: " + "; ".join(errors))

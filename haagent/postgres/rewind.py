@@ -283,6 +283,7 @@ async def run_rewind(instance: Instance, upstream: Upstream, timeout: float) -> 
         layout = instance.layout
         argv: list[str | Path] = [layout.binary("pg_rewind"), "-D", layout.data_dir,
                 f"--source-server={source}", "--no-ensure-shutdown"]  # fmt: skip
+        argv += restore_target_wal(instance)
         saved = [(p, Path(tmp) / f"{i}") for i, p in enumerate(keep) if p.exists()]
         for original, copy in saved:
             shutil.copy2(original, copy)
@@ -304,6 +305,19 @@ async def run_rewind(instance: Instance, upstream: Upstream, timeout: float) -> 
             "once you do not need it"
         )
     log.debug("pg_rewind from %s took %.2fs: %s", upstream, result.duration, result.tail(1))
+
+
+def restore_target_wal(instance: Instance) -> list[str]:
+    """With a restore_command, pg_rewind fetches the old primary's WAL that was already
+    recycled from the archive (`--restore-target-wal`), reading the command from haagent's
+    postgresql.conf (`--config-file` when it is outside the data directory)."""
+    if instance.restore_command() is None:
+        return []
+    layout = instance.layout
+    args = ["--restore-target-wal"]
+    if layout.separate_config_dir:
+        args.append(f"--config-file={layout.conf_file}")
+    return args
 
 
 async def become_replica(instance: Instance, upstream: Upstream | None, timeout: float) -> str:

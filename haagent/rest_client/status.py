@@ -48,6 +48,8 @@ class MemberStatus:
     replayed_location: int | None = None
     tags: Mapping[str, Any] = field(default_factory=dict)
     watchdog_failed: bool = False
+    # Its pre_promote script cancelled its promotion lately: it keeps out of races.
+    pre_promote_failed: bool = False
     version: str | None = None  # `patroni.version`: the agent's version
     haagent: LastDecision | None = None  # None: the member runs Patroni (or an old haagent)
 
@@ -70,8 +72,9 @@ class MemberStatus:
 
     @property
     def nofailover(self) -> bool:
-        """Never to be promoted: its tags say so, or its required watchdog is unusable."""
-        return tag_rules.nofailover(self.tags) or self.watchdog_failed
+        """Not to be promoted now: its tags say so, its required watchdog is unusable, or
+        its pre_promote script just cancelled its promotion."""
+        return tag_rules.nofailover(self.tags) or self.watchdog_failed or self.pre_promote_failed
 
     @property
     def failover_priority(self) -> int:
@@ -127,6 +130,7 @@ def parse_status(body: object) -> MemberStatus:
         replayed_location=_int_in(xlog.get("replayed_location"), MAX_LSN),
         tags=tags,
         watchdog_failed=bool(body.get("watchdog_failed")),
+        pre_promote_failed=body.get("pre_promote_failed") is True,
         version=_text(patroni.get("version")) if isinstance(patroni, dict) else None,
         haagent=_last_decision(body.get("haagent")) if "haagent" in body else None,
     )

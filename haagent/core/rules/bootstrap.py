@@ -132,6 +132,15 @@ def decide_bootstrap(s: Snapshot) -> Decision | None:
             )
         return None
     source = clone_source(s)
+    if source is None and s.clone_without_leader:
+        return decision(
+            [CreateReplica(None), StartPostgres("replica", None), UpdateMember()],
+            Code.CREATING_REPLICA,
+            "no data directory yet and no running leader or clonefrom member: building it "
+            "with the create_replica_methods that need none (no_leader)",
+            Role.BOOTSTRAPPING,
+            again=True,
+        )
     if source is None:
         return idle(
             s,

@@ -20,8 +20,9 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, healthy_replica
+from haagent.core.rules.promotion import before_promotion
 from haagent.core.rules.standby import decide_standby_leader
-from haagent.core.rules.sync_choice import before_promotion, sync_actions, sync_pending
+from haagent.core.rules.sync_choice import sync_actions, sync_pending
 from haagent.core.slots import leader_slot_actions
 from haagent.core.snapshot import Decision, Snapshot
 

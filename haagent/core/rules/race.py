@@ -19,9 +19,9 @@ from haagent.core.actions import (
 from haagent.core.reasons import Code, required_watchdog_unavailable
 from haagent.core.roles import Role
 from haagent.core.rules.common import decision, idle, lag_behind_leader
+from haagent.core.rules.promotion import before_promotion, promotion_refused
 from haagent.core.rules.quorum import quorum_votes
 from haagent.core.rules.standby import demote_to_remote, remote_description, standby_race_won
-from haagent.core.rules.sync_choice import before_promotion
 from haagent.core.snapshot import Decision, Snapshot
 
 
@@ -62,6 +62,9 @@ def ineligible(s: Snapshot) -> tuple[Code, str] | None:
         return Code.NOFAILOVER, "tagged nofailover (or failover_priority 0): never races"
     if not s.watchdog_ok:
         return Code.WATCHDOG_UNAVAILABLE, s.watchdog_reason or required_watchdog_unavailable()
+    refused = promotion_refused(s)
+    if refused is not None:
+        return refused
     if cfg.failsafe_mode and s.local.failsafe_leader_seen:
         return Code.FAILSAFE_ACTIVE, (
             "a leader running in failsafe mode asked this node to confirm it within ttl"

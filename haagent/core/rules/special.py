@@ -29,8 +29,8 @@ from haagent.core.roles import Role
 from haagent.core.rules.bootstrap import clone_source
 from haagent.core.rules.common import current, decision
 from haagent.core.rules.leader import switchover
+from haagent.core.rules.promotion import before_promotion
 from haagent.core.rules.replica import stream_plan, upstream_text
-from haagent.core.rules.sync_choice import before_promotion
 from haagent.core.slots import leader_slot_actions, replica_slot_actions
 from haagent.core.snapshot import Decision, Snapshot
 from haagent.core.topology import REMOTE
@@ -205,7 +205,7 @@ def decide_manual(s: Snapshot) -> Decision | None:
             [
                 StopPostgres("immediate"),
                 RemoveDataDirectory(f"reinitialize requested, cloning again from {source}"),
-                CreateReplica(source),
+                CreateReplica(source, basebackup_only=request.from_leader),
                 StartPostgres("replica", upstream, rewind_from),
                 KeepaliveLease(),
                 UpdateMember(),

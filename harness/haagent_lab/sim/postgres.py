@@ -12,7 +12,7 @@ never return until `unhang(op)`; `crash()` kills the postmaster.  Operations are
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -205,6 +205,9 @@ class FakePostgres:
 
     # --- PostgresControl
 
+    def add_reload_listener(self, listener: Callable[[], None]) -> None:
+        """The simulation never reloads a configuration file."""
+
     def set_dynamic_config(self, config: DynamicConfig) -> None:
         pass
 
@@ -254,8 +257,12 @@ class FakePostgres:
         self.lsn, self.timeline = 1000, 1
         return SYSID
 
-    async def create_replica(self, sources: Sequence[Upstream]) -> Upstream:
+    async def create_replica(
+        self, sources: Sequence[Upstream], basebackup_only: bool = False
+    ) -> Upstream | None:
         await self._op("create_replica")
+        if not sources:
+            raise RuntimeError("no member to clone from (the simulation has no backups)")
         source = sources[0]
         up = self.world.nodes[source.name]
         if not self.world.reachable(self.name, up.name) or not up.running:

@@ -82,6 +82,17 @@ def removing(dotted: str) -> Mutation:
     return lambda data, _: drop(data, dotted)
 
 
+def settings(*pairs: tuple[str, object]) -> Mutation:
+    def mutate(data: dict[str, Any], _: Path) -> None:
+        for dotted, value in pairs:
+            put(data, dotted, value)
+
+    return mutate
+
+
+PITR = {"recovery_target_time": "2026-01-01 00:00:00+00", "restore_command": "cp %f %p"}
+
+
 def bin_dir_without_pg_ctl(data: dict[str, Any], tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -290,6 +301,130 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "postgresql.callbacks.on_promote",
         "on_role_change",
     ),
+    (
+        "replica-method-twice",
+        setting("postgresql.create_replica_methods", ["pgbackrest", "pgbackrest"]),
+        "postgresql.create_replica_methods[1]",
+        "listed twice",
+    ),
+    (
+        "replica-method-named-like-a-setting",
+        setting("postgresql.create_replica_methods", ["parameters", "basebackup"]),
+        "postgresql.create_replica_methods[0]",
+        "name of a postgresql setting",
+    ),
+    (
+        "replica-method-keep-data-not-a-boolean",
+        settings(
+            ("postgresql.create_replica_methods", ["pgbackrest"]),
+            ("postgresql.pgbackrest", {"command": "restore", "keep_data": "maybe"}),
+        ),
+        "postgresql.pgbackrest.keep_data",
+        "maybe",
+    ),
+    (
+        "replica-method-empty-command",
+        settings(
+            ("postgresql.create_replica_methods", ["pgbackrest"]),
+            ("postgresql.pgbackrest", {"command": " "}),
+        ),
+        "postgresql.pgbackrest.command",
+        "is empty",
+    ),
+    (
+        "replica-method-option-not-a-value",
+        settings(
+            ("postgresql.create_replica_methods", ["wal_g"]),
+            ("postgresql.wal_g", {"command": "restore", "envdir": {"a": 1}}),
+        ),
+        "postgresql.wal_g.envdir",
+        "is not a value",
+    ),
+    (
+        "bootstrap-method-without-section",
+        setting("bootstrap.method", "restore"),
+        "bootstrap.restore",
+        "is missing while bootstrap.method is restore",
+    ),
+    (
+        "bootstrap-method-without-command",
+        settings(("bootstrap.method", "restore"), ("bootstrap.restore", {"no_params": True})),
+        "bootstrap.restore.command",
+        "is missing or empty",
+    ),
+    (
+        "bootstrap-method-named-like-a-setting",
+        setting("bootstrap.method", "dcs"),
+        "bootstrap.method",
+        "name of a bootstrap setting",
+    ),
+    (
+        "bootstrap-recovery-target-without-promote",
+        settings(
+            ("bootstrap.method", "restore"),
+            ("bootstrap.restore", {"command": "restore.sh", "recovery_conf": PITR}),
+        ),
+        "bootstrap.restore.recovery_conf.recovery_target_action",
+        "promote",
+    ),
+    (
+        "bootstrap-recovery-conf-and-keep-existing",
+        settings(
+            ("bootstrap.method", "restore"),
+            (
+                "bootstrap.restore",
+                {
+                    "command": "restore.sh",
+                    "keep_existing_recovery_conf": True,
+                    "recovery_conf": {"restore_command": "cp %f %p"},
+                },
+            ),
+        ),
+        "bootstrap.restore.recovery_conf",
+        "keep_existing_recovery_conf",
+    ),
+    (
+        "bootstrap-recovery-standby-mode",
+        settings(
+            ("bootstrap.method", "restore"),
+            (
+                "bootstrap.restore",
+                {"command": "restore.sh", "recovery_conf": {"standby_mode": "on"}},
+            ),
+        ),
+        "bootstrap.restore.recovery_conf.standby_mode",
+        "never becomes the cluster's primary",
+    ),
+    (
+        "bootstrap-recovery-old-name",
+        settings(
+            ("bootstrap.method", "restore"),
+            (
+                "bootstrap.restore",
+                {"command": "restore.sh", "recovery_conf": {"trigger_file": "x"}},
+            ),
+        ),
+        "bootstrap.restore.recovery_conf.trigger_file",
+        "not a PostgreSQL 12+ setting",
+    ),
+    (
+        "recovery-conf-not-a-mapping",
+        setting("postgresql.recovery_conf", "restore_command=cp"),
+        "postgresql.recovery_conf",
+        "mapping of recovery settings",
+    ),
+    (
+        "recovery-conf-value-not-a-value",
+        setting("postgresql.recovery_conf", {"restore_command": ["cp", "%f"]}),
+        "postgresql.recovery_conf.restore_command",
+        "is not a value",
+    ),
+    (
+        "callback-timeout-zero",
+        setting("postgresql.callback_timeout", 0),
+        "postgresql.callback_timeout",
+        ">= 1",
+    ),
 ]
 
 
@@ -453,3 +588,80 @@ def test_the_testing_watchdog_driver_is_accepted_where_the_harness_is_installed(
     assert validate(path, capsys) == (0, f"{path}: configuration is valid\n", "")
     settings, _ = load_settings_with_warnings(path)
     assert settings.watchdog.driver == "testing"
+
+
+def production_config(tmp_path: Path) -> dict[str, Any]:
+    """A Patroni production config: pgBackRest replicas and bootstrap, scripts, ttl 10."""
+    data = valid_config(tmp_path)
+    put(data, "bootstrap.dcs.ttl", 10)
+    put(data, "bootstrap.dcs.loop_wait", 2)
+    put(data, "bootstrap.dcs.retry_timeout", 3)
+    put(data, "bootstrap.method", "pitr")
+    drop(data, "bootstrap.initdb")
+    put(data, "bootstrap.pitr", {"command": "pgbackrest restore", "no_params": True,
+                                 "keep_existing_recovery_conf": True})  # fmt: skip
+    pg = data["postgresql"]
+    pg["create_replica_methods"] = ["pgbackrest", "basebackup"]
+    pg["pgbackrest"] = {"command": "pgbackrest --stanza=main restore", "no_params": True,
+                        "delta": True, "process-max": 4}  # fmt: skip
+    pg["recovery_conf"] = {"restore_command": 'pgbackrest archive-get %f "%p"'}
+    pg["callbacks"] = {"on_role_change": "/usr/local/bin/vip.sh"}
+    pg["pre_promote"] = "/usr/local/bin/check.sh"
+    pg["before_stop"] = "/usr/local/bin/drain.sh"
+    return data
+
+
+def test_a_production_config_is_parsed_as_patroni_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(production_config(tmp_path)))
+    settings, warnings = load_settings_with_warnings(path)
+    pg = settings.postgresql
+    assert warnings == []
+    assert [m.name for m in pg.create_replica_methods] == ["pgbackrest", "basebackup"]
+    method = pg.create_replica_methods[0]
+    assert (method.command, method.no_params, method.keep_data) == (
+        "pgbackrest --stanza=main restore", True, False
+    )  # fmt: skip
+    # Rendered as Patroni renders them on the command line.
+    # (yaml.safe_dump sorts the keys: the order is the file's.)
+    assert method.options == (("delta", "True"), ("no_params", "True"), ("process-max", "4"))
+    assert pg.recovery_conf == {"restore_command": 'pgbackrest archive-get %f "%p"'}
+    custom = settings.bootstrap.custom
+    assert custom is not None and custom.keep_existing_recovery_conf and custom.no_params
+    assert (pg.pre_promote, pg.before_stop) == (
+        "/usr/local/bin/check.sh",
+        "/usr/local/bin/drain.sh",
+    )
+
+
+def test_validate_config_lists_what_differs_from_patroni(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(production_config(tmp_path)))
+    status, out, err = validate(path, capsys)
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == f"{path}: configuration is valid"
+    keys = [line.split(": ")[1] for line in lines[1:]]
+    assert all(line.startswith("differs from Patroni: ") for line in lines[1:])
+    assert keys == [
+        "bootstrap.dcs.ttl",
+        "bootstrap.pitr",
+        "postgresql.pgbackrest",
+        "postgresql.callbacks (on_role_change)",
+        "postgresql.pre_promote",
+        "postgresql.before_stop",
+    ]
+    assert "Patroni empties it first" in lines[3]
+
+
+def test_a_replica_recovery_target_is_warned_about_with_its_key(tmp_path: Path) -> None:
+    data = valid_config(tmp_path)
+    put(data, "postgresql.recovery_conf", {"restore_command": "cp %f %p",
+                                           "recovery_target_time": "2026-01-01"})  # fmt: skip
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(data))
+    settings, warnings = load_settings_with_warnings(path)
+    assert settings.postgresql.recovery_conf == {"restore_command": "cp %f %p"}
+    assert len(warnings) == 1 and "postgresql.recovery_conf.recovery_target_time" in warnings[0]

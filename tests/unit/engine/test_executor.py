@@ -122,7 +122,7 @@ def test_etcd_that_does_not_answer_is_remembered_until_it_does(agent: Agent) -> 
 def test_a_clone_that_fails_is_counted_until_one_works(agent: Agent) -> None:
     agent.member("node2")
 
-    async def unreachable(sources: object) -> None:
+    async def unreachable(sources: object, basebackup_only: bool = False) -> None:
         raise RuntimeError("cannot reach node2 to clone it")
 
     agent.pg.create_replica = unreachable  # type: ignore[method-assign,assignment]
