@@ -369,7 +369,9 @@ class LocalPostgres:
             await instance.stop("fast", timeout)
             return "demoted: " + await become_replica(instance, upstream, 2 * timeout)
         if upstream is not None and (recheck or upstream != instance.upstream):
-            div = await running_replica_divergence(instance, upstream.primary, timeout)
+            div = await running_replica_divergence(
+                instance, upstream.primary, timeout, stuck=recheck
+            )
             if div.diverged:
                 control = await read_controldata(instance.layout, timeout)
                 blocker = rewind_blocker(instance.dynamic.postgresql.use_pg_rewind, control)

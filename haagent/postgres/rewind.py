@@ -358,12 +358,15 @@ async def become_replica(instance: Instance, upstream: Upstream | None, timeout:
 
 
 async def running_replica_divergence(
-    instance: Instance, upstream: Upstream, timeout: float
+    instance: Instance, upstream: Upstream, timeout: float, *, stuck: bool = False
 ) -> Divergence:
     """The divergence check for a running standby: its replay position and timeline.
 
     The replay timeline is not exposed by PostgreSQL 15; the highest of the last
-    restartpoint's, the WAL receiver's and the local history files' is used.
+    restartpoint's, the WAL receiver's and the local history files' is used.  `stuck`:
+    the standby does not stream from an upstream on a later timeline.  Its WAL receiver
+    fetched that timeline's history file and could not switch to it, so the file says
+    nothing about what was replayed: only the restartpoint's and the receiver's count.
     """
     deadline = time.monotonic() + timeout
     rows = await instance.sql(
@@ -378,7 +381,7 @@ async def running_replica_divergence(
     history_tlis = [
         int(p.stem, 16)
         for p in (instance.layout.data_dir / "pg_wal").glob("*.history")
-        if re.fullmatch(r"[0-9A-F]{8}", p.stem)
+        if re.fullmatch(r"[0-9A-F]{8}", p.stem) and not stuck
     ]
     local_tli = max([int(str(checkpoint_tli)), int(str(received_tli or 0)), *history_tlis])
     sysid, tli, history_text = await leader_timeline(
