@@ -33,11 +33,11 @@ from haagent.engine.configuration import Configuration
 from haagent.engine.fatal import EXIT_STATUS, AgentStop
 from haagent.engine.loop import HaLoop
 from haagent.engine.peers import HttpPeerClient, peer_access
-from haagent.engine.ports import LeaseFence, PostgresControl
+from haagent.engine.ports import LeaseFence
 from haagent.engine.reloading import changed_settings, needing_restart
 from haagent.engine.sdnotify import notify
 from haagent.engine.unique_name import name_in_use
-from haagent.postgres.local import LocalPostgres
+from haagent.postgres.local import LocalPostgres, PostgresControl
 from haagent.watchdog.guard_client import start_guard
 from haagent.watchdog.local_fence import LocalFence
 from haagent.watchdog.manager import Watchdog

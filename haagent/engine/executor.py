@@ -36,7 +36,7 @@ from haagent.engine.hooks import run_hook
 from haagent.engine.lease import LeaseKeeper, RenewFailed
 from haagent.engine.member import member_data
 from haagent.engine.memory import MemoryKeeper
-from haagent.engine.ports import PeerClient, PostgresControl
+from haagent.engine.ports import PeerClient
 from haagent.postgres.errors import (
     BootstrapError,
     PostgresError,
@@ -44,6 +44,7 @@ from haagent.postgres.errors import (
     StartError,
     StartTimeout,
 )
+from haagent.postgres.local import PostgresControl
 from haagent.postgres.model import PostgresStatus, Upstream
 
 log = logging.getLogger("haagent.engine")

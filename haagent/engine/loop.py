@@ -39,8 +39,9 @@ from haagent.engine.history import EventHistory
 from haagent.engine.lease import LeaseKeeper
 from haagent.engine.member import postgres_state, published_role
 from haagent.engine.memory import MemoryKeeper
-from haagent.engine.ports import LeaseFence, PeerClient, PostgresControl, WatchdogControl
+from haagent.engine.ports import LeaseFence, PeerClient, WatchdogControl
 from haagent.engine.status import PublishedStatus
+from haagent.postgres.local import PostgresControl
 from haagent.postgres.model import PostgresStatus
 
 log = logging.getLogger("haagent.engine")

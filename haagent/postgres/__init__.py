@@ -1,13 +1,13 @@
 """Everything the agent does to its local PostgreSQL.
 
 The entry point is `haagent.postgres.local.LocalPostgres` (not imported here, so
-that importing `haagent.postgres.model` stays cheap): the HA loop's
-`PostgresControl` (haagent.engine.ports), implemented directly; nothing here
-imports the engine.  Each of its methods is async, idempotent and bounded by a
+that importing `haagent.postgres.model` stays cheap), beside `PostgresControl`, the
+protocol the HA loop drives; nothing here imports the engine.  Each of its methods is async, idempotent and bounded by a
 timeout; errors are `errors.PostgresError` subclasses with actionable messages.
 
 Modules:
-    local        `LocalPostgres`: every action, one logged line each
+    local        `PostgresControl` (what the engine calls) and `LocalPostgres`: every
+                 action, one logged line each
     instance     `Instance`: one server's settings, files, role on disk, connection;
                  start/stop/reload/promote/checkpoint, the postmaster watch
     status       the one-round status query -> model.PostgresStatus

@@ -1,7 +1,8 @@
 """`LocalPostgres`: the local PostgreSQL as the HA loop drives it.
 
-It is the daemon's `PostgresControl` (`haagent.engine.ports`): a new PostgreSQL
-action is a method here.  Each operation is idempotent (start when running,
+`PostgresControl`, below, is what the engine calls; `LocalPostgres` implements it for
+the daemon (the simulation's in-memory PostgreSQL for tests): a new PostgreSQL action
+is a method of both here.  Each operation is idempotent (start when running,
 promote on a primary... are no-ops that say so), bounded by a timeout,
 serialized with the others (status reads are not), and logged as one line with
 its outcome and duration on the `haagent.postgres` logger.  Passwords never
@@ -31,7 +32,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from haagent.config.model import (
     BASEBACKUP,
@@ -65,6 +66,98 @@ from haagent.postgres.rewind import (
 from haagent.postgres.status import StatusReader
 
 SLACK = 5.0  # the outer bound of an action, beyond its own timeout
+
+
+class PostgresControl(Protocol):
+    """Everything the agent does to its local PostgreSQL; every call is bounded in time.
+
+    A new PostgreSQL action is a type (`haagent.core.actions`), its handler
+    (`haagent.engine.executor`) and a method here with its implementation in
+    `LocalPostgres` below: three files (and the simulation's in-memory PostgreSQL,
+    `haagent_lab.sim.postgres`).  What a method returns is for logs and tests: the
+    executor reports outcomes from whether a call returned or raised.
+    """
+
+    @property
+    def postmaster_died(self) -> asyncio.Event:
+        """Set when a postmaster this agent started or adopted exits."""
+        ...
+
+    def set_dynamic_config(self, config: DynamicConfig) -> None: ...
+
+    async def status(self) -> PostgresStatus: ...
+
+    async def bootstrap(self) -> str:
+        """initdb, start, roles, post_bootstrap; leaves it running.  The system identifier."""
+        ...
+
+    async def create_replica(
+        self, sources: Sequence[Upstream], basebackup_only: bool = False
+    ) -> Upstream | None:
+        """Build the data directory with `postgresql.create_replica_methods` in order, from
+        the first of `sources` that works (none: only the methods that need no leader);
+        the source used (None: built without one).  `basebackup_only`: pg_basebackup alone."""
+        ...
+
+    def add_reload_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each reload of PostgreSQL's configuration (on_reload)."""
+        ...
+
+    async def start(
+        self, role: Literal["primary", "replica"], upstream: Upstream | None
+    ) -> None: ...
+
+    async def stop(
+        self, mode: Literal["smart", "fast", "immediate"], timeout: float | None = None
+    ) -> bool:
+        """Stop and wait until gone; past `timeout` (default pg_ctl_timeout) escalate.
+        False when it was not running."""
+        ...
+
+    async def restart(
+        self, role: Literal["primary", "replica"], upstream: Upstream | None
+    ) -> None: ...
+
+    async def promote(self) -> bool:
+        """False when it already ran as a primary."""
+        ...
+
+    async def demote(
+        self,
+        mode: Literal["smart", "fast", "immediate"],
+        upstream: Upstream | None,
+        timeout: float | None = None,
+    ) -> str:
+        """Stop accepting writes now (the postmaster is signalled first, nothing is asked of
+        it), escalating past `timeout`, then run as a replica of `upstream` (rewinding if
+        needed).  What was done."""
+        ...
+
+    async def follow(self, upstream: Upstream | None, *, recheck: bool = False) -> str:
+        """Stream from `upstream` (None: from nobody, the archive only); rewinds first when
+        the timelines diverged (`recheck`: look again even when the upstream is the same).
+        What was done."""
+        ...
+
+    async def checkpoint(self) -> None: ...
+
+    async def change_slots(self, changes: slots.SlotChanges) -> str:
+        """Carry out the slot rules' changes (quick ones now, slow ones in the background);
+        failures are logged, not raised.  What was done."""
+        ...
+
+    async def copy_logical_slots(self, upstream: Upstream, wanted: Sequence[slots.SlotSpec]) -> str:
+        """Copy these logical slots from `upstream` (the primary) into this replica,
+        restarting PostgreSQL once to load them.  What was done."""
+        ...
+
+    async def set_synchronous_standby_names(self, value: str) -> str: ...
+
+    async def last_timeline_switch(self) -> TimelineSwitch | None: ...
+
+    async def remove_data_directory(self, reason: str) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class LocalPostgres:
