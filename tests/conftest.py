@@ -20,6 +20,7 @@ import pytest
 from haagent_lab.lab import etcd as lab_etcd
 from haagent_lab.lab import processes
 from haagent_lab.lab.cluster import LabCluster
+from support.labs import FAST_TIMINGS
 from support.postgres_instance import PostgresInstance
 
 TEST_USER = "postgres"
@@ -103,7 +104,7 @@ def lab_factory(workdir: Path) -> Iterator[Callable[..., LabCluster]]:
     made: list[LabCluster] = []
 
     def make(**kw: Any) -> LabCluster:
-        kw.setdefault("dynamic", {"ttl": 10, "loop_wait": 2, "retry_timeout": 3})
+        kw.setdefault("dynamic", dict(FAST_TIMINGS))
         lab = LabCluster(
             workdir / f"lab{len(made)}",
             pg_port=None,

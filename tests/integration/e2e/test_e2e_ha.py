@@ -13,12 +13,9 @@ primary and two streaming replicas, whatever the test before left.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,30 +23,15 @@ import pytest
 from haagent.config.model import Address
 from haagent_lab.lab.cluster import LAB_PASSWORD, LabCluster
 from haagent_lab.lab.workload import Writer, multi_host_dsn
+from support.labs import module_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def shared_lab() -> Iterator[LabCluster]:
-    base = Path(tempfile.mkdtemp(prefix="haagent-e2e-"))
-    base.chmod(0o700)
-    lab = LabCluster(
-        base / "lab",
-        pg_port=None,
-        api_port=None,
-        etcd_ports=None,
-        user=None,
-        dynamic={"ttl": 10, "loop_wait": 2, "retry_timeout": 3},
-    )
-    try:
-        lab.start(timeout=120)
+    with module_lab("haagent-e2e-") as lab:
         yield lab
-    finally:
-        try:
-            lab.stop()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -60,15 +42,7 @@ def cluster(shared_lab: LabCluster) -> LabCluster:
         if node.agent is None or not node.agent.alive():
             lab.start_agent(name)
     if any(node.api("/patroni")[1].get("pause") for node in lab.nodes.values()):
-        leader = next(iter(lab.nodes))
-        request = urllib.request.Request(
-            lab.nodes[leader].api_url + "/config",
-            data=json.dumps({"pause": False}).encode(),
-            method="PATCH",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
+        assert patch_config(lab, next(iter(lab.nodes)), {"pause": False}) == 200
     lab.wait_healthy(120)
     return lab
 
@@ -83,6 +57,17 @@ def writer(cluster: LabCluster) -> Iterator[Writer]:
     time.sleep(0.5)
     yield w
     w.stop()
+
+
+def patch_config(cluster: LabCluster, node: str, body: dict[str, Any]) -> int:
+    request = urllib.request.Request(
+        cluster.nodes[node].api_url + "/config",
+        data=json.dumps(body).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
 
 
 def post(cluster: LabCluster, node: str, path: str, body: dict[str, Any]) -> tuple[int, str]:
@@ -246,14 +231,7 @@ def test_a_switchover_in_maintenance_mode_is_carried_out(cluster: LabCluster) ->
     # old primary follows the new one and nothing else is automatic.
     old = cluster.leader()
     assert old is not None
-    request = urllib.request.Request(
-        cluster.nodes[old].api_url + "/config",
-        data=json.dumps({"pause": True}).encode(),
-        method="PATCH",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
+    assert patch_config(cluster, old, {"pause": True}) == 200
     cluster.wait_for(
         lambda: all(n.api("/patroni")[1].get("pause") for n in cluster.nodes.values()),
         "every member paused",

@@ -8,13 +8,10 @@ which node answered is read back from the server (`inet_server_addr()`).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,6 +21,7 @@ from haagent_lab.lab import __main__ as lab_cli
 from haagent_lab.lab import processes
 from haagent_lab.lab.cluster import LAB_PASSWORD, LAB_STATS, LabCluster
 from haagent_lab.lab.haproxy import routes_match, server_states
+from support.labs import module_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -108,31 +106,14 @@ def read_through(cluster: LabCluster) -> tuple[str, bool]:
 
 @pytest.fixture(scope="module")
 def shared_lab() -> Iterator[LabCluster]:
-    """One cluster with HAProxy for the module (starting one takes a while)."""
-    base = Path(tempfile.mkdtemp(prefix="haagent-haproxy-"))
-    base.chmod(0o700)
-    lab = LabCluster(
-        base / "lab",
-        pg_port=None,
-        api_port=None,
-        etcd_ports=None,
-        user=None,
-        dynamic={"ttl": 10, "loop_wait": 2, "retry_timeout": 3},
-        haproxy_ports=free_ports(3),
-    )
-    try:
-        lab.start(timeout=120)
+    """One cluster with HAProxy for the module, routed, with the table the tests write."""
+    with module_lab("haagent-haproxy-", haproxy_ports=free_ports(3)) as lab:
         assert lab.haproxy is not None and lab.haproxy.alive(), lab.haproxy
         wait_routed(lab)
         assert lab.haproxy_ports is not None
         with psycopg.connect(dsn(lab.haproxy_ports[0]), autocommit=True) as conn:
             conn.execute("CREATE TABLE haproxy_writes (id bigserial PRIMARY KEY, v bigint)")
         yield lab
-    finally:
-        try:
-            lab.stop()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
