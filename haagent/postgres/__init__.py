@@ -2,8 +2,9 @@
 
 The entry point is `haagent.postgres.local.LocalPostgres` (not imported here, so
 that importing `haagent.postgres.model` stays cheap), beside `PostgresControl`, the
-protocol the HA loop drives; nothing here imports the engine.  Each of its methods is async, idempotent and bounded by a
-timeout; errors are `errors.PostgresError` subclasses with actionable messages.
+protocol the HA loop drives; nothing here imports the engine.  Each of its methods is
+async, idempotent and bounded by a timeout; errors are `errors.PostgresError`
+subclasses with actionable messages.
 
 Modules:
     local        `PostgresControl` (what the engine calls) and `LocalPostgres`: every
