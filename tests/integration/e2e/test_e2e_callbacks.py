@@ -155,6 +155,8 @@ def test_callbacks_and_pre_promote_on_three_nodes(
     # it gives the key back and another member takes over.
     refusing = first
     (base / f"{refusing}.refuse").write_text("")
+    marks = {name: len(log_lines(node)) for name, node in lab.nodes.items()}
+    (base / "slow").write_text("")  # the failover's callbacks take 6 s each too
     code, text = request(
         lab.nodes[candidate], "POST", "/switchover", {"leader": candidate, "candidate": refusing}
     )
@@ -164,6 +166,21 @@ def test_callbacks_and_pre_promote_on_three_nodes(
     # The node that took the free key over (a failover: no candidate left) was promoted
     # with its pre_promote and on_role_change primary.
     wait_calls(lab, leader, ["pre_promote", f"on_role_change primary {scope}"])
+    # Its slow callbacks held up neither its promotion nor its renewals.
+    (base / "slow").unlink()
+
+    def since_failover() -> list[str]:
+        return log_lines(lab.nodes[leader])[marks[leader] :]
+
+    role_change = f"on_role_change primary {scope} ("
+    lab.wait_for(
+        lambda: any(role_change in line and ": exit " in line for line in since_failover()),
+        f"{leader}'s on_role_change to finish",
+        30,
+    )
+    new = since_failover()
+    promoted = index_of(new, "promote: promoted")
+    assert any("leader_renewed" in line for line in new[promoted : index_of(new, role_change)])
     assert calls(lab, refusing)[-1] != f"on_role_change primary {scope}"
     assert "pre_promote" in calls(lab, refusing)
     log_text = (lab.nodes[refusing].base / "haagent.log").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pgnodes import Nodes, diverge, pair, rows, wait_status
 
-from haagent.engine.ports import PostgresControl
+from haagent.postgres.local import PostgresControl
 from haagent.postgres.model import TimelineSwitch, Upstream
 from haagent.postgres.slots import SlotChanges, SlotDrop, SlotSpec
 
