@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import signal
 import socket
 import time
@@ -174,6 +175,28 @@ def running_postmaster(pid_file: Path, data_dir: Path) -> PidFile | None:
     if info is None or not is_postgres_of(info.pid, data_dir):
         return None
     return info
+
+
+_STARTUP_SEGMENT = re.compile(r"startup\s+(?:recovering|waiting for)\s+([0-9A-F]{8})[0-9A-F]{16}")
+
+
+def startup_timeline(postmaster_pid: int) -> int | None:
+    """The timeline of the WAL segment a standby's startup process replays now, from its
+    process title (`postgres: ... startup recovering 000000020000000000000004`): the replay
+    timeline, which PostgreSQL 15 exposes nowhere else.  None when it cannot be read."""
+    try:
+        children = Path(f"/proc/{postmaster_pid}/task/{postmaster_pid}/children").read_text()
+    except OSError:
+        return None
+    for child in children.split():
+        try:
+            title = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        match = _STARTUP_SEGMENT.search(title)
+        if match is not None:
+            return int(match.group(1), 16)
+    return None
 
 
 def data_dir_processes(data_dir: Path) -> list[int]:

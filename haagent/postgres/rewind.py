@@ -40,7 +40,7 @@ from haagent.postgres.errors import (
 from haagent.postgres.instance import Instance, log
 from haagent.postgres.lsn import format_lsn, parse_lsn
 from haagent.postgres.model import Upstream
-from haagent.postgres.proc import run, tool_env
+from haagent.postgres.proc import run, startup_timeline, tool_env
 from haagent.postgres.session import ConnParams, connection, query
 
 # Files pg_rewind copies from the source that are this node's own.
@@ -364,9 +364,10 @@ async def running_replica_divergence(
 
     The replay timeline is not exposed by PostgreSQL 15; the highest of the last
     restartpoint's, the WAL receiver's and the local history files' is used.  `stuck`:
-    the standby does not stream from an upstream on a later timeline.  Its WAL receiver
-    fetched that timeline's history file and could not switch to it, so the file says
-    nothing about what was replayed: only the restartpoint's and the receiver's count.
+    the standby does not stream from an upstream on a later timeline.  A history file
+    fetched from it then says nothing about what was replayed (the standby may have
+    failed to switch to that timeline), so the timeline of the segment the startup
+    process replays (its process title) is used instead, when it can be read.
     """
     deadline = time.monotonic() + timeout
     rows = await instance.sql(
@@ -381,9 +382,13 @@ async def running_replica_divergence(
     history_tlis = [
         int(p.stem, 16)
         for p in (instance.layout.data_dir / "pg_wal").glob("*.history")
-        if re.fullmatch(r"[0-9A-F]{8}", p.stem) and not stuck
+        if re.fullmatch(r"[0-9A-F]{8}", p.stem)
     ]
     local_tli = max([int(str(checkpoint_tli)), int(str(received_tli or 0)), *history_tlis])
+    if stuck:
+        postmaster = instance.postmaster()
+        replaying = startup_timeline(postmaster.pid) if postmaster is not None else None
+        local_tli = replaying if replaying is not None else local_tli
     sysid, tli, history_text = await leader_timeline(
         instance, upstream, deadline - time.monotonic()
     )

@@ -142,3 +142,17 @@ def test_a_logical_slot_is_copied_only_when_the_replica_has_its_wal() -> None:
         "consumer has moved it on"
     ]
     assert copyable([stale], None) == ([stale], [])  # unknown: copied
+
+
+def test_the_replay_timeline_is_read_from_the_startup_process_title(tmp_path: Path) -> None:
+    from haagent.postgres import proc
+
+    titles = {
+        "postgres: batman: startup recovering 000000020000000000000004": 2,
+        "postgres: startup waiting for 0000000A0000000000000010": 10,
+        "postgres: batman: walreceiver streaming 0/4000280": None,
+    }
+    for title, timeline in titles.items():
+        match = proc._STARTUP_SEGMENT.search(title)
+        assert (int(match.group(1), 16) if match else None) == timeline, title
+    assert proc.startup_timeline(2**22 + 12345) is None  # no such process
