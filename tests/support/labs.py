@@ -30,3 +30,13 @@ def module_lab(prefix: str, **kw: Any) -> Iterator[LabCluster]:
             lab.stop()
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def streams_from(lab: LabCluster, upstream: str) -> list[str]:
+    """The members streaming from `upstream`, as its published pg_stat_replication says
+    (at most a loop_wait old)."""
+    code, body = lab.nodes[upstream].api("/patroni")
+    if code != 200 or not isinstance(body, dict):
+        return []
+    rows = body.get("replication") or []
+    return sorted(r["application_name"] for r in rows if r.get("state") == "streaming")

@@ -21,19 +21,11 @@ import pytest
 from haagent.config.model import Address
 from haagent_lab.lab.cluster import LAB_PASSWORD, LabCluster, LabNode
 from haagent_lab.lab.workload import Writer, multi_host_dsn
+from support.labs import streams_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DYNAMIC = {"ttl": 10, "loop_wait": 2, "retry_timeout": 3, "postgresql": {"use_slots": False}}
-
-
-def streams_from(lab: LabCluster, upstream: str) -> list[str]:
-    """The members streaming from `upstream`, as its pg_stat_replication says."""
-    code, body = lab.nodes[upstream].api("/patroni")
-    if code != 200 or not isinstance(body, dict):
-        return []
-    rows = body.get("replication") or []
-    return sorted(r["application_name"] for r in rows if r.get("state") == "streaming")
 
 
 def ids_on(lab: LabCluster, node: str, table: str) -> set[int]:

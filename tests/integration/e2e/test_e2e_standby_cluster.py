@@ -22,6 +22,7 @@ from haagent.config.model import Address
 from haagent_lab.lab.cluster import LAB_PASSWORD, LabCluster
 from haagent_lab.lab.processes import ProcessError
 from haagent_lab.lab.workload import Writer, multi_host_dsn
+from support.labs import streams_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,14 +37,6 @@ def role_of(lab: LabCluster, node: str) -> str | None:
 def standby_leader(lab: LabCluster) -> str | None:
     found = [n for n, node in lab.nodes.items() if node.api("/standby-leader")[0] == 200]
     return found[0] if len(found) == 1 else None
-
-
-def streams_from(lab: LabCluster, upstream: str) -> list[str]:
-    code, body = lab.nodes[upstream].api("/patroni")
-    if code != 200 or not isinstance(body, dict):
-        return []
-    rows = body.get("replication") or []
-    return sorted(r["application_name"] for r in rows if r.get("state") == "streaming")
 
 
 def ids_on(lab: LabCluster, node: str, table: str) -> set[int]:
