@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from haagent import __version__
-from haagent.api.health import replication_state
+from haagent.api.health import is_quorum_standby, is_sync_standby, replication_state
 from haagent.core.fitness import lag, member_lag, primary_position
 from haagent.dcs.model import ClusterView, Member
 from haagent.engine.status import PublishedStatus
@@ -66,6 +66,10 @@ def node_status(status: PublishedStatus) -> dict[str, Any]:
             }
             for row in pg.replication
         ]
+        if pg.in_recovery and is_sync_standby(status):
+            doc["sync_standby"] = True
+        if pg.in_recovery and is_quorum_standby(status):
+            doc["quorum_standby"] = True
     doc["cluster_unlocked"] = status.cluster.leader is None
     if status.failsafe_active:
         doc["failsafe_mode_is_active"] = True

@@ -134,3 +134,19 @@ def test_history_config_failsafe() -> None:
 def test_format_lsn() -> None:
     assert format_lsn(0x4000060) == "0/4000060"
     assert format_lsn((3 << 32) + 0xAB) == "3/AB"
+
+
+def test_sync_and_quorum_standby_flags() -> None:
+    """`GET /` marks a replica the sync key names: `sync_standby` under synchronous_mode
+    on, `quorum_standby` under quorum commit (as Patroni's); neither on the primary or an
+    unlisted replica."""
+    sync = replica_status("node2")
+    assert sync.config.synchronous_mode and sync.cluster.sync is not None
+    doc = status_json.node_status(sync)
+    assert doc["sync_standby"] is True and "quorum_standby" not in doc
+    quorum = replace(sync, config=replace(sync.config, quorum_commit=True))
+    doc = status_json.node_status(quorum)
+    assert doc["quorum_standby"] is True and "sync_standby" not in doc
+    for other in (replica_status("node3"), primary_status()):
+        doc = status_json.node_status(other)
+        assert "sync_standby" not in doc and "quorum_standby" not in doc
