@@ -84,6 +84,9 @@ def test_quorum_commit_survives_repeated_leader_loss(
         with contextlib.suppress(ProcessError):
             lab.wait_for(lambda: answers(node) == codes, f"{node}'s health checks", 10)  # noqa: B023
         assert answers(node) == codes, node
+        body = lab.nodes[node].api("/")[1]
+        assert body.get("quorum_standby") is (None if node == leader else True), body
+        assert "sync_standby" not in body, body
 
     dsn = multi_host_dsn(
         [Address(n.host, n.pg_port) for n in lab.nodes.values()], "postgres", LAB_PASSWORD
