@@ -305,7 +305,7 @@ async def run_custom(instance: Instance, method: CustomBootstrap, deadline: floa
     instance.restore_recovery = method.recovery_conf
     recovering = method.keep_existing_recovery_conf or method.recovery_conf is not None
     try:
-        instance.write_config()
+        await instance.save_config()
         # hot_standby off while recovering: it accepts connections once promoted.
         await instance.start(timeout=max(1.0, deadline - time.monotonic()))
         if recovering:
@@ -344,7 +344,7 @@ async def bootstrap(instance: Instance, timeout: float) -> list[str]:
             await run_initdb(instance, deadline - time.monotonic())
             steps.append("initdb")
             instance.standby, instance.upstream, instance.bootstrap_hba = False, None, True
-            instance.write_config()
+            await instance.save_config()
             await instance.start(timeout=deadline - time.monotonic())
         steps.extend(await create_roles(instance, deadline - time.monotonic()))
         note = await run_post_bootstrap(instance, deadline - time.monotonic())

@@ -267,6 +267,11 @@ class Instance:
         self.write_pgpass()
         return changed
 
+    async def save_config(self) -> bool:
+        """`write_config` in a thread: its fsyncs never stall the event loop (the lease
+        keeper renews on it)."""
+        return await asyncio.to_thread(self.write_config)
+
     def restore_command(self) -> str | None:
         """The restore_command PostgreSQL (and pg_rewind) gets: `recovery_conf`'s, else one in
         the parameters; None when there is none."""
@@ -363,8 +368,8 @@ class Instance:
         postgres = self.layout.binary("postgres")
         self._check_port()
         await self._wait_orphans_gone(min(5.0, timeout))
-        self.strip_recovery_settings()
-        self.write_config()
+        await asyncio.to_thread(self.strip_recovery_settings)
+        await self.save_config()
         log_file = self.layout.log_file
         offset = log_file.stat().st_size if log_file.exists() else 0
         argv = [str(postgres), "-D", str(self.layout.data_dir)]
@@ -500,7 +505,7 @@ class Instance:
                 break
             await asyncio.sleep(POLL)
         self.standby = False
-        self.write_config()  # no recovery settings any more; PostgreSQL removed standby.signal
+        await self.save_config()  # no recovery settings any more; PostgreSQL removed standby.signal
         return True
 
     async def checkpoint(self, timeout: float = 60.0) -> None:

@@ -367,7 +367,7 @@ class LocalPostgres:
             return False  # nothing to configure yet (and the directory must stay empty)
         async with self._action("apply config", timeout) as outcome:
             # In a thread: new parameters are first read by the server (paramcheck.py).
-            changed = await asyncio.to_thread(self.instance.write_config)
+            changed = await self.instance.save_config()
             pending = False
             if changed and await self.instance.reload(timeout):
                 rows = await self.instance.sql(
@@ -477,7 +477,7 @@ class LocalPostgres:
                 return "restarted: " + await become_replica(instance, upstream, 2 * timeout)
         previous = instance.upstream
         instance.standby, instance.upstream = True, upstream
-        if instance.write_config():
+        if await instance.save_config():
             await instance.reload(timeout)
             return f"now following {upstream} (was {previous}): reloaded"
         return f"already following {upstream}"
@@ -539,7 +539,7 @@ class LocalPostgres:
         `sync_names.synchronous_standby_names`) in haagent's postgresql.conf and reload."""
         async with self._action("set synchronous_standby_names", timeout) as outcome:
             self.instance.sync_names = value
-            if self.instance.write_config() and await self.instance.reload(timeout):
+            if await self.instance.save_config() and await self.instance.reload(timeout):
                 shown = await self.instance.sql(
                     "SHOW synchronous_standby_names", timeout, "synchronous_standby_names"
                 )

@@ -187,7 +187,7 @@ async def ensure_clean_shutdown(instance: Instance, timeout: float) -> ControlDa
         # It refuses to run with standby.signal, so the role on disk is put back after.
         standby = instance.standby
         instance.standby = False
-        instance.write_config()
+        await instance.save_config()
         layout = instance.layout
         argv: list[str | Path] = [layout.binary("postgres"), "--single", "-F",
                                   "-D", layout.data_dir,
@@ -196,13 +196,13 @@ async def ensure_clean_shutdown(instance: Instance, timeout: float) -> ControlDa
             result = await run(argv, timeout=timeout)
         finally:
             instance.standby = standby
-            instance.write_config()
+            instance.write_config()  # the role on disk is back before anything goes on
         how = f"single-user crash recovery: {result.tail(3)}"
         if not result.ok:
             raise RewindError(f"{how}; the data directory is kept as it is")
     else:
         instance.standby, instance.upstream = True, None
-        instance.write_config()
+        await instance.save_config()
         with contextlib.suppress(StartTimeout):  # consistent or not, a clean stop follows
             await instance.start(timeout=min(15.0, max(1.0, deadline - time.monotonic())))
         await instance.stop("fast", timeout=max(1.0, deadline - time.monotonic()))
@@ -342,7 +342,7 @@ async def become_replica(instance: Instance, upstream: Upstream | None, timeout:
             if blocker is not None:
                 # Keep it from ever starting as a primary again: a standby of no one.
                 instance.standby, instance.upstream = True, None
-                instance.write_config()
+                await instance.save_config()
                 raise RewindImpossible(
                     f"cannot follow {upstream}: {div.reason}, and pg_rewind cannot be used: "
                     f"{blocker}. The data is untouched and PostgreSQL left stopped, configured "
@@ -352,7 +352,7 @@ async def become_replica(instance: Instance, upstream: Upstream | None, timeout:
             await run_rewind(instance, source, deadline - time.monotonic())
             outcome = f"rewound ({div.reason}), then {outcome}"
     instance.standby, instance.upstream = True, upstream
-    instance.write_config()
+    await instance.save_config()
     await instance.start(timeout=max(1.0, deadline - time.monotonic()))
     return outcome
 
