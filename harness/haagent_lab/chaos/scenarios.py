@@ -29,7 +29,7 @@ from haagent_lab.lab.cluster import LabCluster, LabNode
 NETWORK_OUTAGE = 30.0  # seconds a node stays cut off (three ttl of the fast timings)
 CHECKPOINT_STALL = 45.0  # seconds a checkpointer stays stopped (a checkpoint under load)
 CPU_SATURATION = 60.0
-ETCD_OUTAGE = 60.0
+ETCD_OUTAGE = 30.0  # seconds etcd stays down at least (2 ttl when that is longer)
 
 
 def replica_network_loss(ctx: Context) -> None:
@@ -227,11 +227,12 @@ def switchover(ctx: Context) -> None:
 
 def etcd_outage(ctx: Context) -> None:
     members = range(len(ctx.lab.etcd.members))
-    ctx.note(f"stop every etcd member for {ETCD_OUTAGE:.0f}s")
+    seconds = max(ETCD_OUTAGE, 2.0 * ctx.ttl)
+    ctx.note(f"stop every etcd member for {seconds:.0f}s")
     ctx.mark("fault")
     for i in members:
         ctx.lab.etcd.stop_member(i)
-    time.sleep(ETCD_OUTAGE)
+    time.sleep(seconds)
     for i in members:
         ctx.lab.etcd.start_member(i)
     ctx.mark("heal")
@@ -397,9 +398,9 @@ def _all() -> list[Scenario]:
                  cpu_saturation, dynamic=DEFAULT_TIMINGS, expect=Expect(leader_change=False)),
         Scenario("switchover", "8 manual switchover under write load",
                  switchover, expect=Expect(leader_change=True), fast=True),
-        Scenario("etcd-outage", "9 every etcd member stopped for 60s, failsafe_mode off",
+        Scenario("etcd-outage", "9 all of etcd stopped 30s (2 ttl at least), failsafe_mode off",
                  etcd_outage, expect=QUORUM_LOST),
-        Scenario("etcd-outage-failsafe", "9 every etcd member stopped for 60s, failsafe_mode on",
+        Scenario("etcd-outage-failsafe", "9 all of etcd stopped 30s (2 ttl at least), failsafe on",
                  etcd_outage, dynamic={"failsafe_mode": True},
                  expect=Expect(leader_change=False, primary_throughout=True), fast=True),
         Scenario("primary-network-loss-sync", "10 = 2 with synchronous_mode on",
