@@ -35,6 +35,13 @@ async def _set_pause(ctl: Ctl, cluster: str, pause: bool, wait: bool) -> None:
         if config.pause == pause:
             state = "paused" if pause else "not paused"
             raise ActionFailed(f"cluster {cluster} is already {state}; nothing to do")
+        if not pause and view.leader_name is None:
+            click.echo(
+                f"Warning: no member of cluster {cluster} holds the leader key; once resumed, "
+                "the members race for it and the winner runs the primary (a primary without "
+                "the key that loses the race is demoted)",
+                err=True,
+            )
         order = sorted(view.members, key=lambda n: (n != view.leader_name, n))
         done = False
         for name in order:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from haactl_memory import CONFIG, Cli, edit_member, get, put
+from haactl_memory import CONFIG, PREFIX, SCOPE, Cli, edit_member, get, put
 
 from haagent import __version__
 from haagent.cli.commands_info import pg_version
@@ -37,6 +37,17 @@ def test_pause_twice_is_an_error(cli: Cli, store: MemoryStore) -> None:
     assert "already paused" in result.output
     assert cli("resume").exit_code == 0
     assert "already not paused" in cli("resume").output
+
+
+def test_resume_warns_when_no_member_holds_the_leader_key(cli: Cli, store: MemoryStore) -> None:
+    put(store, "config", {**CONFIG, "pause": True})
+    quiet = cli("resume")  # node1 holds the key: nothing to warn about
+    assert quiet.exit_code == 0 and "leader key" not in quiet.output
+    put(store, "config", {**CONFIG, "pause": True})
+    store.txn([], [Delete((PREFIX + "leader").encode())], [])
+    result = cli("resume")
+    assert result.exit_code == 0, result.output
+    assert f"Warning: no member of cluster {SCOPE} holds the leader key" in result.output
 
 
 def test_pause_wait_names_the_members_that_did_not_follow(
