@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Literal
 
 import pytest
 
@@ -178,3 +180,55 @@ def test_a_request_is_done_once_its_action_is(agent: Agent) -> None:
     agent.pg.start = start  # type: ignore[method-assign]
     assert agent.run(a.RestartPostgres("primary")).failure is None
     assert agent.loop.manual_request is None and agent.pg.writable
+
+
+def _record_stop_timeouts(agent: Agent) -> list[float | None]:
+    seen: list[float | None] = []
+    real = agent.pg.stop
+
+    async def stop(
+        mode: Literal["smart", "fast", "immediate"], timeout: float | None = None
+    ) -> bool:
+        seen.append(timeout)
+        return await real(mode, timeout)
+
+    agent.pg.stop = stop  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("synchronous", [True, False])
+def test_primary_stop_timeout_bounds_the_stop_of_a_synchronous_primary(
+    agent: Agent, synchronous: bool
+) -> None:
+    """As Patroni: `primary_stop_timeout` bounds a primary's fast shutdown in synchronous
+    mode only; otherwise the usual pg_ctl_timeout (None) while the lease is kept."""
+    raw = {"synchronous_mode": synchronous, "primary_stop_timeout": 7}
+    agent.vt.run(agent.loop.dcs.write_config(raw, expected_revision=None))
+    seen = _record_stop_timeouts(agent)
+    agent.run(a.TakeLeaderKey(), a.ArmFencing())
+    outcome = agent.run(a.StopPostgres("fast"))
+    assert outcome.failure is None
+    assert seen == [7.0 if synchronous else None]
+
+
+def test_before_stop_runs_before_a_stop_and_not_before_a_demotion(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`before_stop` runs (bounded) before a stop or restart; a demotion stops writes at once
+    and skips it, as Patroni does."""
+    hooks: list[str] = []
+
+    async def hook(what: str, command: str, timeout: float) -> str | None:
+        hooks.append(f"{what}: {command}")
+        return None
+
+    monkeypatch.setattr("haagent.engine.executor.run_hook", hook)
+    settings = agent.config.settings
+    pg = replace(settings.postgresql, before_stop="/usr/local/bin/drain.sh")
+    agent.config.reload(replace(settings, postgresql=pg))
+    agent.run(a.TakeLeaderKey(), a.ArmFencing())
+    outcome = agent.run(a.Demote("fast", None), role=Role.REPLICA)
+    assert outcome.failure is None and hooks == []
+    outcome = agent.run(a.StopPostgres("fast"), role=Role.REPLICA)
+    assert outcome.failure is None
+    assert hooks == ["postgresql.before_stop (stop fast): /usr/local/bin/drain.sh"]
