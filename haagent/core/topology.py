@@ -12,9 +12,10 @@ The same function answers for this node (the HA rules), for the slots (the upstr
 a member's slot: `slot_holder`) and for `haactl topology`.  Pure: no I/O, no clock.
 
 With `postgresql.use_slots` on, a replica streams through its own slot
-(`primary_slot_name`), which its upstream holds, whether the leader or the member it
-cascades from (a running replica holds physical slots too).  The other members keep a copy
-for the time the replica falls back to them or one of them is promoted (`core.slots`).
+(`primary_slot_name`) on its upstream, which holds it: the leader, or the member it
+cascades from (a running replica holds physical slots too).  The leader keeps a copy of a
+cascading replica's slot, for when it falls back there, and the members that may be
+promoted keep copies too (`member_slots_ttl`); `core.slots` says where each copy stands.
 """
 
 from __future__ import annotations
