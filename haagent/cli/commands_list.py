@@ -90,17 +90,14 @@ def system_id(view: ClusterView) -> str:
 def tree_order(view: ClusterView) -> list[tuple[int, Member]]:
     """Members depth-first from the leader, each under the member it streams from as the
     agents decide it (`core.topology.upstream`: `replicatefrom` while the named member
-    runs, without slots); a `nostream` member under the leader."""
+    runs); a `nostream` member under the leader."""
     members = view.members
     children: dict[str | None, list[str]] = {}
     leader = view.leader_name if view.leader_name in members else None
-    cascade = not config_of(view).postgresql.use_slots
     for name in sorted(members):
         if name == leader:
             continue
-        source = topology.upstream(
-            view, name, members[name].tags, standby_cluster=False, cascade=cascade
-        )
+        source = topology.upstream(view, name, members[name].tags, standby_cluster=False)
         parent = source if source in members and source != name else leader
         children.setdefault(parent, []).append(name)
     order: list[tuple[int, Member]] = []

@@ -5,11 +5,16 @@ Patroni's semantics:
 
 - a member's physical slot (named after it, `slot_name`) is kept on every other member
   that may become the primary, while it is in the cluster and for `member_slots_ttl`
-  seconds after it was last seen (`retained`): on the primary so that it streams from
-  it, on the replicas so that whichever is promoted already holds it, and the WAL it
-  needs.  With `member_slots_ttl: 0` only the member it streams from holds it
-  (`slot_holder`); a `nofailover` member keeps only the slots of members that stream
-  from it;
+  seconds after it was last seen (`retained`): on the member it streams from (its
+  upstream, `slot_holder`: the leader, or the member its `replicatefrom` names, a
+  replica), on the others so that whichever it falls back to or is promoted already
+  holds it, and the WAL it needs.  With `member_slots_ttl: 0` only its upstream holds
+  it, and the leader while it cascades (it falls back to the leader when its upstream
+  goes); a `nofailover` member keeps only the slots of members that stream from it;
+- the leader moves the slot of a member that cascades (nobody streams through it there)
+  to the replay position the member publishes in its key (`reported_position`), never
+  beyond the leader's own position, never from a member on another timeline: the slot
+  keeps what the member needs to fall back, and no more;
 - the permanent slots of the dynamic `slots` are kept on every member that may become
   the primary: physical ones, and logical ones (`database`, `plugin`), but not on a
   member that does not stream (`nostream`: its primary would not hear how far it is);
@@ -21,7 +26,10 @@ Patroni's semantics:
   copy of the primary's (`CopyLogicalSlots`); from 17 on, the standby's slot sync
   worker keeps the slots created with `failover` (`sync_replication_slots`);
 - slots nobody wants are dropped, unless `ignore_slots` matches them, they are in use,
-  or the cluster is paused;
+  or the cluster is paused; a member's slot its member does not stream from here, with
+  an `xmin` (hot_standby_feedback from when it did) is dropped and made again, as Patroni
+  does: nobody would move that xmin, and it holds back vacuum here (and on a replica, its
+  upstream's, through its own feedback);
 - a slot PostgreSQL reports lost (`wal_status = 'lost'`) is reported; a member's slot
   and a permanent physical slot are dropped and made again (their consumer sees the
   gap: it cannot stream from WAL that is gone), a permanent logical slot never is: a new
@@ -89,10 +97,35 @@ class WantedSlot:
 
 def slot_holder(view: ClusterView, member: str, *, standby_cluster: bool) -> str | None:
     """The member whose PostgreSQL `member` streams from, and so holds `member`'s slot in
-    use: `core.topology`'s rule (the leader, or a standby cluster's standby leader; None
-    for the leader itself, a `nostream` member, or when there is none).  `replicatefrom`
-    is not honoured with slots yet, so the holder is never a cascading member."""
-    return topology.slot_holder(view, member, standby_cluster=standby_cluster, cascade=False)
+    use: `core.topology`'s rule (the leader, a standby cluster's standby leader, or the
+    member `replicatefrom` names while it runs; None for the leader itself, a `nostream`
+    member, or when there is none)."""
+    return topology.slot_holder(view, member, standby_cluster=standby_cluster)
+
+
+def _view_from_here(s: Snapshot) -> ClusterView:
+    """The cluster as the holder rule should see it here: this member running while its
+    PostgreSQL accepts connections, though its member key may not say so yet, so that it
+    makes the slots of those cascading from it before they come (they follow it as soon as
+    its key says it runs)."""
+    me = s.cluster.members.get(s.name)
+    if me is None or me.state == "running" or not (s.postgres.running and s.postgres.accepting):
+        return s.cluster
+    return replace(s.cluster, members={**s.cluster.members, s.name: replace(me, state="running")})
+
+
+def reported_position(s: Snapshot, member_name: str) -> int | None:
+    """How far member `member_name` replayed, as its member key says (`replay_lsn`), for
+    moving its slot here while it streams from another member: None unless it is on this
+    node's timeline (a position on another timeline may lie beyond the fork), and never
+    beyond this node's own position."""
+    member = s.cluster.members.get(member_name)
+    own = s.postgres.lsn
+    if member is None or member.replay_lsn is None or own is None:
+        return None
+    if member.timeline is None or member.timeline != s.postgres.timeline:
+        return None
+    return min(member.replay_lsn, own)
 
 
 def _streams(tags: Mapping[str, Any]) -> bool:
@@ -149,15 +182,22 @@ def wanted_slots(s: Snapshot) -> dict[str, WantedSlot]:
     nofailover = not s.tags.can_be_leader
     positions = trusted_positions(s)
     members = {slot_name(m.name): m.name for m in s.cluster.members.values()}
+    view = _view_from_here(s)
     result: dict[str, WantedSlot] = {}
     for name in retained(s):
-        holder = slot_holder(
-            s.cluster, members.get(name, name), standby_cluster=cfg.standby_cluster is not None
-        )
+        member = members.get(name, name)
+        holder = slot_holder(view, member, standby_cluster=cfg.standby_cluster is not None)
         here = holder == s.name
-        if not here and (nofailover or cfg.member_slots_ttl <= 0):
+        # On the leader, the slot of a member cascading from another: it falls back here.
+        cascading = s.holds_key and holder is not None and not here
+        if not (here or cascading) and (nofailover or cfg.member_slots_ttl <= 0):
             continue
-        position = None if here else positions.get(name)
+        if here:
+            position = None
+        elif cascading:
+            position = reported_position(s, member)
+        else:
+            position = positions.get(name)
         result[name] = WantedSlot(name, "physical", member=True, in_use_here=here,
                                   position=position)  # fmt: skip
     if nofailover:
@@ -246,6 +286,11 @@ def slot_changes(s: Snapshot) -> SlotChanges:
                 drop.append(SlotDrop(name, slot.database, "lost"))
                 create.append(want.spec())
             continue  # a permanent logical slot: never made again, never advanced
+        if _stale_xmin(s, want, slot):
+            drop.append(SlotDrop(name, None, f"its member does not stream from here and its "
+                                 f"xmin {slot.xmin} would hold back vacuum"))  # fmt: skip
+            create.append(want.spec())
+            continue
         if want.in_use_here or want.position is None:
             continue
         if want.kind == "logical" and sync_worker:
@@ -260,6 +305,17 @@ def slot_changes(s: Snapshot) -> SlotChanges:
         elif primary:
             create.append(replace(want.spec(failover=_failover(s)), warning=_made_late(s, name)))
     return SlotChanges(tuple(drop), tuple(create), tuple(advance), tuple(lost))
+
+
+def _stale_xmin(s: Snapshot, want: WantedSlot, slot: ReplicationSlot) -> bool:
+    """A member's slot here that its member does not stream from (it did, with
+    hot_standby_feedback, and left): nobody moves its xmin.  Not while the cluster has no
+    leader, nor on a standby leader (as Patroni), nor in maintenance mode."""
+    if not want.member or want.in_use_here or slot.kind != "physical":
+        return False
+    if slot.xmin is None or slot.active or s.config.pause or s.cluster.leader is None:
+        return False
+    return not s.holds_key or s.is_running_primary
 
 
 def _made_late(s: Snapshot, name: str) -> str:

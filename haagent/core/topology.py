@@ -11,11 +11,11 @@ cluster has no leader.
 The same function answers for this node (the HA rules), for the slots (the upstream holds
 a member's slot: `slot_holder`) and for `haactl topology`.  Pure: no I/O, no clock.
 
-`cascade`: whether `replicatefrom` is honoured.  A replica streams through its own slot
-(`primary_slot_name`) when `postgresql.use_slots` is on, and a slot in use is on the
-leader (`core.slots`): until a member keeps the slots of those streaming from it,
-`replicatefrom` is honoured with `use_slots: false` only, and a replica streams from the
-leader otherwise.
+With `postgresql.use_slots` on, a replica streams through its own slot
+(`primary_slot_name`) on its upstream, which holds it: the leader, or the member it
+cascades from (a running replica holds physical slots too).  The leader keeps a copy of a
+cascading replica's slot, for when it falls back there, and the members that may be
+promoted keep copies too (`member_slots_ttl`); `core.slots` says where each copy stands.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ def upstream(
     tags: Mapping[str, Any],
     *,
     standby_cluster: bool,
-    cascade: bool = True,
 ) -> str | None:
     """The member (or `REMOTE`) member `name`, tagged `tags`, streams from; None for the
     leader of a primary cluster and for a `nostream` member."""
@@ -48,7 +47,7 @@ def upstream(
     if standby_cluster and leader in (None, name):
         return REMOTE
     wanted = tag_rules.replicatefrom(tags)
-    if cascade and wanted is not None and wanted != leader and _can_cascade(view, name, wanted):
+    if wanted is not None and wanted != leader and _can_cascade(view, name, wanted):
         return wanted
     return leader if leader != name else None
 
@@ -67,16 +66,14 @@ def _can_cascade(view: ClusterView, name: str, wanted: str) -> bool:
     return True
 
 
-def slot_holder(
-    view: ClusterView, name: str, *, standby_cluster: bool, cascade: bool = True
-) -> str | None:
+def slot_holder(view: ClusterView, name: str, *, standby_cluster: bool) -> str | None:
     """The member that keeps member `name`'s physical slot: its upstream (None for the
     leader, a `nostream` member and one streaming from the remote primary); the leader for
     a member without a member key (it may come back)."""
     member = view.members.get(name)
     if member is None:
         return view.leader_name if view.leader_name != name else None
-    holder = upstream(view, name, member.tags, standby_cluster=standby_cluster, cascade=cascade)
+    holder = upstream(view, name, member.tags, standby_cluster=standby_cluster)
     return None if holder == REMOTE else holder
 
 

@@ -119,6 +119,8 @@ class ReplicationSlot:
     confirmed_flush_lsn: int | None = None
     wal_status: str | None = None
     catalog_xmin: int | None = None
+    # The oldest transaction a physical slot's consumer still needs (hot_standby_feedback).
+    xmin: int | None = None
     failover: bool = False
     synced: bool = False
 

@@ -92,6 +92,7 @@ def slot_rows(value: Any) -> tuple[ReplicationSlot, ...]:
             confirmed_flush_lsn=parse_lsn_or_none(row.get("confirmed_flush_lsn")),
             wal_status=row.get("wal_status"),
             catalog_xmin=_xid(row.get("catalog_xmin")),
+            xmin=_xid(row.get("xmin")),
             failover=bool(row.get("failover")),
             synced=bool(row.get("synced")),
         )

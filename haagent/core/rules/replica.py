@@ -33,18 +33,11 @@ def upstream_text(upstream: str | None) -> str:
     return upstream
 
 
-def cascades(s: Snapshot) -> bool:
-    """`replicatefrom` is honoured (`core.topology`: without slots only, for now)."""
-    return not s.config.postgresql.use_slots
-
-
 def stream_plan(s: Snapshot) -> tuple[str | None, str | None]:
     """(the upstream this node streams from, where it rewinds from when that is another
     server, else None)."""
     standby = s.config.standby_cluster is not None
-    upstream = topology.upstream(
-        s.cluster, s.name, s.tags.as_mapping(), standby_cluster=standby, cascade=cascades(s)
-    )
+    upstream = topology.upstream(s.cluster, s.name, s.tags.as_mapping(), standby_cluster=standby)
     source = topology.timeline_source(s.cluster, standby_cluster=standby)
     return upstream, (source if source not in (upstream, s.name) else None)
 

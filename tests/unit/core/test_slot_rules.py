@@ -13,13 +13,15 @@ from haagent.core.slots import (
     to_copy,
     wanted_slots,
 )
-from haagent.dcs.model import ClusterStatus
+from haagent.core.snapshot import Snapshot
+from haagent.dcs.model import ClusterStatus, ClusterView
 from haagent.postgres.model import ReplicationSlot
 from haagent.postgres.slots import SlotAdvance, SlotDrop, SlotSpec
 from support.snapshots import (
     LocalFacts,
     Tags,
     cluster,
+    member,
     primary_pg,
     replace,
     replica_pg,
@@ -171,3 +173,104 @@ def test_a_new_primary_without_a_copy_says_its_new_logical_slot_starts_late() ->
     again = next(spec for spec in slot_changes(replace(s, cluster=own)).create
                  if spec.name == "cdc")  # fmt: skip
     assert again.warning == ""
+
+
+# Cascading: node3 is tagged `replicatefrom: node2`, node1 leads.
+
+
+def cascade_view(node2_state: str = "running", **node3: object) -> ClusterView:
+    fields: dict[str, object] = {"tags": {"replicatefrom": "node2"}, "replay_lsn": 800}
+    fields.update(node3)
+    members = (member("node1", "primary"), member("node2", state=node2_state),
+               member("node3", **fields))  # fmt: skip
+    return replace(cluster("node1", members), status=status(node1=1000, node2=900, node3=600))
+
+
+def member_slots(s: Snapshot) -> dict[str, tuple[bool, int | None]]:
+    return {n: (w.in_use_here, w.position) for n, w in wanted_slots(s).items() if w.member}
+
+
+def test_the_upstream_holds_the_slot_of_the_member_cascading_from_it() -> None:
+    on_node2 = snapshot("node2", replica_pg(slots=(physical("node1"), physical("node3", 600))),
+                        cascade_view())  # fmt: skip
+    # In use there (its member moves it), beside the leader's copy (moved to `status`).
+    assert member_slots(on_node2) == {"node1": (False, 1000), "node3": (True, None)}
+    assert slot_changes(on_node2).advance == (SlotAdvance("node1", "physical", None, 1000),)
+    # Even where no other slot is kept (nofailover; member_slots_ttl 0).
+    for s in (replace(on_node2, tags=Tags(nofailover=True)),
+              replace(on_node2, config=parse_dynamic_config({"member_slots_ttl": 0}))):  # fmt: skip
+        assert member_slots(s) == {"node3": (True, None)}
+    # Made before node3 comes: as soon as node2's PostgreSQL accepts connections, though
+    # its member key does not say it runs yet (node3 follows it once it does).
+    starting = replace(on_node2, cluster=cascade_view(node2_state="starting"),
+                       postgres=replica_pg(), tags=Tags(nofailover=True))  # fmt: skip
+    assert SlotSpec("node3") in slot_changes(starting).create
+    # While node2 is down, the slot is the leader's; node3 streams from (and moves) it.
+    down = snapshot("node1", primary_pg(), cascade_view(node2_state="stopped"))
+    assert member_slots(down) == {"node2": (True, None), "node3": (True, None)}
+
+
+def test_the_leader_keeps_a_cascading_members_slot_moved_to_its_reported_replay() -> None:
+    existing = (physical("node2", 900), physical("node3", 500))
+    s = snapshot("node1", primary_pg(lsn=1000, slots=existing), cascade_view())
+    assert member_slots(s) == {"node2": (True, None), "node3": (False, 800)}
+    assert slot_changes(s).advance == (SlotAdvance("node3", "physical", None, 800),)
+    # Kept with member_slots_ttl 0 too: node3 falls back to the leader when node2 goes.
+    ttl0 = replace(s, config=parse_dynamic_config({"member_slots_ttl": 0}))
+    assert slot_changes(ttl0).advance == (SlotAdvance("node3", "physical", None, 800),)
+    # The leader publishes where the slot is, so the replicas' copies follow it.
+    _, write = leader_slot_actions(s)
+    assert isinstance(write, WriteStatusKey) and dict(write.slots)["node3"] == 500
+
+    def advance_with(**node3: object) -> tuple[SlotAdvance, ...]:
+        return slot_changes(replace(s, cluster=cascade_view(**node3))).advance
+
+    # Never beyond the leader's own position (a member's key is not trusted so far).
+    assert advance_with(replay_lsn=5000) == (SlotAdvance("node3", "physical", None, 1000),)
+    # Never from a member on another timeline, nor one that says nothing, nor backwards.
+    assert advance_with(timeline=2) == ()
+    assert advance_with(replay_lsn=None) == ()
+    assert advance_with(replay_lsn=400) == ()
+    # Not while node3 still streams from it (on its way to node2): its feedback moves it.
+    busy = replace(s, postgres=replace(s.postgres, slots=(
+        physical("node2", 900), replace(physical("node3", 500), active=True))))  # fmt: skip
+    assert slot_changes(busy).advance == ()
+
+
+def test_a_slot_left_with_an_xmin_is_made_again_where_its_member_does_not_stream() -> None:
+    stale = replace(physical("node3", 500), xmin=742)
+    s = snapshot("node1", primary_pg(slots=(physical("node2", 900), stale)), cascade_view())
+    changes = slot_changes(s)
+    assert [d.name for d in changes.drop] == ["node3"] and "xmin 742" in changes.drop[0].why
+    assert changes.create == (SlotSpec("node3"),)
+    for unchanged in (
+        replace(s, postgres=replace(s.postgres, slots=(physical("node2", 900),
+                                                       replace(stale, active=True)))),
+        replace(s, cluster=cascade_view(node2_state="stopped")),  # in use here
+        replace(s, config=parse_dynamic_config({"pause": True})),
+    ):  # fmt: skip
+        assert slot_changes(unchanged).drop == ()
+
+
+def test_a_failover_to_the_upstream_or_its_downstream_keeps_the_slots_where_they_stream() -> None:
+    members = (member("node1", "replica", state="stopped"), member("node2", "primary"),
+               member("node3", tags={"replicatefrom": "node2"}, replay_lsn=800))  # fmt: skip
+    old_status = status(node1=1000, node2=900, node3=600)  # timeline 1: the leader gone
+    # node2 (the upstream) promoted on timeline 2: node3 streams from it as the leader.
+    view = replace(cluster("node2", members), status=old_status)
+    s = snapshot("node2", primary_pg(timeline=2, slots=(physical("node1", 300),
+                                                        physical("node3", 600))), view)  # fmt: skip
+    assert member_slots(s) == {"node1": (True, None), "node3": (True, None)}
+    assert slot_changes(s).advance == ()  # nothing from the old timeline's status
+    # node3 (the downstream) promoted instead: node2 falls back to it, node1's slot is kept.
+    down = (member("node1", "replica", state="stopped"), member("node2"),
+            member("node3", "primary", tags={"replicatefrom": "node2"}))  # fmt: skip
+    s3 = snapshot("node3", primary_pg(timeline=2, slots=(physical("node1", 300),
+                                                         physical("node2", 600))),
+                  replace(cluster("node3", down), status=old_status))  # fmt: skip
+    assert member_slots(s3) == {"node1": (True, None), "node2": (True, None)}
+    assert slot_changes(s3).advance == ()
+    # The new leader's own status (timeline 2) is what its replicas follow from then on.
+    v2 = replace(cluster("node3", down), status=replace(status(node1=300, node2=700), timeline=2))
+    on_node2 = snapshot("node2", replica_pg(timeline=2, slots=(physical("node1", 200),)), v2)
+    assert slot_changes(on_node2).advance == (SlotAdvance("node1", "physical", None, 300),)

@@ -27,7 +27,6 @@ def test_replicatefrom_names_a_running_member_else_the_leader() -> None:
     assert up(view(tags), "node3", tags["node3"]) == "node2"
     assert up(view(tags, down=("node2",)), "node3", tags["node3"]) == "node1"  # falls back
     assert up(view(tags), "node3", {"replicatefrom": "nobody"}) == "node1"
-    assert up(view(tags), "node3", tags["node3"], cascade=False) == "node1"
     assert up(view(tags), "node1", {}) is None  # the leader streams from nobody
 
 
@@ -46,10 +45,29 @@ def test_nostream_streams_from_nobody_and_gets_no_slot_on_the_leader() -> None:
     assert up(v, "node4", tags["node4"]) is None
     assert topology.slot_holder(v, "node4", standby_cluster=False) is None
     assert topology.slot_holder(v, "node3", standby_cluster=False) == "node2"
-    # The leader keeps the slots of those streaming from it; with slots in use,
-    # replicatefrom is not honoured yet, so node3 streams from (and has a slot on) it.
+    # The leader keeps the slots of those streaming from it in use, node3's (which
+    # cascades from node2 and falls back to the leader) too, not in use; none for node4.
     s = snapshot("node1", view=v)
-    held = {name for name, slot in wanted_slots(s).items() if slot.member and slot.in_use_here}
-    assert held == {"node2", "node3"}
+    wanted = wanted_slots(s)
+    assert {name for name, slot in wanted.items() if slot.in_use_here} == {"node2"}
+    assert set(wanted) == {"node2", "node3"}
     no_slots = DynamicConfig(postgresql=DynamicPostgresql(use_slots=False))
     assert wanted_slots(snapshot("node1", view=v, config=no_slots)) == {}
+
+
+def test_the_slot_holder_follows_the_topology_with_slots_on() -> None:
+    """One rule: a member's slot is held where it streams from, `replicatefrom` honoured
+    whatever `use_slots` says (the chain, the fallback, the return)."""
+    chain = {"node3": {"replicatefrom": "node2"}, "node4": {"replicatefrom": "node3"}}
+    v = view(chain)
+    holders = {n: topology.slot_holder(v, n, standby_cluster=False) for n in chain}
+    assert holders == {"node3": "node2", "node4": "node3"}
+    for name, tags in chain.items():  # where it streams from is where its slot is
+        assert up(v, name, tags) == holders[name]
+    down = view(chain, down=("node2",))
+    assert topology.slot_holder(down, "node3", standby_cluster=False) == "node1"
+    # The rule asks for a running chain up to the leader: node4 falls back to it too.
+    assert topology.slot_holder(down, "node4", standby_cluster=False) == "node1"
+    # A member without a member key may come back: the leader keeps its slot.
+    gone = cluster("node1", tuple(m for m in v.members.values() if m.name != "node3"))
+    assert topology.slot_holder(gone, "node3", standby_cluster=False) == "node1"

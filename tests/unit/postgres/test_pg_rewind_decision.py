@@ -142,7 +142,8 @@ def test_status_from_a_primary_row() -> None:
          "confirmed_flush_lsn": "0/4800000", "wal_status": "reserved", "catalog_xmin": "742"},
         {"slot_name": "node3", "slot_type": "physical", "database": None, "plugin": None,
          "active": False, "temporary": False, "restart_lsn": None,
-         "confirmed_flush_lsn": None, "wal_status": "lost", "catalog_xmin": None},
+         "confirmed_flush_lsn": None, "wal_status": "lost", "catalog_xmin": None,
+         "xmin": "731"},
     ]  # fmt: skip
     row = (
         False, "0/5000000", "0/4FFFFF0", None, None, None, False, 3, 2,
@@ -161,3 +162,4 @@ def test_status_from_a_primary_row() -> None:
     assert cdc.position == 0x4800000 and cdc.restart_lsn == 0x4000000 and cdc.catalog_xmin == 742
     assert not cdc.lost and not cdc.failover and not cdc.synced
     assert node3.kind == "physical" and node3.lost and node3.position is None
+    assert node3.xmin == 731 and cdc.xmin is None
