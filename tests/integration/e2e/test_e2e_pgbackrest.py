@@ -14,7 +14,11 @@ with a pgBackRest repository in the test's temporary directory:
    its WAL from before the fork is recycled; haagent rewinds it with pg_rewind
    --restore-target-wal, which fetches that WAL from the archive;
 4. a new cluster is bootstrapped from the backup to a chosen point in time
-   (`bootstrap.method`) and holds exactly the rows committed before it.
+   (`bootstrap.method`) and holds exactly the rows committed before it;
+5. an archive-only standby cluster (`standby_cluster` with `restore_command` and no
+   host): its standby leader is restored from the backup by the method
+   `standby_cluster.create_replica_methods` names (issue 17), replays rows the primary
+   writes after a `pg_switch_wal()`, and becomes a primary on promote-cluster.
 """
 
 from __future__ import annotations
@@ -256,3 +260,49 @@ def test_pgbackrest_replicas_and_point_in_time_bootstrap(
     assert sql(node, "SELECT pg_is_in_recovery()")[0][0] is False
     code, body = node.api("/patroni")
     assert code == 200 and body["role"] == "primary"
+
+    # 5. An archive-only standby cluster: no host to copy from; its standby leader is
+    # restored by the method its standby_cluster section names, then replays the archive.
+    primary = lab.nodes[lab.leader() or leader]
+    commands: dict[str, str] = {}
+
+    def configure_dr(node: LabNode, config: dict[str, Any]) -> None:
+        node.base.mkdir(parents=True, exist_ok=True)
+        conf = write_pgbackrest_conf(node, repo)
+        commands["get"] = f'{PGBACKREST} --config={conf} --stanza={STANZA} archive-get %f "%p"'
+        config["bootstrap"]["dcs"]["standby_cluster"] = {
+            "restore_command": commands["get"],
+            "create_replica_methods": ["pgbackrest"],
+        }
+        # Not in postgresql.create_replica_methods: read for the standby_cluster's list.
+        config["postgresql"]["pgbackrest"] = {
+            "command": f"{PGBACKREST} --config={conf} --stanza={STANZA} restore --type=standby",
+            "no_params": True,
+            "no_leader": True,
+        }
+
+    dr = lab_factory(names=("dr1",), hosts=("127.0.0.12",), scope="dr",
+                     shared_etcd=lab.etcd, configure=configure_dr)  # fmt: skip
+    dr.start(wait=False)
+    standby = dr.nodes["dr1"]
+    dr.wait_for(lambda: standby.api("/standby-leader")[0] == 200, "dr1: the standby leader", 60)
+    assert "pgbackrest built the replica" in agent_log(standby)
+    code, body = standby.api("/patroni")
+    assert code == 200 and body["role"] == "standby_leader", body
+    assert standby.api("/primary")[0] == 503
+    assert sql(standby, "SELECT pg_is_in_recovery()")[0][0] is True
+    names = "('restore_command', 'primary_conninfo')"
+    settings = dict(sql(standby, f"SELECT name, setting FROM pg_settings WHERE name IN {names}"))
+    assert settings == {"restore_command": commands["get"], "primary_conninfo": ""}
+    sql(primary, "INSERT INTO pitr (id) SELECT generate_series(1001, 1010)")
+    sql(primary, "SELECT pg_switch_wal()")
+    dr.wait_for(
+        lambda: sql(standby, "SELECT count(*) FROM pitr WHERE id > 1000")[0][0] == 10,
+        "dr1 to replay the rows written after the switch, from the archive",
+        60,
+    )
+    # promote-cluster (the section removed): the standby leader becomes the primary.
+    reply = standby.call("PATCH", "/config", {"standby_cluster": None})
+    assert reply.ok, reply.text
+    dr.wait_for(lambda: dr.leader() == "dr1", "dr1 promoted", 60)
+    assert sql(standby, "SELECT pg_is_in_recovery()")[0][0] is False
