@@ -353,7 +353,9 @@ class Executor:
             raise ActionFailed(action, f"member {name} has no member key with a conn_url")
         if upstream is not None and rewind_from is not None:
             source = self._upstream(s, rewind_from, action)
-            upstream = dataclasses.replace(upstream, timeline_source=source)
+            upstream = dataclasses.replace(
+                upstream, timeline_source=source, checks_timeline=source is not None
+            )
         return upstream
 
     async def _create_replica(self, action: a.CreateReplica, s: Snapshot) -> None:

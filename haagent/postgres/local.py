@@ -472,7 +472,11 @@ class LocalPostgres:
         if not rows[0][0]:
             await instance.stop("fast", timeout)
             return "demoted: " + await become_replica(instance, upstream, 2 * timeout)
-        if upstream is not None and (recheck or upstream != instance.upstream):
+        if (
+            upstream is not None
+            and upstream.checks_timeline
+            and (recheck or upstream != instance.upstream)
+        ):
             div = await running_replica_divergence(
                 instance, upstream.primary, timeout, stuck=recheck
             )

@@ -12,6 +12,7 @@ from haagent.core.snapshot import ManualRequest
 from haagent.core.topology import REMOTE
 from haagent.dcs.model import HistoryEntry
 from haagent.postgres.errors import RewindError, StartError
+from haagent.postgres.model import Upstream
 from haagent.postgres.slots import SlotChanges, SlotDrop, SlotSpec
 from support.lone_node import LoneNode, lone_node
 from support.virtual_time import VirtualTime
@@ -213,6 +214,13 @@ def test_an_archive_only_standby_leader_is_restored_then_runs_as_a_standby_of_no
     )
     assert outcome.failure is None
     assert calls == [("create_replica", []), ("replica", None), ("follow", None)]
+    # A member streaming from the standby leader: no server tells the timeline, no check.
+    agent.member("node2")
+    calls.clear()
+    assert agent.run(a.Follow("node2", REMOTE), role=Role.REPLICA).failure is None
+    ((_, upstream),) = calls
+    assert isinstance(upstream, Upstream) and upstream.name == "node2"
+    assert not upstream.checks_timeline and upstream.timeline_source is None
 
 
 def test_following_the_remote_without_a_standby_cluster_fails_clearly(agent: Agent) -> None:
