@@ -55,8 +55,10 @@ def replica_methods(local: PostgresqlSettings, dynamic: DynamicConfig) -> Replic
         else:
             missing.append(
                 f"{STANDBY_METHODS_KEY}[{i}]: {name} has no section postgresql.{name} in "
-                "this node's configuration, so it is not run (add the section, with its "
-                "command, and reload)"
+                "this node's configuration, so it is not run (a method's section is read "
+                "when postgresql.create_replica_methods or bootstrap.dcs.standby_cluster."
+                "create_replica_methods names it: name it there, with its section, and "
+                "reload)"
             )
     return ReplicaMethods(tuple(methods), STANDBY_METHODS_KEY, tuple(missing))
 
