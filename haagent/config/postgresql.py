@@ -68,6 +68,7 @@ def parse_postgresql(
     parameters = section.get("parameters")
     pg_hba = section.get("pg_hba")
     recovery_conf = section.get("recovery_conf")
+    methods = _replica_methods(section)
     result = PostgresqlSettings(
         data_dir=data_dir,
         listen=listen,
@@ -80,8 +81,10 @@ def parse_postgresql(
         pg_hba=() if pg_hba is MISSING else parse_hba_lines(ctx, section.key("pg_hba"), pg_hba),
         pg_ctl_timeout=section.get_seconds("pg_ctl_timeout", defaults.pg_ctl_timeout, minimum=1),
         use_unix_socket=section.get_bool("use_unix_socket", False),
-        create_replica_methods=_replica_methods(section),
-        other_replica_methods=_other_replica_methods(section, standby_methods, standby_key),
+        create_replica_methods=methods,
+        other_replica_methods=_other_replica_methods(
+            section, standby_methods, standby_key, {m.name for m in methods}
+        ),
         basebackup=()
         if basebackup is MISSING
         else parse_options(ctx, section.key("basebackup"), basebackup, allow_mapping=True),
@@ -208,12 +211,10 @@ def _replica_methods(section: Section) -> tuple[ReplicaMethod, ...]:
 
 
 def _other_replica_methods(
-    section: Section, names: tuple[str, ...], key: str
+    section: Section, names: tuple[str, ...], key: str, own: set[str]
 ) -> tuple[ReplicaMethod, ...]:
     """The sections of the methods `standby_cluster.create_replica_methods` names that
-    `postgresql.create_replica_methods` does not; each must have its section here."""
-    listed = section.get("create_replica_methods")
-    own = set(listed) if isinstance(listed, list) else set()
+    `postgresql.create_replica_methods` (`own`) does not; each must have its section here."""
     methods: list[ReplicaMethod] = []
     for i, name in enumerate(names):
         if name == BASEBACKUP or name in own:
