@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from haagent.config import load_settings_with_warnings
+from haagent.config.differences import differences
 from haagent.config.model import ReplicaMethod
 from haagent.config.replica_methods import replica_methods
 from haagent.main import main
@@ -680,6 +681,12 @@ def test_a_standby_cluster_restores_its_leader_with_its_own_methods(tmp_path: Pa
     assert [m.name for m in chosen.methods] == ["restore"]
     assert len(chosen.missing) == 1
     assert chosen.missing[0].startswith("standby_cluster.create_replica_methods[0]: wal-g has no")
+    # What --validate-config lists: the standby cluster's method as any other's.
+    assert [line.split(":")[0] for line in differences(settings)] == ["postgresql.restore"]
+    without = replace(settings.bootstrap.dcs, standby_cluster=replace(standby,
+                      create_replica_methods=()))  # fmt: skip
+    found = differences(replace(settings, bootstrap=replace(settings.bootstrap, dcs=without)))
+    assert found[0].startswith("bootstrap.dcs.standby_cluster: without create_replica_methods")
 
 
 def test_validate_config_lists_what_differs_from_patroni(
