@@ -29,7 +29,15 @@ def differences(settings: Settings) -> list[str]:
             "data directory is removed and logged (Patroni moves it aside to "
             "<data_dir>_<time>)"
         )
-    methods = [m for m in pg.create_replica_methods if not m.is_basebackup]
+    standby = bootstrap.dcs.standby_cluster
+    if standby is not None and not standby.create_replica_methods:
+        found.append(
+            "bootstrap.dcs.standby_cluster: without create_replica_methods, the members of "
+            "the standby cluster are built with postgresql.create_replica_methods (Patroni: "
+            "basebackup alone)"
+        )
+    own = [m for m in pg.create_replica_methods if not m.is_basebackup]
+    methods = [*own, *(m for m in pg.other_replica_methods if m not in own)]
     for method in methods:
         if not method.keep_data:
             found.append(

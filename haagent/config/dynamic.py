@@ -30,6 +30,7 @@ from haagent.config.parse import (
     parse_str_list,
 )
 from haagent.config.recovery import parse_replica_recovery
+from haagent.config.replica_methods import check_method_name
 from haagent.config.timing import MIN_LOOP_WAIT, MIN_RETRY_TIMEOUT, MIN_TTL, adjust_timings
 
 log = logging.getLogger("haagent.config")
@@ -144,8 +145,10 @@ _STANDBY_NEEDS = "host (and port) of the primary to replicate from, or restore_c
 
 def _standby_cluster(section: Section) -> StandbyCluster | None:
     """The `standby_cluster` section (None when absent); as Patroni, it makes this a standby
-    cluster when it names a host, a port or a restore_command, and one that names none of
-    them is refused rather than ignored."""
+    cluster when it names a host, a port or a restore_command (the archive alone), and one
+    that names none of them is refused rather than ignored.  Each name of its
+    create_replica_methods is a method whose section is `postgresql.NAME` on every node
+    (`config.replica_methods`)."""
     if not section.has("standby_cluster"):
         section.ignore("standby_cluster")
         return None
@@ -173,12 +176,7 @@ def _standby_cluster(section: Section) -> StandbyCluster | None:
             ctx, key, standby.get("create_replica_methods"), what="replica method names"
         )
         for i, method in enumerate(methods):
-            if method != "basebackup":
-                raise ctx.error(
-                    f"{key}[{i}]",
-                    f"{method!r} is not a replica method haagent runs for a standby cluster",
-                    "basebackup (pg_basebackup from standby_cluster.host)",
-                )
+            check_method_name(ctx, f"{key}[{i}]", method, list(methods[:i]))
     texts: dict[str, str | None] = {}
     for name in ("restore_command", "archive_cleanup_command", "recovery_min_apply_delay"):
         value = standby.get_str(name, None)
@@ -187,15 +185,6 @@ def _standby_cluster(section: Section) -> StandbyCluster | None:
         texts[name] = value
     if host is None and texts["restore_command"] is None:
         raise ctx.error(section.key("standby_cluster"), "names no primary", _STANDBY_NEEDS)
-    if host is None:
-        # The standby leader streams from the remote primary; replaying its archive alone
-        # (restore_command without a host) is not run yet, and refused rather than ignored.
-        raise ctx.error(
-            standby.key("host"),
-            "is missing: a standby cluster that only replays the archive (restore_command "
-            "without host) is not supported by this version yet",
-            "the remote primary's host (and port), restore_command as well if you like",
-        )
     standby.finish(_KEPT)
     return StandbyCluster(
         host=host,

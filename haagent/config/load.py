@@ -27,7 +27,7 @@ import yaml
 from haagent.config.dynamic import dynamic_config_to_dict, parse_dynamic_config
 from haagent.config.environ import apply_environment
 from haagent.config.errors import ConfigError
-from haagent.config.model import DEFAULT_NAMESPACE, Settings
+from haagent.config.model import DEFAULT_NAMESPACE, DynamicConfig, Settings
 from haagent.config.parse import (
     MEMBER_NAME_RULE,
     Context,
@@ -138,7 +138,11 @@ def parse_settings_with_warnings(
         ctl=parse_ctl(top.section("ctl")),
         etcd3=parse_etcd3(top.section("etcd3")),
         bootstrap=bootstrap,
-        postgresql=parse_postgresql(top.section("postgresql")),
+        postgresql=parse_postgresql(
+            top.section("postgresql"),
+            _standby_methods(bootstrap.dcs),
+            "bootstrap.dcs.standby_cluster.create_replica_methods",
+        ),
         watchdog=parse_watchdog(top.section("watchdog")),
         tags=parse_tags(top.section("tags")),
         log=parse_log(top.section("log")),
@@ -147,6 +151,11 @@ def parse_settings_with_warnings(
     top.finish()
     _check_watchdog_margin(ctx, settings)
     return settings, ctx.warnings
+
+
+def _standby_methods(dcs: DynamicConfig) -> tuple[str, ...]:
+    standby = dcs.standby_cluster
+    return standby.create_replica_methods if standby is not None else ()
 
 
 def _name(top: Section, key: str, expected: str) -> str:

@@ -127,7 +127,9 @@ class StandbyCluster:
     host: str | None = None
     port: int | None = None
     primary_slot_name: str | None = None
-    # Empty: the member's own postgresql.create_replica_methods.
+    # The methods that build a member of the standby cluster (the standby leader from
+    # `host`, or from a backup: `no_leader`), each with its section `postgresql.NAME`;
+    # empty: the member's own postgresql.create_replica_methods.
     create_replica_methods: tuple[str, ...] = ()
     restore_command: str | None = None
     archive_cleanup_command: str | None = None
@@ -137,6 +139,18 @@ class StandbyCluster:
     def streams(self) -> bool:
         """The standby leader streams from a remote server (not from the archive alone)."""
         return self.host is not None
+
+    @property
+    def recovery(self) -> tuple[tuple[str, str], ...]:
+        """The recovery settings the standby leader runs with, over the node's own
+        `recovery_conf` (as Patroni: restore_command, archive_cleanup_command,
+        recovery_min_apply_delay), those that are set."""
+        values = (
+            ("restore_command", self.restore_command),
+            ("archive_cleanup_command", self.archive_cleanup_command),
+            ("recovery_min_apply_delay", self.recovery_min_apply_delay),
+        )
+        return tuple((key, value) for key, value in values if value is not None)
 
 
 @dataclass(frozen=True)
@@ -267,6 +281,9 @@ class PostgresqlSettings:
     use_unix_socket: bool = False
     # In order; the first that works builds the replica (Patroni's `create_replica_methods`).
     create_replica_methods: tuple[ReplicaMethod, ...] = (ReplicaMethod(BASEBACKUP),)
+    # The sections of the methods only `bootstrap.dcs.standby_cluster.create_replica_methods`
+    # names (`config.replica_methods` resolves a standby cluster's methods).
+    other_replica_methods: tuple[ReplicaMethod, ...] = ()
     # pg_basebackup options: switches and {option: value} pairs, like bootstrap.initdb.
     basebackup: tuple[str | tuple[str, str], ...] = ()
     # Recovery settings of a replica (restore_command, recovery_min_apply_delay, ...);
@@ -281,11 +298,6 @@ class PostgresqlSettings:
     callback_timeout: int = 60
     remove_data_directory_on_rewind_failure: bool = False
     remove_data_directory_on_diverged_timelines: bool = False
-
-    @property
-    def no_leader_methods(self) -> bool:
-        """Some replica method can build a replica with no member to copy from."""
-        return any(m.no_leader and not m.is_basebackup for m in self.create_replica_methods)
 
     @property
     def effective_config_dir(self) -> Path:

@@ -29,6 +29,7 @@ from haagent.config.parse import (
     parse_str_list,
 )
 from haagent.config.recovery import parse_replica_recovery
+from haagent.config.replica_methods import check_method_name
 from haagent.config.sections import credentials, listen_and_connect, script_options
 
 DEFAULT_BIN_DIR = PostgresqlSettings(data_dir=Path("/")).bin_dir
@@ -45,19 +46,16 @@ LIBPQ_CHOICES = {
 }
 LIBPQ_FILES = ("sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir")
 CALLBACKS = ("on_start", "on_stop", "on_restart", "on_reload", "on_role_change")
-# The section's keys haagent reads; a replica method may not take one of these names.
-SETTINGS = (
-    "listen", "connect_address", "data_dir", "bin_dir", "config_dir", "pgpass",
-    "authentication", "parameters", "pg_hba", "pg_ctl_timeout", "use_unix_socket",
-    "create_replica_methods", "basebackup", "recovery_conf", "callbacks", "pre_promote",
-    "before_stop", "callback_timeout", "remove_data_directory_on_rewind_failure",
-    "remove_data_directory_on_diverged_timelines",
-)  # fmt: skip
 # Keys of a replica method's section that haagent reads; the others go to its command.
 METHOD_SWITCHES = ("keep_data", "no_leader", "no_params")
 
 
-def parse_postgresql(section: Section) -> PostgresqlSettings:
+def parse_postgresql(
+    section: Section, standby_methods: tuple[str, ...] = (), standby_key: str = ""
+) -> PostgresqlSettings:
+    """The `postgresql` section; `standby_methods`: the names of
+    `bootstrap.dcs.standby_cluster.create_replica_methods` (at `standby_key`), whose
+    sections are read too (a name other than basebackup with no section is refused)."""
     ctx = section.ctx
     listen, connect = listen_and_connect(section, what="PostgreSQL", example="node1:5432")
     data_dir = section.get_path("data_dir", absolute=True)
@@ -70,6 +68,7 @@ def parse_postgresql(section: Section) -> PostgresqlSettings:
     parameters = section.get("parameters")
     pg_hba = section.get("pg_hba")
     recovery_conf = section.get("recovery_conf")
+    methods = _replica_methods(section)
     result = PostgresqlSettings(
         data_dir=data_dir,
         listen=listen,
@@ -82,7 +81,10 @@ def parse_postgresql(section: Section) -> PostgresqlSettings:
         pg_hba=() if pg_hba is MISSING else parse_hba_lines(ctx, section.key("pg_hba"), pg_hba),
         pg_ctl_timeout=section.get_seconds("pg_ctl_timeout", defaults.pg_ctl_timeout, minimum=1),
         use_unix_socket=section.get_bool("use_unix_socket", False),
-        create_replica_methods=_replica_methods(section),
+        create_replica_methods=methods,
+        other_replica_methods=_other_replica_methods(
+            section, standby_methods, standby_key, {m.name for m in methods}
+        ),
         basebackup=()
         if basebackup is MISSING
         else parse_options(ctx, section.key("basebackup"), basebackup, allow_mapping=True),
@@ -200,27 +202,33 @@ def _replica_methods(section: Section) -> tuple[ReplicaMethod, ...]:
         return (ReplicaMethod(BASEBACKUP),)
     methods: list[ReplicaMethod] = []
     for i, name in enumerate(names):
-        item_key = f"{key}[{i}]"
-        if not name.strip() or has_space(name):
-            raise ctx.error(item_key, f"{name!r} is not a method name", "a name like pgbackrest")
-        if name in (m.name for m in methods):
-            raise ctx.error(item_key, f"{name} is listed twice", "each method once")
+        check_method_name(ctx, f"{key}[{i}]", name, [m.name for m in methods])
         if name == BASEBACKUP:
             methods.append(ReplicaMethod(BASEBACKUP))
             continue
-        if name in SETTINGS:
-            raise ctx.error(
-                item_key,
-                f"{name!r} is the name of a postgresql setting, so it cannot name a method's "
-                "section",
-                "another name for the method",
-            )
         methods.append(_replica_method(section, name))
     return tuple(methods)
 
 
-def has_space(text: str) -> bool:
-    return any(c.isspace() for c in text)
+def _other_replica_methods(
+    section: Section, names: tuple[str, ...], key: str, own: set[str]
+) -> tuple[ReplicaMethod, ...]:
+    """The sections of the methods `standby_cluster.create_replica_methods` names that
+    `postgresql.create_replica_methods` (`own`) does not; each must have its section here."""
+    methods: list[ReplicaMethod] = []
+    for i, name in enumerate(names):
+        if name == BASEBACKUP or name in own:
+            continue
+        if not section.has(name):
+            raise section.ctx.error(
+                f"{key}[{i}]",
+                f"names {name!r}, which has no section {section.key(name)} (its command "
+                "and options)",
+                f"a {section.key(name)} section with the command that builds a member "
+                "(or basebackup)",
+            )
+        methods.append(_replica_method(section, name))
+    return tuple(methods)
 
 
 def _replica_method(section: Section, name: str) -> ReplicaMethod:

@@ -83,29 +83,20 @@ def remote_upstream(config: DynamicConfig) -> Upstream | None:
     standby = config.standby_cluster
     if standby is None or standby.host is None:
         return None
-    recovery = tuple(
-        (key, value)
-        for key, value in (
-            ("restore_command", standby.restore_command),
-            ("archive_cleanup_command", standby.archive_cleanup_command),
-            ("recovery_min_apply_delay", standby.recovery_min_apply_delay),
-        )
-        if value is not None
-    )
     return Upstream(
         "standby_cluster",
         standby.host,
         standby.port or 5432,
         remote=True,
         slot=standby.primary_slot_name,
-        recovery=recovery,
+        recovery=standby.recovery,
     )
 
 
 def standby_leader_sources(config: DynamicConfig) -> list[Upstream]:
-    """Where a new standby cluster's first member clones its data directory from: the
-    remote primary, by pg_basebackup (`standby_cluster.create_replica_methods` other than
-    basebackup are refused at config load: the one seam where more methods plug in)."""
+    """Where a new standby cluster's first member copies its data directory from: the
+    remote primary; none when the section names no host (the archive alone: only the
+    methods that restore a backup, `no_leader`, can build it)."""
     remote = remote_upstream(config)
     return [remote] if remote is not None else []
 
@@ -289,10 +280,7 @@ class Executor:
     async def _bootstrap_standby_leader(
         self, action: a.BootstrapStandbyLeader, s: Snapshot
     ) -> None:
-        sources = standby_leader_sources(s.config)
-        if not sources:
-            raise ActionFailed(action, "standby_cluster names no host to clone from")
-        await self.pg.create_replica(sources)
+        await self.pg.create_replica(standby_leader_sources(s.config))
 
     async def _set_initialize(self, action: a.SetInitialize, s: Snapshot) -> None:
         status = await self.pg.status()
@@ -358,12 +346,16 @@ class Executor:
         leader's too, to check timelines against and rewind from."""
         upstream = upstream_of(s, name)
         if name == REMOTE and upstream is None:
-            raise ActionFailed(action, "standby_cluster names no host to stream from")
+            if s.config.standby_cluster is not None:
+                return None  # the archive alone: a standby of no server (`conf.py`)
+            raise ActionFailed(action, "no standby_cluster section: no remote to follow")
         if name is not None and upstream is None:
             raise ActionFailed(action, f"member {name} has no member key with a conn_url")
         if upstream is not None and rewind_from is not None:
             source = self._upstream(s, rewind_from, action)
-            upstream = dataclasses.replace(upstream, timeline_source=source)
+            upstream = dataclasses.replace(
+                upstream, timeline_source=source, checks_timeline=source is not None
+            )
         return upstream
 
     async def _create_replica(self, action: a.CreateReplica, s: Snapshot) -> None:

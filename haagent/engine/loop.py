@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from haagent.config.model import DynamicConfig, Settings
+from haagent.config.replica_methods import replica_methods
 from haagent.core import Snapshot, decide
 from haagent.core.callbacks import CallbackEvent, callback_role
 from haagent.core.events import CycleFacts, decision_events, outcome_events
@@ -287,7 +288,9 @@ class HaLoop:
             watchdog_reason=why,
             peers=memory.peers,
             dcs_error=memory.dcs_error,
-            clone_without_leader=self.settings.postgresql.no_leader_methods,
+            clone_without_leader=replica_methods(
+                self.settings.postgresql, self.config
+            ).without_leader,
         )
 
     async def _confirm_failsafe(self) -> bool:

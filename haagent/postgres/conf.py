@@ -14,7 +14,8 @@ Parameters, by precedence (lowest first):
 5. the recovery settings of `postgresql.recovery_conf` (restore_command...), on every role
    (PostgreSQL reads them in recovery only, and pg_rewind's --restore-target-wal reads
    restore_command from the stopped old primary's file); on a standby, primary_conninfo,
-   primary_slot_name (or a standby cluster's remote primary's settings), the latest
+   primary_slot_name (or a standby cluster's remote primary's settings; with no
+   upstream in a standby cluster that replays the archive alone, its settings), the latest
    timeline and empty recovery targets, which only haagent sets; during a custom
    bootstrap's first start, that bootstrap's recovery settings (a point-in-time
    recovery) and hot_standby off.
@@ -118,6 +119,10 @@ class ConfInputs:
     adjusted: Mapping[str, Any] = field(default_factory=dict)
     # The replica recovery settings (`postgresql.recovery_conf`: restore_command, ...).
     recovery: Mapping[str, str] = field(default_factory=dict)
+    # A standby cluster that replays the archive alone (`standby_cluster` without host):
+    # its recovery settings, which a standby with no upstream runs with (the standby
+    # leader, or a member while there is none), as it would those of the remote primary.
+    archive_recovery: tuple[tuple[str, str], ...] = ()
     # A custom bootstrap's recovery settings while it recovers (None: not bootstrapping
     # from a backup); its first start runs with hot_standby off.
     bootstrap_recovery: Mapping[str, str] | None = None
@@ -283,6 +288,8 @@ def recovery_parameters(inputs: ConfInputs) -> dict[str, Any]:
             params.update(upstream.recovery)
         elif inputs.use_slots:
             params["primary_slot_name"] = slot_name(inputs.name)
+    else:
+        params.update(inputs.archive_recovery)
     return params
 
 

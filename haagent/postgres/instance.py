@@ -215,8 +215,16 @@ class Instance:
             server_version=self.server_version,
             logical_slots=slots.has_permanent_logical_slots(self.dynamic),
             recovery=replica_recovery(self.settings, self.dynamic),
+            archive_recovery=self._archive_recovery(),
             bootstrap_recovery={} if self.keep_recovery_files else self.restore_recovery,
         )
+
+    def _archive_recovery(self) -> tuple[tuple[str, str], ...]:
+        """A standby cluster replaying the archive alone: its recovery settings."""
+        standby = self.dynamic.standby_cluster
+        if standby is None or standby.streams:
+            return ()
+        return standby.recovery
 
     def hba_lines(self) -> tuple[str, ...]:
         lines = self.settings.pg_hba or self.dynamic.postgresql.pg_hba

@@ -42,6 +42,7 @@ from haagent.config.model import (
     ReplicaMethod,
     Settings,
 )
+from haagent.config.replica_methods import replica_methods
 from haagent.postgres import files, slots
 from haagent.postgres.bootstrap import bootstrap as run_bootstrap
 from haagent.postgres.controldata import read_controldata
@@ -286,17 +287,27 @@ class LocalPostgres:
         attempts: int = 3,
         retry_delay: float = 5.0,
     ) -> Upstream | None:
-        """`postgresql.create_replica_methods` in order, from the first of `sources` (none:
-        the no_leader methods only); configured as a standby of the source used, stopped.
+        """The replica methods in effect (`config.replica_methods`: in a standby cluster,
+        `standby_cluster.create_replica_methods` when set, else
+        `postgresql.create_replica_methods`) in order, from the first of `sources` (none: the
+        no_leader methods only); configured as a standby of the source used, stopped.
         `basebackup_only`: pg_basebackup alone (a reinitialize from the leader)."""
-        methods: Sequence[ReplicaMethod] = (
-            (ReplicaMethod(BASEBACKUP),)
-            if basebackup_only
-            else self.instance.settings.create_replica_methods
-        )
+        chosen = replica_methods(self.instance.settings, self.instance.dynamic)
+        for problem in chosen.missing:
+            log.warning("%s", problem)
+        methods, key = chosen.methods, chosen.key
+        if basebackup_only:
+            methods, key = (ReplicaMethod(BASEBACKUP),), "reinitialize from the leader"
         async with self._action("create replica", timeout) as outcome:
             source = await build_replica(
-                self.instance, methods, sources, timeout, attempts, retry_delay
+                self.instance,
+                methods,
+                sources,
+                timeout,
+                attempts,
+                retry_delay,
+                key=key,
+                missing=chosen.missing,
             )
             outcome.append(f"built from {source}" if source else "built from a backup")
         return source
@@ -461,7 +472,11 @@ class LocalPostgres:
         if not rows[0][0]:
             await instance.stop("fast", timeout)
             return "demoted: " + await become_replica(instance, upstream, 2 * timeout)
-        if upstream is not None and (recheck or upstream != instance.upstream):
+        if (
+            upstream is not None
+            and upstream.checks_timeline
+            and (recheck or upstream != instance.upstream)
+        ):
             div = await running_replica_divergence(
                 instance, upstream.primary, timeout, stuck=recheck
             )

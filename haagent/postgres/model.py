@@ -38,6 +38,10 @@ class Upstream:
     # When this upstream is a standby (cascading replication): the leader, whose timeline
     # the replica checks and which it rewinds from; None: the upstream itself.
     timeline_source: Upstream | None = field(default=None, compare=False)
+    # False: this upstream is a standby and no server can tell its timeline (a standby
+    # cluster replaying the archive alone): the replica neither checks nor rewinds, and
+    # PostgreSQL's own check (a timeline that is not in its history) is what stops it.
+    checks_timeline: bool = field(default=True, compare=False)
     # The remote primary of a standby cluster (`standby_cluster`): streamed from through its
     # `slot` (None: no slot), with the section's recovery settings (`restore_command`, ...)
     # instead of this member's own slot.

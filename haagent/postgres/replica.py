@@ -243,18 +243,29 @@ async def build_replica(
     timeout: float,
     attempts: int = 3,
     retry_delay: float = 5.0,
+    *,
+    key: str = "postgresql.create_replica_methods",
+    missing: Sequence[str] = (),
 ) -> Upstream | None:
-    """Build the data directory with `methods` in order, from the first of `sources` (none:
-    only the `no_leader` methods); configured as a standby of the source used (None: of
-    no one yet) and left stopped.  ReplicaCreationError says why every method failed."""
+    """Build the data directory with `methods` (listed at `key`) in order, from the first of
+    `sources` (none: only the `no_leader` methods); configured as a standby of the source
+    used (None: of no one yet) and left stopped.  ReplicaCreationError says why every
+    method failed (`missing`: the methods left out, and why)."""
     deadline = time.monotonic() + timeout
     usable = [m for m in methods if sources or (m.no_leader and not m.is_basebackup)]
     if not usable:
         raise ReplicaCreationError(
-            "no member to clone from (no running leader or clonefrom member), and no "
-            "create_replica_methods method with no_leader to restore a backup"
+            "; ".join(
+                [
+                    "no server to copy from (no running leader or clonefrom member, or a "
+                    "standby_cluster without host), and no create_replica_methods method "
+                    f"with no_leader to restore a backup ({key}: name a method whose "
+                    "section postgresql.NAME restores one and sets no_leader: true)",
+                    *missing,
+                ]
+            )
         )
-    errors: list[str] = []
+    errors: list[str] = list(missing)
     for method in usable:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

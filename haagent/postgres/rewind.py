@@ -333,7 +333,8 @@ async def become_replica(instance: Instance, upstream: Upstream | None, timeout:
         and instance.standby
         and instance.upstream == upstream
     )  # just cloned from this very upstream: it cannot have diverged from it
-    if upstream is not None and instance.layout.initialized() and not fresh_clone:
+    checked = upstream is not None and upstream.checks_timeline
+    if checked and upstream is not None and instance.layout.initialized() and not fresh_clone:
         control = await ensure_clean_shutdown(instance, timeout)
         source = upstream.primary  # the leader, when streaming from a standby
         div = await check_divergence(instance, source, deadline - time.monotonic(), control)

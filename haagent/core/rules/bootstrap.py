@@ -43,11 +43,15 @@ def _bootstrap_standby_leader(s: Snapshot) -> Decision:
         if not pg.data_dir_initialized:
             actions.append(BootstrapStandbyLeader())
         actions += [StartPostgres("replica", REMOTE), UpdateMember()]
+        source = (
+            "cloning the remote primary (standby_cluster)"
+            if s.config.standby_cluster is None or s.config.standby_cluster.streams
+            else "restoring a backup (standby_cluster.create_replica_methods) to replay the archive"
+        )
         return decision(
             actions,
             Code.BOOTSTRAPPING_STANDBY,
-            "won the initialize race of a standby cluster: cloning the remote primary "
-            "(standby_cluster) to run the standby leader",
+            f"won the initialize race of a standby cluster: {source} to run the standby leader",
             Role.BOOTSTRAPPING,
             again=True,
         )
@@ -101,13 +105,15 @@ def decide_bootstrap(s: Snapshot) -> Decision | None:
                 "the cluster is not initialized and this node is tagged nofailover: "
                 "waiting for another node to bootstrap it",
             )
-        if standby is not None and not standby.streams:
+        if standby is not None and not standby.streams and not s.clone_without_leader:
             return idle(
                 s,
                 Code.NO_REMOTE_TO_CLONE,
                 "a new standby cluster whose standby_cluster section names no host: nothing "
-                "to clone the standby leader from (give standby_cluster.host and port, or "
-                "start from a data directory restored from the archive)",
+                "to clone the standby leader from, and no replica method restores a backup "
+                "(name one with no_leader in standby_cluster.create_replica_methods, give "
+                "standby_cluster.host and port, or start from a data directory restored "
+                "from the archive)",
             )
         return decision(
             [RaceInitialize("")],

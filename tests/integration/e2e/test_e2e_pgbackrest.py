@@ -14,7 +14,12 @@ with a pgBackRest repository in the test's temporary directory:
    its WAL from before the fork is recycled; haagent rewinds it with pg_rewind
    --restore-target-wal, which fetches that WAL from the archive;
 4. a new cluster is bootstrapped from the backup to a chosen point in time
-   (`bootstrap.method`) and holds exactly the rows committed before it.
+   (`bootstrap.method`) and holds exactly the rows committed before it;
+5. an archive-only standby cluster of two (`standby_cluster` with `restore_command` and
+   no host): its members are restored from the backup by the method
+   `standby_cluster.create_replica_methods` names (issue 17); both have the rows the
+   primary writes after a `pg_switch_wal()`; its standby leader's node is lost and the
+   other member takes over, replaying the archive; promote-cluster makes it the primary.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import psycopg
 import pytest
 
 from haagent_lab.lab.cluster import LAB_PASSWORD, PG_BIN, LabCluster, LabNode
+from support.labs import streams_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -256,3 +262,78 @@ def test_pgbackrest_replicas_and_point_in_time_bootstrap(
     assert sql(node, "SELECT pg_is_in_recovery()")[0][0] is False
     code, body = node.api("/patroni")
     assert code == 200 and body["role"] == "primary"
+
+    # 5. An archive-only standby cluster: no host to copy from; its members are restored
+    # by the method its standby_cluster section names, its leader replays the archive.
+    primary = lab.nodes[lab.leader() or leader]
+    shared_conf = primary.base.parent / f"{primary.name}-pgbackrest.conf"
+    # PostgreSQL runs restore_command in its data directory, pgBackRest's pg1-path.
+    get = f'{PGBACKREST} --config={shared_conf} --stanza={STANZA} --pg1-path="$PWD" ' + (
+        'archive-get %f "%p"'
+    )
+
+    def configure_dr(node: LabNode, config: dict[str, Any]) -> None:
+        node.base.mkdir(parents=True, exist_ok=True)
+        conf = write_pgbackrest_conf(node, repo)
+        config["bootstrap"]["dcs"]["standby_cluster"] = {
+            "restore_command": get,
+            "create_replica_methods": ["pgbackrest"],
+        }
+        # Not in postgresql.create_replica_methods: read for the standby_cluster's list.
+        config["postgresql"]["pgbackrest"] = {
+            "command": f"{PGBACKREST} --config={conf} --stanza={STANZA} restore --type=standby",
+            "no_params": True,
+            "no_leader": True,
+        }
+
+    dr = lab_factory(names=("dr1", "dr2"), hosts=("127.0.0.12", "127.0.0.13"), scope="dr",
+                     shared_etcd=lab.etcd, configure=configure_dr)  # fmt: skip
+
+    def dr_leader() -> str | None:
+        found = [n for n, node in dr.nodes.items() if node.api("/standby-leader")[0] == 200]
+        return found[0] if len(found) == 1 else None
+
+    def replayed(name: str, ids: range) -> bool:
+        try:
+            query = f"SELECT count(*) FROM pitr WHERE id BETWEEN {ids.start} AND {ids[-1]}"
+            return bool(sql(dr.nodes[name], query)[0][0] == len(ids))
+        except psycopg.Error:
+            return False
+
+    dr.start(wait=False)
+    dr.wait_for(
+        lambda: (first := dr_leader()) is not None and len(streams_from(dr, first)) == 1,
+        "a standby leader of dr, the other member streaming from it",
+        90,
+    )
+    first = dr_leader()
+    assert first is not None
+    for node in dr.nodes.values():
+        assert "pgbackrest built the replica" in agent_log(node)
+    standby = dr.nodes[first]
+    code, body = standby.api("/patroni")
+    assert code == 200 and body["role"] == "standby_leader", body
+    assert standby.api("/primary")[0] == 503 and standby.api("/leader")[0] == 200
+    names = "('restore_command', 'primary_conninfo')"
+    settings = dict(sql(standby, f"SELECT name, setting FROM pg_settings WHERE name IN {names}"))
+    assert settings == {"restore_command": get, "primary_conninfo": ""}
+    sql(primary, "INSERT INTO pitr (id) SELECT generate_series(1001, 1010)")
+    sql(primary, "SELECT pg_switch_wal()")
+    for name in dr.nodes:
+        dr.wait_for(lambda: replayed(name, range(1001, 1011)),  # noqa: B023
+                    f"{name} to replay the rows written after the switch", 60)  # fmt: skip
+
+    # Failover inside the standby cluster: the other member takes over, from the archive.
+    dr.kill_agent(first)
+    dr.kill_postmaster(first)
+    dr.wait_for(lambda: dr_leader() not in (None, first), "a new standby leader of dr", 60)
+    second = dr_leader()
+    assert second is not None
+    sql(primary, "INSERT INTO pitr (id) SELECT generate_series(1011, 1020)")
+    sql(primary, "SELECT pg_switch_wal()")
+    dr.wait_for(lambda: replayed(second, range(1011, 1021)), f"{second} to replay", 60)
+
+    # promote-cluster (the section removed): the standby leader becomes the primary.
+    reply = dr.nodes[second].call("PATCH", "/config", {"standby_cluster": None})
+    assert reply.ok, reply.text
+    dr.wait_for(lambda: dr.leader() == second, f"{second} promoted", 60)

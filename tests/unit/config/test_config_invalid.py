@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ import pytest
 import yaml
 
 from haagent.config import load_settings_with_warnings
+from haagent.config.differences import differences
+from haagent.config.model import ReplicaMethod
+from haagent.config.replica_methods import replica_methods
 from haagent.main import main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -178,6 +182,15 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         setting("bootstrap.dcs.standby_cluster", {"host": "h", "create_replica_methods": ["x"]}),
         "bootstrap.dcs.standby_cluster.create_replica_methods[0]",
         "basebackup",
+    ),
+    (
+        "standby-cluster-replica-method-twice",
+        setting(
+            "bootstrap.dcs.standby_cluster",
+            {"host": "h", "create_replica_methods": ["basebackup", "basebackup"]},
+        ),
+        "bootstrap.dcs.standby_cluster.create_replica_methods[1]",
+        "listed twice",
     ),
     (
         "standby-cluster-slot-name",
@@ -632,6 +645,48 @@ def test_a_production_config_is_parsed_as_patroni_reads_it(tmp_path: Path) -> No
         "/usr/local/bin/check.sh",
         "/usr/local/bin/drain.sh",
     )
+
+
+def test_a_standby_cluster_restores_its_leader_with_its_own_methods(tmp_path: Path) -> None:
+    """An archive-only standby cluster (no host) whose create_replica_methods name a section
+    of postgresql that postgresql.create_replica_methods does not: the section is read (no
+    warning), and the standby cluster's methods are the ones in effect, in order."""
+    data = valid_config(tmp_path)
+    put(data, "bootstrap.dcs.standby_cluster", {
+        "restore_command": "cp /archive/%f %p",
+        "create_replica_methods": ["restore", "basebackup"],
+    })  # fmt: skip
+    data["postgresql"]["restore"] = {"command": "restore-backup", "no_leader": True}
+    path = tmp_path / "node1.yml"
+    path.write_text(yaml.safe_dump(data))
+    settings, warnings = load_settings_with_warnings(path)
+    assert warnings == []
+    standby = settings.bootstrap.dcs.standby_cluster
+    assert standby is not None and not standby.streams
+    assert [m.name for m in settings.postgresql.create_replica_methods] == ["basebackup"]
+    chosen = replica_methods(settings.postgresql, settings.bootstrap.dcs)
+    assert [(m.name, m.command) for m in chosen.methods] == [
+        ("restore", "restore-backup"),
+        ("basebackup", ""),
+    ]
+    assert chosen.key == "standby_cluster.create_replica_methods"
+    assert chosen.without_leader and chosen.missing == ()
+    # Without the section, the primary cluster's own methods are in effect.
+    primary = replace(settings.bootstrap.dcs, standby_cluster=None)
+    assert replica_methods(settings.postgresql, primary).methods == (ReplicaMethod("basebackup"),)
+    # A name the etcd config gives that this node has no section for: left out, said why.
+    other = replace(standby, create_replica_methods=("wal-g", "restore"))
+    etcd = replace(settings.bootstrap.dcs, standby_cluster=other)
+    chosen = replica_methods(settings.postgresql, etcd)
+    assert [m.name for m in chosen.methods] == ["restore"]
+    assert len(chosen.missing) == 1
+    assert chosen.missing[0].startswith("standby_cluster.create_replica_methods[0]: wal-g has no")
+    # What --validate-config lists: the standby cluster's method as any other's.
+    assert [line.split(":")[0] for line in differences(settings)] == ["postgresql.restore"]
+    without = replace(settings.bootstrap.dcs, standby_cluster=replace(standby,
+                      create_replica_methods=()))  # fmt: skip
+    found = differences(replace(settings, bootstrap=replace(settings.bootstrap, dcs=without)))
+    assert found[0].startswith("bootstrap.dcs.standby_cluster: without create_replica_methods")
 
 
 def test_validate_config_lists_what_differs_from_patroni(

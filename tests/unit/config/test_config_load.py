@@ -438,7 +438,7 @@ def test_quorum_round_trip() -> None:
 
 def test_standby_cluster_round_trip() -> None:
     """A standby_cluster section makes a standby cluster, where synchronous replication is
-    not in force; one without a host (the archive alone) is refused with its key path."""
+    not in force; one without a host replays the archive alone."""
     stored = {
         "synchronous_mode": "quorum",
         "standby_cluster": {"host": "10.0.0.1", "port": 5433, "primary_slot_name": "dr",
@@ -452,10 +452,15 @@ def test_standby_cluster_round_trip() -> None:
     written = dynamic_config_to_dict(config)
     assert written["standby_cluster"]["primary_slot_name"] == "dr"
     assert parse_dynamic_config(written, warnings=[]) == config
-    with pytest.raises(ConfigError) as caught:
-        parse_dynamic_config({"standby_cluster": {"restore_command": "cp /a/%f %p"}})
-    assert caught.value.key == "config.standby_cluster.host"
-    assert "not supported" in str(caught.value)
+    archive = parse_dynamic_config(
+        {"standby_cluster": {"restore_command": "cp /a/%f %p", "archive_cleanup_command": "x"}}
+    )
+    assert archive.standby_cluster is not None and not archive.standby_cluster.streams
+    assert archive.standby_cluster.recovery == (
+        ("restore_command", "cp /a/%f %p"),
+        ("archive_cleanup_command", "x"),
+    )
+    assert parse_dynamic_config(dynamic_config_to_dict(archive)) == archive
 
 
 @pytest.mark.parametrize(

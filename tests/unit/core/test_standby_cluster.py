@@ -90,3 +90,38 @@ def test_a_new_standby_cluster_clones_the_remote_primary() -> None:
     won = replace(s, local=LocalFacts(bootstrapping=True))
     d = decide(won)
     assert BootstrapStandbyLeader() in d.actions and StartPostgres("replica", REMOTE) in d.actions
+
+
+ARCHIVE = DynamicConfig(standby_cluster=StandbyCluster(restore_command="cp /a/%f %p"))
+
+
+def test_a_new_archive_only_standby_cluster_restores_its_leader_from_a_backup() -> None:
+    """No host to clone from: the standby leader is built only by a method that restores a
+    backup (no_leader); without one, the node says so and waits, racing for nothing."""
+    view = replace(cluster(None, MEMBERS), initialize=None)
+    s = snapshot("node1", stopped_pg(initialized=False), view, config=ARCHIVE)
+    idle = decide(s)
+    assert idle.reason.code == Code.NO_REMOTE_TO_CLONE
+    assert not any(isinstance(a, RaceInitialize) for a in idle.actions)
+    assert "standby_cluster.create_replica_methods" in idle.reason.text
+    restorable = replace(s, clone_without_leader=True)
+    assert RaceInitialize("") in decide(restorable).actions
+    won = replace(restorable, local=LocalFacts(bootstrapping=True))
+    d = decide(won)
+    assert BootstrapStandbyLeader() in d.actions and StartPostgres("replica", REMOTE) in d.actions
+    assert "restoring a backup" in d.reason.text
+
+
+def test_an_archive_only_standby_leader_and_its_replicas() -> None:
+    """The standby leader follows the remote (the archive); the others follow it; the race
+    winner takes the key and follows the archive, never promoting."""
+    d = decide(snapshot("node1", replica_pg(), cluster("node1", MEMBERS), config=ARCHIVE))
+    assert d.role == Role.STANDBY_LEADER and Follow(REMOTE) in d.actions
+    assert "the archive" in d.reason.text
+    d = decide(snapshot("node2", replica_pg(), cluster("node1", MEMBERS), config=ARCHIVE))
+    assert Follow("node1", REMOTE) in d.actions
+    view = cluster(None, MEMBERS[1:])
+    s = snapshot("node2", replica_pg(lsn=1000), view, config=ARCHIVE, peers=peers(node3=900))
+    d = decide(s)
+    assert d.role == Role.STANDBY_LEADER and Follow(REMOTE) in d.actions
+    assert not any(isinstance(a, Promote | ArmFencing) for a in d.actions)

@@ -26,7 +26,7 @@ from haagent.engine.requests import (
 )
 from haagent.engine.status import PublishedStatus
 from haagent_lab.fake_api import primary_status, replica_status
-from haagent_lab.sim.cluster import Simulation
+from haagent_lab.sim.cluster import Simulation, node_settings
 from support.snapshots import DynamicConfig
 
 
@@ -114,6 +114,21 @@ async def test_an_immediate_restart_that_does_not_match_answers_503() -> None:
     result = await ctl.submit(RestartRequest(restart_pending=True))
     assert result.status == 503 and "no restart is pending" in result.message
     assert loop.state.manual is None
+
+
+async def test_a_config_naming_a_replica_method_this_node_cannot_run_is_refused() -> None:
+    """PATCH /config: a standby_cluster.create_replica_methods name with no section
+    postgresql.NAME here answers 400 with its key path, and nothing is written."""
+    ctl, loop = controller(replica_status())
+    loop.settings = node_settings("node1", DynamicConfig())  # type: ignore[attr-defined]
+    await ctl.dcs.open()
+    section = {"restore_command": "cp /a/%f %p", "create_replica_methods": ["wal-g"]}
+    result = await ctl.patch_config({"standby_cluster": section})
+    assert result.status == 400
+    assert result.message.startswith("refused: standby_cluster.create_replica_methods[0]: wal-g")
+    assert ctl.dcs.view().config is None
+    section["create_replica_methods"] = ["basebackup"]
+    assert (await ctl.patch_config({"standby_cluster": section})).status == 200
 
 
 # --- on the real HA loops of a simulated cluster (in-memory etcd and PostgreSQL)

@@ -11,8 +11,10 @@ import pytest
 from haagent.core import actions as a
 from haagent.core.roles import Role
 from haagent.core.snapshot import ManualRequest
+from haagent.core.topology import REMOTE
 from haagent.dcs.model import HistoryEntry
 from haagent.postgres.errors import RewindError, StartError
+from haagent.postgres.model import Upstream
 from haagent.postgres.slots import SlotChanges, SlotDrop, SlotSpec
 from support.lone_node import LoneNode, lone_node
 from support.virtual_time import VirtualTime
@@ -232,3 +234,49 @@ def test_before_stop_runs_before_a_stop_and_not_before_a_demotion(
     outcome = agent.run(a.StopPostgres("fast"), role=Role.REPLICA)
     assert outcome.failure is None
     assert hooks == ["postgresql.before_stop (stop fast): /usr/local/bin/drain.sh"]
+
+
+def test_an_archive_only_standby_leader_is_restored_then_runs_as_a_standby_of_no_server(
+    agent: Agent,
+) -> None:
+    """standby_cluster without host: the standby leader is built with no source (the methods
+    that restore a backup), and started and followed as a standby of no server, whose
+    recovery settings are the section's (`conf.py`)."""
+    config = {"standby_cluster": {"restore_command": "cp /a/%f %p"}}
+    agent.vt.run(agent.dcs.write_config(config, expected_revision=0))
+    calls: list[tuple[str, object]] = []
+
+    async def create_replica(sources: object, basebackup_only: bool = False) -> None:
+        calls.append(("create_replica", list(sources)))  # type: ignore[call-overload]
+
+    async def start(role: str, upstream: object) -> None:
+        calls.append((role, upstream))
+
+    async def follow(upstream: object, *, recheck: bool = False) -> str:
+        calls.append(("follow", upstream))
+        return "following"
+
+    agent.pg.create_replica = create_replica  # type: ignore[method-assign,assignment]
+    agent.vt.run(agent.pg.stop("fast"))
+    agent.pg.start = start  # type: ignore[method-assign,assignment]
+    agent.pg.follow = follow  # type: ignore[method-assign,assignment]
+    outcome = agent.run(
+        a.BootstrapStandbyLeader(),
+        a.StartPostgres("replica", REMOTE),
+        a.Follow(REMOTE),
+        role=Role.STANDBY_LEADER,
+    )
+    assert outcome.failure is None
+    assert calls == [("create_replica", []), ("replica", None), ("follow", None)]
+    # A member streaming from the standby leader: no server tells the timeline, no check.
+    agent.member("node2")
+    calls.clear()
+    assert agent.run(a.Follow("node2", REMOTE), role=Role.REPLICA).failure is None
+    ((_, upstream),) = calls
+    assert isinstance(upstream, Upstream) and upstream.name == "node2"
+    assert not upstream.checks_timeline and upstream.timeline_source is None
+
+
+def test_following_the_remote_without_a_standby_cluster_fails_clearly(agent: Agent) -> None:
+    outcome = agent.run(a.Follow(REMOTE), role=Role.REPLICA)
+    assert outcome.failure is not None and "no standby_cluster section" in str(outcome.failure)

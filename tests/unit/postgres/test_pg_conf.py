@@ -162,3 +162,22 @@ def test_a_standby_keeping_logical_slots_sends_feedback_and_from_17_syncs_them()
     params = effective_parameters(seventeen)
     assert params["sync_replication_slots"] is True and params["hot_standby_feedback"] is True
     assert "dbname=postgres" in render_conf(seventeen)  # the slot sync worker needs one
+
+
+def test_a_standby_of_the_archive_alone_runs_the_standby_clusters_recovery_settings() -> None:
+    """A standby cluster without host: a standby with no upstream (the standby leader)
+    replays the archive with the section's settings over its own, with no
+    primary_conninfo; one streaming from a member keeps its own."""
+    archive = (("restore_command", "cp /dr/%f %p"), ("recovery_min_apply_delay", "5min"))
+    own = {"restore_command": "cp /own/%f %p", "archive_cleanup_command": "true"}
+    text = render_conf(inputs(standby=True, recovery=own, archive_recovery=archive))
+    assert "restore_command = 'cp /dr/%f %p'" in text
+    assert "recovery_min_apply_delay = '5min'" in text
+    assert "archive_cleanup_command = 'true'" in text
+    assert "primary_conninfo" not in text and "primary_slot_name" not in text
+    assert "recovery_target_timeline = 'latest'" in text
+    up = Upstream("node2", "127.0.0.12", 5434)
+    streaming = render_conf(
+        inputs(standby=True, upstream=up, recovery=own, archive_recovery=archive)
+    )
+    assert "restore_command = 'cp /own/%f %p'" in streaming and "/dr/" not in streaming

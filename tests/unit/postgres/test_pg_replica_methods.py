@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from haagent.config.model import BootstrapSettings, PostgresqlSettings, ReplicaMethod
+from haagent.config.model import (
+    BootstrapSettings,
+    DynamicConfig,
+    PostgresqlSettings,
+    ReplicaMethod,
+    StandbyCluster,
+)
+from haagent.config.replica_methods import replica_methods
 from haagent.postgres.errors import ReplicaCreationError
 from haagent.postgres.instance import Instance
 from haagent.postgres.replica import build_replica
@@ -70,3 +77,34 @@ def test_with_no_source_only_the_no_leader_methods_run(tmp_path: Path) -> None:
         ReplicaCreationError, match="no create_replica_methods method with no_leader"
     ):
         asyncio.run(build_replica(pg, pg.settings.create_replica_methods, [], timeout=10))
+
+
+def test_an_archive_only_standby_leader_is_restored_by_the_standby_clusters_method(
+    tmp_path: Path,
+) -> None:
+    """standby_cluster without host, its create_replica_methods naming a section that
+    postgresql.create_replica_methods does not list: that method runs with no source,
+    and the data directory is left a standby replaying the section's restore_command."""
+    calls = tmp_path / "calls"
+    restore = ReplicaMethod(
+        "restore",
+        command=script(
+            tmp_path / "r.sh", f'echo "$@" >> {calls}\necho 15 > "${{3#--datadir=}}"/PG_VERSION\n'
+        ),
+        no_leader=True,
+        no_params=False,
+    )
+    settings = PostgresqlSettings(data_dir=tmp_path / "data", other_replica_methods=(restore,))
+    pg = Instance(settings, BootstrapSettings(), "node1", "batman")
+    standby = StandbyCluster(restore_command="cp /dr/%f %p", create_replica_methods=("restore",))
+    pg.dynamic = DynamicConfig(standby_cluster=standby)
+    chosen = replica_methods(settings, pg.dynamic)
+    assert [m.name for m in chosen.methods] == ["restore"]
+    assert asyncio.run(build_replica(pg, chosen.methods, [], timeout=10, key=chosen.key)) is None
+    assert calls.read_text().split()[2] == f"--datadir={tmp_path / 'data'}"
+    conf = (tmp_path / "data" / "postgresql.conf").read_text()
+    assert "restore_command = 'cp /dr/%f %p'" in conf and "primary_conninfo" not in conf
+    assert (tmp_path / "data" / "standby.signal").exists()
+    # Without a method that restores a backup, the error names the key to set.
+    with pytest.raises(ReplicaCreationError, match=r"create_replica_methods: name a method"):
+        asyncio.run(build_replica(pg, (ReplicaMethod("basebackup"),), [], 10, key=chosen.key))
