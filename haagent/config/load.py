@@ -141,7 +141,6 @@ def parse_settings_with_warnings(
         postgresql=parse_postgresql(
             top.section("postgresql"),
             _standby_methods(bootstrap.dcs),
-            "bootstrap.dcs.standby_cluster.create_replica_methods",
         ),
         watchdog=parse_watchdog(top.section("watchdog")),
         tags=parse_tags(top.section("tags")),

@@ -50,12 +50,10 @@ CALLBACKS = ("on_start", "on_stop", "on_restart", "on_reload", "on_role_change")
 METHOD_SWITCHES = ("keep_data", "no_leader", "no_params")
 
 
-def parse_postgresql(
-    section: Section, standby_methods: tuple[str, ...] = (), standby_key: str = ""
-) -> PostgresqlSettings:
+def parse_postgresql(section: Section, standby_methods: tuple[str, ...] = ()) -> PostgresqlSettings:
     """The `postgresql` section; `standby_methods`: the names of
-    `bootstrap.dcs.standby_cluster.create_replica_methods` (at `standby_key`), whose
-    sections are read too (a name other than basebackup with no section is refused)."""
+    `bootstrap.dcs.standby_cluster.create_replica_methods`, whose
+    sections are read too (a name with no section runs the command of that name)."""
     ctx = section.ctx
     listen, connect = listen_and_connect(section, what="PostgreSQL", example="node1:5432")
     data_dir = section.get_path("data_dir", absolute=True)
@@ -83,7 +81,7 @@ def parse_postgresql(
         use_unix_socket=section.get_bool("use_unix_socket", False),
         create_replica_methods=methods,
         other_replica_methods=_other_replica_methods(
-            section, standby_methods, standby_key, {m.name for m in methods}
+            section, standby_methods, {m.name for m in methods}
         ),
         basebackup=()
         if basebackup is MISSING
@@ -211,24 +209,12 @@ def _replica_methods(section: Section) -> tuple[ReplicaMethod, ...]:
 
 
 def _other_replica_methods(
-    section: Section, names: tuple[str, ...], key: str, own: set[str]
+    section: Section, names: tuple[str, ...], own: set[str]
 ) -> tuple[ReplicaMethod, ...]:
     """The sections of the methods `standby_cluster.create_replica_methods` names that
-    `postgresql.create_replica_methods` (`own`) does not; each must have its section here."""
-    methods: list[ReplicaMethod] = []
-    for i, name in enumerate(names):
-        if name == BASEBACKUP or name in own:
-            continue
-        if not section.has(name):
-            raise section.ctx.error(
-                f"{key}[{i}]",
-                f"names {name!r}, which has no section {section.key(name)} (its command "
-                "and options)",
-                f"a {section.key(name)} section with the command that builds a member "
-                "(or basebackup)",
-            )
-        methods.append(_replica_method(section, name))
-    return tuple(methods)
+    `postgresql.create_replica_methods` (`own`) does not (with no section: the command of
+    that name, as for `postgresql.create_replica_methods`)."""
+    return tuple(_replica_method(section, n) for n in names if n != BASEBACKUP and n not in own)
 
 
 def _replica_method(section: Section, name: str) -> ReplicaMethod:

@@ -4,7 +4,8 @@ In a standby cluster whose `standby_cluster.create_replica_methods` is set, thos
 Patroni: for the standby leader, cloned from the remote primary or restored from a
 backup, and for every other member); otherwise the node's own
 `postgresql.create_replica_methods`.  Each name other than basebackup is the section
-`postgresql.NAME` of this node's configuration.
+`postgresql.NAME` of this node's configuration; with no such section, the command of
+that name, run with the usual arguments (as Patroni does).
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ SETTINGS = (
 
 @dataclass(frozen=True)
 class ReplicaMethods:
-    """The methods in effect, the key that lists them, and the names left out because
-    this node has no section for them (each with its key path and what to do)."""
+    """The methods in effect and the key that lists them."""
 
     methods: tuple[ReplicaMethod, ...]
     key: str
-    missing: tuple[str, ...] = ()
 
     @property
     def without_leader(self) -> bool:
@@ -45,22 +44,9 @@ def replica_methods(local: PostgresqlSettings, dynamic: DynamicConfig) -> Replic
     if standby is None or not standby.create_replica_methods:
         return ReplicaMethods(local.create_replica_methods, "postgresql.create_replica_methods")
     known = {m.name: m for m in (*local.create_replica_methods, *local.other_replica_methods)}
-    methods: list[ReplicaMethod] = []
-    missing: list[str] = []
-    for i, name in enumerate(standby.create_replica_methods):
-        if name == BASEBACKUP:
-            methods.append(ReplicaMethod(BASEBACKUP))
-        elif name in known:
-            methods.append(known[name])
-        else:
-            missing.append(
-                f"{STANDBY_METHODS_KEY}[{i}]: {name} has no section postgresql.{name} in "
-                "this node's configuration, so it is not run (a method's section is read "
-                "when postgresql.create_replica_methods or bootstrap.dcs.standby_cluster."
-                "create_replica_methods names it: name it there, with its section, and "
-                "reload)"
-            )
-    return ReplicaMethods(tuple(methods), STANDBY_METHODS_KEY, tuple(missing))
+    # A name with no section here: the command of that name (`ReplicaMethod.command`).
+    methods = tuple(known.get(name, ReplicaMethod(name)) for name in standby.create_replica_methods)
+    return ReplicaMethods(methods, STANDBY_METHODS_KEY)
 
 
 def check_method_name(ctx: Context, item_key: str, name: str, before: list[str]) -> None:

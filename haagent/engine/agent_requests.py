@@ -19,7 +19,6 @@ from typing import Any
 
 from haagent.config import ConfigError, parse_dynamic_config
 from haagent.config.dynamic import merge_patch
-from haagent.config.replica_methods import replica_methods
 from haagent.core.fitness import unfit_reason
 from haagent.core.snapshot import ManualRequest
 from haagent.dcs.errors import DCSError
@@ -276,12 +275,9 @@ class AgentRequests:
 
     async def _write_config(self, new: Mapping[str, Any]) -> ConfigWriteResult:
         try:
-            parsed = parse_dynamic_config(new)
+            parse_dynamic_config(new)
         except ConfigError as e:
             return ConfigWriteResult(400, str(e))
-        missing = replica_methods(self.loop.settings.postgresql, parsed).missing
-        if missing:  # a method this node could not run: refused here, with its key path
-            return ConfigWriteResult(400, "refused: " + "; ".join(missing))
         view = self.dcs.view()
         revision = view.config_revision if view.config is not None else 0
         try:

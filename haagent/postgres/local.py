@@ -293,8 +293,6 @@ class LocalPostgres:
         no_leader methods only); configured as a standby of the source used, stopped.
         `basebackup_only`: pg_basebackup alone (a reinitialize from the leader)."""
         chosen = replica_methods(self.instance.settings, self.instance.dynamic)
-        for problem in chosen.missing:
-            log.warning("%s", problem)
         methods, key = chosen.methods, chosen.key
         if basebackup_only:
             methods, key = (ReplicaMethod(BASEBACKUP),), "reinitialize from the leader"
@@ -307,7 +305,6 @@ class LocalPostgres:
                 attempts,
                 retry_delay,
                 key=key,
-                missing=chosen.missing,
             )
             outcome.append(f"built from {source}" if source else "built from a backup")
         return source

@@ -245,27 +245,21 @@ async def build_replica(
     retry_delay: float = 5.0,
     *,
     key: str = "postgresql.create_replica_methods",
-    missing: Sequence[str] = (),
 ) -> Upstream | None:
     """Build the data directory with `methods` (listed at `key`) in order, from the first of
     `sources` (none: only the `no_leader` methods); configured as a standby of the source
     used (None: of no one yet) and left stopped.  ReplicaCreationError says why every
-    method failed (`missing`: the methods left out, and why)."""
+    method failed."""
     deadline = time.monotonic() + timeout
     usable = [m for m in methods if sources or (m.no_leader and not m.is_basebackup)]
     if not usable:
         raise ReplicaCreationError(
-            "; ".join(
-                [
-                    "no server to copy from (no running leader or clonefrom member, or a "
-                    "standby_cluster without host), and no create_replica_methods method "
-                    f"with no_leader to restore a backup ({key}: name a method whose "
-                    "section postgresql.NAME restores one and sets no_leader: true)",
-                    *missing,
-                ]
-            )
+            "no server to copy from (no running leader or clonefrom member, or a "
+            "standby_cluster without host), and no create_replica_methods method "
+            f"with no_leader to restore a backup ({key}: name a method whose "
+            "section postgresql.NAME restores one and sets no_leader: true)"
         )
-    errors: list[str] = list(missing)
+    errors: list[str] = []
     for method in usable:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -179,9 +179,9 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ),
     (
         "standby-cluster-replica-method",
-        setting("bootstrap.dcs.standby_cluster", {"host": "h", "create_replica_methods": ["x"]}),
+        setting("bootstrap.dcs.standby_cluster", {"host": "h", "create_replica_methods": ["a b"]}),
         "bootstrap.dcs.standby_cluster.create_replica_methods[0]",
-        "basebackup",
+        "is not a method name",
     ),
     (
         "standby-cluster-replica-method-twice",
@@ -670,17 +670,19 @@ def test_a_standby_cluster_restores_its_leader_with_its_own_methods(tmp_path: Pa
         ("basebackup", ""),
     ]
     assert chosen.key == "standby_cluster.create_replica_methods"
-    assert chosen.without_leader and chosen.missing == ()
+    assert chosen.without_leader
     # Without the section, the primary cluster's own methods are in effect.
     primary = replace(settings.bootstrap.dcs, standby_cluster=None)
     assert replica_methods(settings.postgresql, primary).methods == (ReplicaMethod("basebackup"),)
-    # A name the etcd config gives that this node has no section for: left out, said why.
+    # A name the etcd config gives that this node has no section for: the command of that
+    # name (`command` empty), as for postgresql.create_replica_methods and in Patroni.
     other = replace(standby, create_replica_methods=("wal-g", "restore"))
     etcd = replace(settings.bootstrap.dcs, standby_cluster=other)
     chosen = replica_methods(settings.postgresql, etcd)
-    assert [m.name for m in chosen.methods] == ["restore"]
-    assert len(chosen.missing) == 1
-    assert chosen.missing[0].startswith("standby_cluster.create_replica_methods[0]: wal-g has no")
+    assert [(m.name, m.command) for m in chosen.methods] == [
+        ("wal-g", ""),
+        ("restore", "restore-backup"),
+    ]
     # What --validate-config lists: the standby cluster's method as any other's.
     assert [line.split(":")[0] for line in differences(settings)] == ["postgresql.restore"]
     without = replace(settings.bootstrap.dcs, standby_cluster=replace(standby,
