@@ -215,7 +215,8 @@ def test_bad_input_is_refused_and_changes_nothing(ready: LabCluster, haactl: Haa
 
 def test_unreachable_etcd_fails_within_retry_timeout(ready: LabCluster, haactl: Haactl) -> None:
     port = free_port()
-    for command in (["list"], ["switchover", "--force"], ["explain"]):
+    # One command here: tests/unit/cli/test_cli_context.py runs five against a closed port.
+    for command in (["switchover", "--force"],):
         started = time.monotonic()
         run = haactl("--dcs-url", f"127.0.0.1:{port}", *command)
         elapsed = time.monotonic() - started
