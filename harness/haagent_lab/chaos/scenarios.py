@@ -127,7 +127,10 @@ def standby_cluster_leader_loss(ctx: Context) -> None:
             other = next(n for n in standby.nodes if n != leader)
             code, body = standby.nodes[leader].api("/patroni")
             rows = (body.get("replication") or []) if code == 200 and isinstance(body, dict) else []
-            return any(r.get("application_name") == other for r in rows)
+            # Streaming, not cloning: pg_basebackup's walsender shows the same name.
+            return any(
+                r.get("application_name") == other and r.get("state") == "streaming" for r in rows
+            )
 
         standby.wait_for(lambda: following(_standby_leader(standby)), "the standby cluster",
                          120)  # fmt: skip
